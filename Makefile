@@ -1,0 +1,56 @@
+# make run   — install what is missing, build, and run the collector in the foreground
+# make test  — install what is missing, build, and run the whole test suite
+SHELL := /bin/bash
+BUILD := build
+BPF_OBJ := $(BUILD)/collector.bpf.o
+COLLECTOR := $(BUILD)/collector/Collector
+CLANG ?= clang
+DOTNET ?= dotnet
+export DOTNET_CLI_TELEMETRY_OPTOUT := 1
+export DOTNET_NOLOGO := 1
+
+BPF_SRC := $(wildcard bpf/*.c bpf/*.h)
+CS_SRC := $(shell find src -name '*.cs' -o -name '*.csproj') Collector.sln
+
+.PHONY: all deps build bpf collector native run test bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/vmlinux.h:
+	@mkdir -p $(BUILD)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+# CO-RE: the object is relocated against the running kernel's BTF when it is loaded
+$(BPF_OBJ): $(BPF_SRC) $(BUILD)/vmlinux.h
+	$(CLANG) -g -O2 -mcpu=v3 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function \
+		-I $(BUILD) -I bpf -c bpf/collector.bpf.c -o $@
+
+bpf: $(BPF_OBJ)
+
+native: $(BUILD)/layout_dump
+
+$(BUILD)/layout_dump: native/layout_dump.c bpf/collector.h
+	@mkdir -p $(BUILD)
+	$(CC) -O1 -Wall -Werror -I bpf -o $@ native/layout_dump.c
+
+$(COLLECTOR): $(BPF_OBJ) $(CS_SRC) scripts/build-release.sh
+	scripts/build-release.sh $(BUILD)/collector
+
+collector: $(COLLECTOR)
+
+build: deps bpf native collector
+
+run: build
+	PROBE_ALL_PID=$${PROBE_ALL_PID:-true} $(COLLECTOR)
+
+test: build
+	$(DOTNET) test tests/Collector.Tests/Collector.Tests.csproj -c Release --logger "console;verbosity=normal" 2>&1 | tee $(BUILD)/test.log; exit $${PIPESTATUS[0]}
+
+bench: build
+	$(DOTNET) run -c Release --project bench/Collector.Bench/Collector.Bench.csproj
+
+clean:
+	rm -rf $(BUILD) src/*/bin src/*/obj tests/*/bin tests/*/obj bench/*/bin bench/*/obj

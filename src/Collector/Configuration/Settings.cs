@@ -1,0 +1,317 @@
+using System.Globalization;
+
+namespace Collector.Configuration;
+
+/// <summary>Every setting of the collector, read once at start-up from the environment.
+/// Names, meanings and defaults follow the Akto collector's (shared/spec/configuration.md) so
+/// that existing manifests keep working; the rest are ours and documented in the README.</summary>
+public sealed record Settings
+{
+    // Kafka
+    public string? KafkaBrokers { get; init; }
+    public string KafkaTopic { get; init; } = "akto.api.logs";
+    public int BatchSize { get; init; } = 100;
+    public TimeSpan BatchTime { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan PollInterval { get; init; } = TimeSpan.FromSeconds(0.5);
+    public bool KafkaUseTls { get; init; }
+    public string KafkaCaCertPath { get; init; } = "./ca.crt";
+    public bool KafkaInsecureSkipVerify { get; init; }
+    public bool KafkaAuth { get; init; }
+    public string? KafkaUsername { get; init; }
+    public string? KafkaPassword { get; init; }
+    public int KafkaQueueMessages { get; init; } = 100_000;
+    public int KafkaQueueMegabytes { get; init; } = 256;
+    public int KafkaMaxMessageBytes { get; init; } = 1_000_000;
+    public TimeSpan ShutdownGrace { get; init; } = TimeSpan.FromSeconds(25);
+    public string HeartbeatTopic { get; init; } = "akto.daemonset.producer.heartbeats";
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(60);
+
+    // Filters
+    public string? DiscoveryConfig { get; init; }
+    public string? DiscoveryConfigPath { get; init; }
+    public string? HeaderValueFilter { get; init; }
+    public bool DisableEgress { get; init; }
+    public bool IgnoreIpTraffic { get; init; }
+    public bool IgnoreCloudMetadataCalls { get; init; }
+    public IReadOnlyList<string> RedactHeaders { get; init; } = [];
+
+    // Reassembly bounds
+    public TimeSpan InactivityThreshold { get; init; } = TimeSpan.FromSeconds(30);
+    public int MaxActiveConnections { get; init; } = 4096;
+    public long BufferThresholdBytes { get; init; } = 600L * 1024 * 1024;
+    public long MemoryRestartBytes { get; init; } = 800L * 1024 * 1024;
+    public int MaxHeaderBytes { get; init; } = 64 * 1024;
+    public int MaxBodyBytes { get; init; } = 256 * 1024;
+
+    // Capture
+    public bool CaptureAll { get; init; } = true;
+    public bool CaptureSsl { get; init; } = true;
+    public TimeSpan UprobePollInterval { get; init; } = TimeSpan.FromMinutes(5);
+    public bool ProbeAllPid { get; init; }
+    public IReadOnlyList<int> TracePids { get; init; } = [];
+    public IReadOnlyList<string> TraceComms { get; init; } = [];
+    public int RingBufferMegabytes { get; init; } = 16;
+    public int ConnectionMapEntries { get; init; } = 65536;
+    public int CaptureChunkBytes { get; init; } = 16384;
+    public int CaptureChunksPerCall { get; init; } = 4;
+    public string BpfObjectPath { get; init; } = Path.Combine(AppContext.BaseDirectory, "collector.bpf.o");
+    public string HostProc { get; init; } = "/proc";
+
+    // Identity and output
+    public string AccountId { get; init; } = "1000000";
+    public string VxlanId { get; init; } = "0";
+    public string? MongoConnection { get; init; }
+    public string MetricsBind { get; init; } = "0.0.0.0:9176";
+    public bool LogJson { get; init; }
+    public string? NodeName { get; init; }
+    public string? PodName { get; init; }
+}
+
+/// <summary>A setting that does not parse: start-up stops with this one line.</summary>
+public sealed class SettingsException(string variable, string problem)
+    : Exception($"configuration error: {variable}: {problem}")
+{
+    public string Variable { get; } = variable;
+}
+
+public static class SettingsReader
+{
+    /// <summary>Every variable the collector reads, with its default, for --help and the README.</summary>
+    public static readonly IReadOnlyList<(string Name, string Default, string Meaning)> Variables =
+    [
+        ("AKTO_KAFKA_BROKER_MAL", "unset", "Kafka bootstrap servers (host:port[,host:port]); wins over AKTO_KAFKA_BROKER_URL"),
+        ("AKTO_KAFKA_BROKER_URL", "unset", "Kafka bootstrap servers; unset: exchanges go to stdout as JSON lines"),
+        ("AKTO_KAFKA_TOPIC_NAME", "akto.api.logs", "topic for traffic messages"),
+        ("AKTO_TRAFFIC_BATCH_SIZE", "100", "messages per producer batch"),
+        ("AKTO_TRAFFIC_BATCH_TIME_SECS", "10", "longest wait (s) before a partial batch is sent"),
+        ("KAFKA_POLL_INTERVAL", "0.5", "seconds between passes that flush finished or idle connections"),
+        ("USE_TLS", "false", "TLS to the broker"),
+        ("TLS_CA_CERT_PATH", "./ca.crt", "CA certificate for TLS to the broker"),
+        ("INSECURE_SKIP_VERIFY", "false", "do not verify the broker's certificate"),
+        ("IS_AUTH_IMPLEMENTED", "false", "SASL/PLAIN to the broker"),
+        ("KAFKA_USERNAME", "unset", "SASL/PLAIN user name"),
+        ("KAFKA_PASSWORD", "unset", "SASL/PLAIN password"),
+        ("KAFKA_QUEUE_MESSAGES", "100000", "messages waiting for the broker before the oldest are shed"),
+        ("KAFKA_QUEUE_MB", "256", "MB waiting for the broker before the oldest are shed"),
+        ("KAFKA_MAX_MESSAGE_BYTES", "1000000", "largest message produced; bodies are cut to fit"),
+        ("SHUTDOWN_GRACE_SECS", "25", "seconds to flush on SIGTERM before exiting"),
+        ("AKTO_HEARTBEAT_TOPIC", "akto.daemonset.producer.heartbeats", "topic for heartbeats"),
+        ("AKTO_HEARTBEAT_INTERVAL_SECS", "60", "seconds between heartbeats"),
+        ("AKTO_MODULE_DISCOVERY_CONFIG", "unset", "JSON rules: which requests to keep, by request header"),
+        ("AKTO_MODULE_DISCOVERY_CONFIG_PATH", "unset", "file with the same rules, reloaded when it changes"),
+        ("AKTO_HEADER_VALUE_FILTER", "unset", "JSON object header→value: keep a request when any listed header has the listed value"),
+        ("TRAFFIC_DISABLE_EGRESS", "false", "drop outbound traffic (the traced process is the client)"),
+        ("AKTO_IGNORE_IP_TRAFFIC", "false", "drop requests whose Host is empty or an IP literal"),
+        ("AKTO_IGNORE_CLOUD_METADATA_CALLS", "false", "drop requests to 169.254.169.254"),
+        ("REDACT_HEADERS", "unset", "comma-separated header names whose values are replaced before sending"),
+        ("TRAFFIC_INACTIVITY_THRESHOLD", "30", "seconds a connection may be idle before it is flushed and forgotten"),
+        ("TRAFFIC_MAX_ACTIVE_CONN", "4096", "connections tracked at once in user space"),
+        ("TRAFFIC_BUFFER_THRESHOLD", "600", "MB of buffered, unpaired traffic; past it the oldest is shed"),
+        ("AKTO_MEM_THRESH_RESTART", "800", "MB of process memory; past it the collector exits with status 3"),
+        ("HTTP_MAX_HEADER_BYTES", "65536", "largest header block; a larger message is counted and skipped"),
+        ("HTTP_MAX_BODY_BYTES", "262144", "body bytes kept per message; the cut is marked"),
+        ("CAPTURE_ALL", "true", "capture plaintext socket traffic"),
+        ("CAPTURE_SSL", "true", "capture TLS plaintext at the TLS libraries"),
+        ("UPROBE_POLL_INTERVAL", "5", "minutes between full re-scans of processes for TLS libraries"),
+        ("PROBE_ALL_PID", "false", "also trace processes outside containers (host install)"),
+        ("TRACE_PIDS", "unset", "only trace these process ids (comma-separated)"),
+        ("TRACE_COMMS", "unset", "only trace these process names (comma-separated, at most 8)"),
+        ("RING_BUFFER_MB", "16", "size of the kernel ring buffer (power of two)"),
+        ("CONN_MAP_ENTRIES", "65536", "connections tracked at once in the kernel"),
+        ("CAPTURE_CHUNK_BYTES", "16384", "payload bytes per kernel event (at most 16384)"),
+        ("CAPTURE_CHUNKS_PER_CALL", "4", "kernel events per syscall; the rest of the call is a counted gap"),
+        ("BPF_OBJECT_PATH", "collector.bpf.o beside the binary", "the compiled eBPF object"),
+        ("HOST_PROC", "/proc", "the host's /proc (mounted elsewhere in a container)"),
+        ("AKTO_ACCOUNT_ID", "1000000", "the akto_account_id field"),
+        ("AKTO_VXLAN_ID", "0", "the akto_vxlan_id field (digits)"),
+        ("AKTO_MONGO_CONN", "unset", "not supported yet (see README); refused when set"),
+        ("METRICS_BIND", "0.0.0.0:9176", "address of /metrics, /ready and /healthz"),
+        ("LOG_FORMAT", "text", "text or json"),
+        ("NODE_NAME", "unset", "the node, for heartbeats and logs (downward API)"),
+        ("POD_NAME", "unset", "the pod, for heartbeats and logs (downward API)"),
+    ];
+
+    public static Settings Read(IReadOnlyDictionary<string, string?> env)
+    {
+        string? Get(string name) => env.TryGetValue(name, out var v) && !string.IsNullOrWhiteSpace(v) ? v.Trim() : null;
+
+        var d = new Settings();
+        var brokers = Get("AKTO_KAFKA_BROKER_MAL") ?? Get("AKTO_KAFKA_BROKER_URL");
+        if (brokers is not null)
+            ValidateBrokers(Get("AKTO_KAFKA_BROKER_MAL") is not null ? "AKTO_KAFKA_BROKER_MAL" : "AKTO_KAFKA_BROKER_URL", brokers);
+
+        var s = new Settings
+        {
+            KafkaBrokers = brokers,
+            KafkaTopic = Get("AKTO_KAFKA_TOPIC_NAME") ?? d.KafkaTopic,
+            BatchSize = Int(Get, "AKTO_TRAFFIC_BATCH_SIZE", d.BatchSize, 1, 1_000_000),
+            BatchTime = Seconds(Get, "AKTO_TRAFFIC_BATCH_TIME_SECS", d.BatchTime, allowFraction: false),
+            PollInterval = Seconds(Get, "KAFKA_POLL_INTERVAL", d.PollInterval, allowFraction: true),
+            KafkaUseTls = Bool(Get, "USE_TLS"),
+            KafkaCaCertPath = Get("TLS_CA_CERT_PATH") ?? d.KafkaCaCertPath,
+            KafkaInsecureSkipVerify = Bool(Get, "INSECURE_SKIP_VERIFY"),
+            KafkaAuth = Bool(Get, "IS_AUTH_IMPLEMENTED"),
+            KafkaUsername = Get("KAFKA_USERNAME"),
+            KafkaPassword = Get("KAFKA_PASSWORD"),
+            KafkaQueueMessages = Int(Get, "KAFKA_QUEUE_MESSAGES", d.KafkaQueueMessages, 1, int.MaxValue),
+            KafkaQueueMegabytes = Int(Get, "KAFKA_QUEUE_MB", d.KafkaQueueMegabytes, 1, 1_000_000),
+            KafkaMaxMessageBytes = Int(Get, "KAFKA_MAX_MESSAGE_BYTES", d.KafkaMaxMessageBytes, 10_000, 1_000_000_000),
+            ShutdownGrace = Seconds(Get, "SHUTDOWN_GRACE_SECS", d.ShutdownGrace, allowFraction: true),
+            HeartbeatTopic = Get("AKTO_HEARTBEAT_TOPIC") ?? d.HeartbeatTopic,
+            HeartbeatInterval = Seconds(Get, "AKTO_HEARTBEAT_INTERVAL_SECS", d.HeartbeatInterval, allowFraction: true),
+            DiscoveryConfig = Get("AKTO_MODULE_DISCOVERY_CONFIG"),
+            DiscoveryConfigPath = Get("AKTO_MODULE_DISCOVERY_CONFIG_PATH"),
+            HeaderValueFilter = Get("AKTO_HEADER_VALUE_FILTER"),
+            DisableEgress = Bool(Get, "TRAFFIC_DISABLE_EGRESS"),
+            IgnoreIpTraffic = Bool(Get, "AKTO_IGNORE_IP_TRAFFIC"),
+            IgnoreCloudMetadataCalls = Bool(Get, "AKTO_IGNORE_CLOUD_METADATA_CALLS"),
+            RedactHeaders = List(Get("REDACT_HEADERS")).Select(h => h.ToLowerInvariant()).ToArray(),
+            InactivityThreshold = Seconds(Get, "TRAFFIC_INACTIVITY_THRESHOLD", d.InactivityThreshold, allowFraction: true),
+            MaxActiveConnections = Int(Get, "TRAFFIC_MAX_ACTIVE_CONN", d.MaxActiveConnections, 1, 10_000_000),
+            BufferThresholdBytes = Megabytes(Get, "TRAFFIC_BUFFER_THRESHOLD", d.BufferThresholdBytes),
+            MemoryRestartBytes = Megabytes(Get, "AKTO_MEM_THRESH_RESTART", d.MemoryRestartBytes),
+            MaxHeaderBytes = Int(Get, "HTTP_MAX_HEADER_BYTES", d.MaxHeaderBytes, 256, 16 * 1024 * 1024),
+            MaxBodyBytes = Int(Get, "HTTP_MAX_BODY_BYTES", d.MaxBodyBytes, 0, 512 * 1024 * 1024),
+            CaptureAll = BoolDefault(Get, "CAPTURE_ALL", true),
+            CaptureSsl = BoolDefault(Get, "CAPTURE_SSL", true),
+            UprobePollInterval = Minutes(Get, "UPROBE_POLL_INTERVAL", d.UprobePollInterval),
+            ProbeAllPid = Bool(Get, "PROBE_ALL_PID"),
+            TracePids = List(Get("TRACE_PIDS")).Select(p => int.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && pid > 0
+                ? pid : throw new SettingsException("TRACE_PIDS", $"'{p}' is not a process id")).ToArray(),
+            TraceComms = Comms(Get("TRACE_COMMS")),
+            RingBufferMegabytes = PowerOfTwo(Get, "RING_BUFFER_MB", d.RingBufferMegabytes),
+            ConnectionMapEntries = Int(Get, "CONN_MAP_ENTRIES", d.ConnectionMapEntries, 64, 16_777_216),
+            CaptureChunkBytes = Int(Get, "CAPTURE_CHUNK_BYTES", d.CaptureChunkBytes, 64, 16384),
+            CaptureChunksPerCall = Int(Get, "CAPTURE_CHUNKS_PER_CALL", d.CaptureChunksPerCall, 1, 64),
+            BpfObjectPath = Get("BPF_OBJECT_PATH") ?? d.BpfObjectPath,
+            HostProc = Get("HOST_PROC") ?? d.HostProc,
+            AccountId = Get("AKTO_ACCOUNT_ID") ?? d.AccountId,
+            VxlanId = Digits(Get, "AKTO_VXLAN_ID", d.VxlanId),
+            MongoConnection = Get("AKTO_MONGO_CONN"),
+            MetricsBind = Bind(Get, "METRICS_BIND", d.MetricsBind),
+            LogJson = LogFormat(Get("LOG_FORMAT")),
+            NodeName = Get("NODE_NAME"),
+            PodName = Get("POD_NAME"),
+        };
+        if (s.KafkaAuth && (s.KafkaUsername is null || s.KafkaPassword is null))
+            throw new SettingsException("IS_AUTH_IMPLEMENTED", "true needs KAFKA_USERNAME and KAFKA_PASSWORD");
+        if (s.MongoConnection is not null)
+            throw new SettingsException("AKTO_MONGO_CONN", "MongoDB is not supported yet (no driver can be built here); use AKTO_HEADER_VALUE_FILTER for the header-value filter");
+        return s;
+    }
+
+    public static Settings FromEnvironment()
+    {
+        var env = new Dictionary<string, string?>();
+        foreach (System.Collections.DictionaryEntry e in Environment.GetEnvironmentVariables())
+            env[(string)e.Key] = (string?)e.Value;
+        return Read(env);
+    }
+
+    /// <summary>true in any case is true; anything else is false (the field's rule).</summary>
+    private static bool Bool(Func<string, string?> get, string name) =>
+        string.Equals(get(name), "true", StringComparison.OrdinalIgnoreCase);
+
+    private static bool BoolDefault(Func<string, string?> get, string name, bool dflt) =>
+        get(name) is { } v ? string.Equals(v, "true", StringComparison.OrdinalIgnoreCase) : dflt;
+
+    private static int Int(Func<string, string?> get, string name, int dflt, int min, int max)
+    {
+        var v = get(name);
+        if (v is null) return dflt;
+        if (!long.TryParse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var n))
+            throw new SettingsException(name, $"'{v}' is not a whole number");
+        if (n < min || n > max)
+            throw new SettingsException(name, $"{n} is outside {min}..{max}");
+        return (int)n;
+    }
+
+    private static TimeSpan Seconds(Func<string, string?> get, string name, TimeSpan dflt, bool allowFraction)
+    {
+        var v = get(name);
+        if (v is null) return dflt;
+        if (!double.TryParse(v, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var secs) || double.IsNaN(secs))
+            throw new SettingsException(name, $"'{v}' is not a number of seconds");
+        if (!allowFraction && secs != Math.Floor(secs))
+            throw new SettingsException(name, $"'{v}' must be a whole number of seconds");
+        if (secs <= 0 || secs > 86400 * 365)
+            throw new SettingsException(name, $"'{v}' must be more than 0 seconds");
+        return TimeSpan.FromSeconds(secs);
+    }
+
+    private static TimeSpan Minutes(Func<string, string?> get, string name, TimeSpan dflt)
+    {
+        var v = get(name);
+        if (v is null) return dflt;
+        if (!double.TryParse(v, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var m) || m <= 0 || m > 525600)
+            throw new SettingsException(name, $"'{v}' is not a positive number of minutes");
+        return TimeSpan.FromMinutes(m);
+    }
+
+    private static long Megabytes(Func<string, string?> get, string name, long dflt)
+    {
+        var v = get(name);
+        if (v is null) return dflt;
+        if (!long.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var mb) || mb <= 0 || mb > 1_000_000)
+            throw new SettingsException(name, $"'{v}' is not a positive number of MB");
+        return mb * 1024 * 1024;
+    }
+
+    private static int PowerOfTwo(Func<string, string?> get, string name, int dflt)
+    {
+        var n = Int(get, name, dflt, 1, 1024);
+        if ((n & (n - 1)) != 0)
+            throw new SettingsException(name, $"{n} is not a power of two");
+        return n;
+    }
+
+    private static string Digits(Func<string, string?> get, string name, string dflt)
+    {
+        var v = get(name);
+        if (v is null) return dflt;
+        if (!v.All(char.IsAsciiDigit))
+            throw new SettingsException(name, $"'{v}' must be digits (the processor turns it into a collection id)");
+        return v;
+    }
+
+    private static string Bind(Func<string, string?> get, string name, string dflt)
+    {
+        var v = get(name) ?? dflt;
+        var colon = v.LastIndexOf(':');
+        if (colon <= 0 || !ushort.TryParse(v.AsSpan(colon + 1), out _) ||
+            !System.Net.IPAddress.TryParse(v[..colon].Trim('[', ']'), out _))
+            throw new SettingsException(name, $"'{v}' is not address:port");
+        return v;
+    }
+
+    private static bool LogFormat(string? v) => v?.ToLowerInvariant() switch
+    {
+        null or "text" => false,
+        "json" => true,
+        _ => throw new SettingsException("LOG_FORMAT", $"'{v}' is neither text nor json"),
+    };
+
+    private static void ValidateBrokers(string name, string value)
+    {
+        foreach (var b in value.Split(',', StringSplitOptions.TrimEntries))
+        {
+            var colon = b.LastIndexOf(':');
+            if (colon <= 0 || !ushort.TryParse(b.AsSpan(colon + 1), out var port) || port == 0)
+                throw new SettingsException(name, $"'{b}' is not host:port");
+        }
+    }
+
+    private static string[] Comms(string? v)
+    {
+        var comms = List(v);
+        if (comms.Length > 8)
+            throw new SettingsException("TRACE_COMMS", $"{comms.Length} names given, at most 8 are supported");
+        foreach (var c in comms)
+            if (System.Text.Encoding.UTF8.GetByteCount(c) > 15)
+                throw new SettingsException("TRACE_COMMS", $"'{c}' is longer than a process name can be (15 bytes)");
+        return comms;
+    }
+
+    private static string[] List(string? v) =>
+        v is null ? [] : v.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+}

@@ -1,0 +1,204 @@
+using System.Diagnostics;
+using System.Net;
+using Collector.Events;
+using Collector.Http;
+using Collector.Metrics;
+
+namespace Collector.Connections;
+
+/// <summary>Bounds of user-space reassembly (configuration.md: TRAFFIC_*).</summary>
+public sealed record ReassemblyLimits(
+    TimeSpan Inactivity, int MaxConnections, long BufferBudgetBytes, HttpLimits Http);
+
+/// <summary>Every connection being reassembled, keyed by (tgid, fd). Single-threaded: only the
+/// event reader's thread calls it. Keeps connections in least-recently-active order so that idle
+/// ones are flushed, the table stays under TRAFFIC_MAX_ACTIVE_CONN, and memory is shed oldest first.</summary>
+public sealed class ConnectionTable : IKernelEventHandler, IDisposable
+{
+    private readonly Dictionary<(uint Tgid, uint Fd), Connection> _connections = new();
+    private readonly LinkedList<Connection> _lru = new();
+    private readonly ReassemblyLimits _limits;
+    private readonly Action<HttpExchange> _emit;
+    private long _retained;
+
+    public ConnectionTable(ReassemblyLimits limits, CollectorMetrics metrics, Action<HttpExchange> emit)
+    {
+        _limits = limits;
+        Metrics = metrics;
+        _emit = emit;
+        Interlocked.Exchange(ref metrics.BufferBudgetBytes, limits.BufferBudgetBytes);
+    }
+
+    public CollectorMetrics Metrics { get; }
+    public int Count => _connections.Count;
+    public long RetainedBytes => _retained;
+
+    /// <summary>Process names by tgid, learned from open events (for connections whose open event was lost).</summary>
+    private readonly Dictionary<uint, string> _processNames = new();
+
+    public unsafe void OnOpen(in OpenEvent e)
+    {
+        var id = new ConnectionId(e.Header.Tgid, e.Header.Fd, e.Header.Generation);
+        var conn = GetOrCreate(id);
+        fixed (byte* local = e.LocalAddr)
+        fixed (byte* remote = e.RemoteAddr)
+        fixed (byte* comm = e.Comm)
+        {
+            var name = CString(new ReadOnlySpan<byte>(comm, EventLayout.CommLength));
+            _processNames[e.Header.Tgid] = name;
+            conn.Info = new ConnectionInfo(
+                Address(e.Family, new ReadOnlySpan<byte>(local, 16)), e.LocalPort,
+                Address(e.Family, new ReadOnlySpan<byte>(remote, 16)), e.RemotePort,
+                e.Origin, name);
+        }
+    }
+
+    public void OnData(in DataEventHeader h, ReadOnlySpan<byte> payload)
+    {
+        var id = new ConnectionId(h.Header.Tgid, h.Header.Fd, h.Header.Generation);
+        var conn = GetOrCreate(id);
+        conn.OnData(h, payload);
+        EnforceBudget(conn);
+    }
+
+    public void OnClose(in CloseEvent e)
+    {
+        var key = (e.Header.Tgid, e.Header.Fd);
+        if (_connections.TryGetValue(key, out var conn) && conn.Id.Generation == e.Header.Generation)
+            End(conn, e.Header.TimestampNs, "close");
+    }
+
+    /// <summary>Told of every exec (the TLS probes look for libraries in the new process).</summary>
+    public Action<uint>? ExecObserver { get; set; }
+
+    public void OnExec(uint tgid) => ExecObserver?.Invoke(tgid);
+
+    public void OnExit(uint tgid, ulong timestampNs)
+    {
+        _processNames.Remove(tgid);
+        List<Connection>? ended = null;
+        foreach (var c in _lru)
+            if (c.Id.Tgid == tgid) (ended ??= new()).Add(c);
+        if (ended is null) return;
+        foreach (var c in ended) End(c, timestampNs, "process_exit");
+    }
+
+    /// <summary>Flushes connections idle longer than the inactivity threshold.</summary>
+    public void Sweep()
+    {
+        var now = Stopwatch.GetTimestamp();
+        var idleTicks = (long)(_limits.Inactivity.TotalSeconds * Stopwatch.Frequency);
+        while (_lru.First is { } node && now - node.Value.LastActivity > idleTicks)
+            End(node.Value, MonotonicNowNs(), "idle");
+    }
+
+    /// <summary>Ends every connection: shutdown emits what is complete.</summary>
+    public void EndAll(string reason)
+    {
+        while (_lru.First is { } node) End(node.Value, MonotonicNowNs(), reason);
+    }
+
+    internal void Emit(HttpExchange exchange)
+    {
+        Metrics.ExchangesEmitted[exchange.Direction == 1 ? "inbound" : "outbound"].Increment();
+        _emit(exchange);
+    }
+
+    internal void AdjustRetained(long delta)
+    {
+        _retained += delta;
+        Interlocked.Exchange(ref Metrics.BufferedBytes, _retained);
+    }
+
+    private Connection GetOrCreate(ConnectionId id)
+    {
+        var key = (id.Tgid, id.Fd);
+        if (_connections.TryGetValue(key, out var conn))
+        {
+            if (conn.Id.Generation == id.Generation)
+            {
+                Touch(conn);
+                return conn;
+            }
+            // The fd number was reused: the old connection ended even if its close was not seen.
+            End(conn, MonotonicNowNs(), "fd_reused");
+        }
+        if (_connections.Count >= _limits.MaxConnections && _lru.First is { } oldest)
+            End(oldest.Value, MonotonicNowNs(), "evicted_max_connections");
+        conn = new Connection(this, id, _limits.Http);
+        if (_processNames.TryGetValue(id.Tgid, out var name))
+            conn.Info = null; // addresses unknown until the open event; the name is kept for output
+        _connections[key] = conn;
+        conn.LruNode = _lru.AddLast(conn);
+        conn.LastActivity = Stopwatch.GetTimestamp();
+        Interlocked.Exchange(ref Metrics.ConnectionsTracked, _connections.Count);
+        return conn;
+    }
+
+    private void Touch(Connection conn)
+    {
+        conn.LastActivity = Stopwatch.GetTimestamp();
+        if (conn.LruNode is { } node && node != _lru.Last)
+        {
+            _lru.Remove(node);
+            _lru.AddLast(node);
+        }
+    }
+
+    private void End(Connection conn, ulong nowNs, string reason)
+    {
+        conn.Finish(nowNs, reason);
+        Metrics.ConnectionsEnded[reason].Increment();
+        _connections.Remove((conn.Id.Tgid, conn.Id.Fd));
+        if (conn.LruNode is { } node) _lru.Remove(node);
+        conn.LruNode = null;
+        conn.Dispose();
+        Interlocked.Exchange(ref Metrics.ConnectionsTracked, _connections.Count);
+    }
+
+    /// <summary>Keeps all buffered, unpaired bytes under TRAFFIC_BUFFER_THRESHOLD by shedding the
+    /// least recently active connections' buffers first (the one just written to goes last).</summary>
+    private void EnforceBudget(Connection current)
+    {
+        if (_retained <= _limits.BufferBudgetBytes) return;
+        var node = _lru.First;
+        while (_retained > _limits.BufferBudgetBytes && node is not null)
+        {
+            var next = node.Next;
+            if (node.Value.Retained > 0 && node.Value != current)
+                Metrics.ShedBytes.Add(node.Value.Shed());
+            node = next;
+        }
+        if (_retained > _limits.BufferBudgetBytes)
+            Metrics.ShedBytes.Add(current.Shed());
+    }
+
+    internal static ulong MonotonicNowNs() => (ulong)Stopwatch.GetTimestamp() * (1_000_000_000UL / (ulong)Stopwatch.Frequency);
+
+    private static IPAddress Address(ushort family, ReadOnlySpan<byte> bytes)
+    {
+        if (family == 2) return new IPAddress(bytes[..4]);
+        var v6 = new IPAddress(bytes);
+        return v6.IsIPv4MappedToIPv6 ? v6.MapToIPv4() : v6;
+    }
+
+    private static string CString(ReadOnlySpan<byte> s)
+    {
+        var end = s.IndexOf((byte)0);
+        return System.Text.Encoding.UTF8.GetString(end < 0 ? s : s[..end]);
+    }
+
+    public string? ProcessName(uint tgid) => _processNames.GetValueOrDefault(tgid);
+
+    public void Dispose() => EndAll("shutdown");
+}
+
+/// <summary>What the ring-buffer reader hands each decoded event to.</summary>
+public interface IKernelEventHandler
+{
+    void OnOpen(in OpenEvent e);
+    void OnData(in DataEventHeader h, ReadOnlySpan<byte> payload);
+    void OnClose(in CloseEvent e);
+    void OnExec(uint tgid);
+    void OnExit(uint tgid, ulong timestampNs);
+}

@@ -1,0 +1,114 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Collector.Connections;
+using Collector.Kernel;
+using Collector.Metrics;
+using Microsoft.Extensions.Logging;
+
+namespace Collector.Events;
+
+/// <summary>Reads the kernel's ring buffer on a dedicated thread and hands each event, decoded in
+/// place, to the connection table. A sample lives only during the callback: data events are copied
+/// once, straight into their connection's pipe.</summary>
+public sealed unsafe class RingBufferReader : IDisposable
+{
+    private readonly IKernelEventHandler _handler;
+    private readonly CollectorMetrics _metrics;
+    private readonly ILogger _log;
+    private readonly RingBufferHandle _ring;
+    private GCHandle _self;
+    private readonly Counter _syscallEvents, _syscallBytes, _opensslEvents, _opensslBytes, _gnutlsEvents, _gnutlsBytes, _controlEvents;
+
+    public RingBufferReader(int mapFd, IKernelEventHandler handler, CollectorMetrics metrics, ILogger log)
+    {
+        _handler = handler;
+        _metrics = metrics;
+        _log = log;
+        _syscallEvents = metrics.EventsRead["syscall"];
+        _syscallBytes = metrics.BytesRead["syscall"];
+        _opensslEvents = metrics.EventsRead["openssl"];
+        _opensslBytes = metrics.BytesRead["openssl"];
+        _gnutlsEvents = metrics.EventsRead["gnutls"];
+        _gnutlsBytes = metrics.BytesRead["gnutls"];
+        _controlEvents = metrics.EventsRead["control"];
+        _self = GCHandle.Alloc(this);
+        _ring = RingBufferHandle.FromPointer(
+            Interop.Libbpf.RingBufferNew(mapFd, &OnSample, GCHandle.ToIntPtr(_self), IntPtr.Zero));
+    }
+
+    public long HandlerErrors;
+
+    /// <summary>Waits up to timeoutMs for the kernel's wakeup, then consumes whatever is there: the
+    /// kernel wakes us only in batches, so a timeout with data waiting is normal.</summary>
+    public int Poll(int timeoutMs)
+    {
+        var n = Interop.Libbpf.RingBufferPoll(_ring.DangerousGetHandle(), timeoutMs);
+        if (n < 0 && n != -4 /* EINTR */) throw new BpfException("ring_buffer__poll", -n);
+        var m = Interop.Libbpf.RingBufferConsume(_ring.DangerousGetHandle());
+        if (m < 0 && m != -4) throw new BpfException("ring_buffer__consume", -m);
+        return Math.Max(n, 0) + Math.Max(m, 0);
+    }
+
+    [UnmanagedCallersOnly]
+    private static int OnSample(IntPtr ctx, IntPtr data, nuint size)
+    {
+        var reader = (RingBufferReader)GCHandle.FromIntPtr(ctx).Target!;
+        try
+        {
+            reader.Dispatch((byte*)data, (int)size);
+        }
+        catch (Exception e)
+        {
+            // An exception must not unwind into libbpf. Count it, log it, and go on with the next event.
+            if (Interlocked.Increment(ref reader.HandlerErrors) <= 10)
+                reader._log.LogError(e, "error handling a kernel event");
+            reader._metrics.CountHttpDrop("event_handler_error");
+        }
+        return 0;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void Dispatch(byte* data, int size)
+    {
+        if (size < sizeof(EventHeader)) return;
+        var header = (EventHeader*)data;
+        switch (header->Type)
+        {
+            case EventType.Data when size >= sizeof(DataEventHeader):
+            {
+                var h = (DataEventHeader*)data;
+                var len = (int)Math.Min(h->DataLength, (uint)(size - sizeof(DataEventHeader)));
+                switch (h->Source)
+                {
+                    case EventSource.Syscall: _syscallEvents.Increment(); _syscallBytes.Add(len); break;
+                    case EventSource.OpenSsl: _opensslEvents.Increment(); _opensslBytes.Add(len); break;
+                    default: _gnutlsEvents.Increment(); _gnutlsBytes.Add(len); break;
+                }
+                _handler.OnData(*h, new ReadOnlySpan<byte>(data + sizeof(DataEventHeader), len));
+                break;
+            }
+            case EventType.Open when size >= sizeof(OpenEvent):
+                _controlEvents.Increment();
+                _handler.OnOpen(*(OpenEvent*)data);
+                break;
+            case EventType.Close when size >= sizeof(CloseEvent):
+                _controlEvents.Increment();
+                _handler.OnClose(*(CloseEvent*)data);
+                break;
+            case EventType.Exec:
+                _controlEvents.Increment();
+                _handler.OnExec(header->Tgid);
+                break;
+            case EventType.Exit:
+                _controlEvents.Increment();
+                _handler.OnExit(header->Tgid, header->TimestampNs);
+                break;
+        }
+    }
+
+    public void Dispose()
+    {
+        _ring.Dispose();
+        if (_self.IsAllocated) _self.Free();
+    }
+}

@@ -1,0 +1,21 @@
+using System.Runtime.InteropServices;
+
+namespace Collector.Kernel;
+
+internal static unsafe partial class Interop
+{
+    /// <summary>The few libc calls .NET does not expose.</summary>
+    internal static partial class Libc
+    {
+        // va_list on x86_64 is an array type and so travels as a pointer: libbpf's print callback
+        // hands it to us and vsnprintf formats it.
+        [LibraryImport("libc", EntryPoint = "vsnprintf")]
+        internal static partial int Vsnprintf(byte* buffer, nuint size, IntPtr format, IntPtr args);
+
+        [LibraryImport("libc", EntryPoint = "stat", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+        internal static partial int Stat(string path, byte* statBuffer);
+
+        [LibraryImport("libc", EntryPoint = "mount", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+        internal static partial int Mount(string source, string target, string fstype, ulong flags, IntPtr data);
+    }
+}

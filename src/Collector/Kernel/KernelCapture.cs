@@ -1,0 +1,221 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using Collector.Configuration;
+using Collector.Events;
+using Microsoft.Extensions.Logging;
+
+namespace Collector.Kernel;
+
+/// <summary>The loaded eBPF object: settings written into .rodata, maps sized, programs loaded,
+/// syscall tracepoints attached. Uprobes are attached per library file by <see cref="TlsProbes"/>.</summary>
+public sealed unsafe class KernelCapture : IDisposable
+{
+    private readonly BpfObjectHandle _object;
+    private readonly List<BpfLinkHandle> _tracepointLinks = new();
+    private readonly ILogger _log;
+    private readonly int _dropMapFd;
+    private readonly int _ncpu;
+
+    public KernelCapture(Settings settings, ILogger log)
+    {
+        _log = log;
+        LibbpfLog.Install(log);
+        Tracefs.EnsureMounted(log);
+        if (!File.Exists(settings.BpfObjectPath))
+            throw new FileNotFoundException($"eBPF object not found at {settings.BpfObjectPath} (BPF_OBJECT_PATH)");
+        _object = BpfObjectHandle.Open(settings.BpfObjectPath);
+        try
+        {
+            WriteConfig(settings);
+            SetMaxEntries("events", (uint)settings.RingBufferMegabytes * 1024 * 1024);
+            SetMaxEntries("conns", (uint)settings.ConnectionMapEntries);
+            var err = Interop.Libbpf.ObjectLoad(Obj);
+            if (err != 0) throw new BpfException("loading the eBPF programs (see the libbpf log above)", -err);
+            _dropMapFd = MapFd("drop_counters");
+            _ncpu = Interop.Libbpf.NumPossibleCpus();
+            TracePidsMapFd = MapFd("trace_pids");
+            foreach (var pid in settings.TracePids)
+            {
+                uint key = (uint)pid;
+                byte one = 1;
+                if (Interop.Libbpf.MapUpdateElem(TracePidsMapFd, &key, &one, 0) != 0)
+                    throw new BpfException("adding to trace_pids", Marshal.GetLastPInvokeError());
+            }
+            AttachTracepoints();
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    internal IntPtr Obj => _object.DangerousGetHandle();
+    public int TracePidsMapFd { get; }
+    public int EventsMapFd => MapFd("events");
+    public int TracepointCount => _tracepointLinks.Count;
+
+    private void WriteConfig(Settings s)
+    {
+        var rodata = FindMap(".rodata");
+        var ptr = Interop.Libbpf.MapInitialValue(rodata, out var size);
+        if (ptr == IntPtr.Zero || (int)size != sizeof(CollectorConfig))
+            throw new InvalidOperationException(
+                $"the eBPF object's .rodata is {size} bytes, the collector expects {sizeof(CollectorConfig)}: rebuild bpf/ and src/ together");
+        var cfg = (CollectorConfig*)ptr;
+        cfg->CollectorTgid = (uint)Environment.ProcessId;
+        cfg->HostMntNs = HostMountNamespace(s.HostProc);
+        cfg->CapturePlain = (byte)(s.CaptureAll ? 1 : 0);
+        cfg->CaptureTls = (byte)(s.CaptureSsl ? 1 : 0);
+        cfg->ProbeAllPid = (byte)(s.ProbeAllPid ? 1 : 0);
+        cfg->FilterPids = (byte)(s.TracePids.Count > 0 ? 1 : 0);
+        cfg->ChunkSize = (uint)s.CaptureChunkBytes;
+        cfg->MaxChunksPerCall = (uint)s.CaptureChunksPerCall;
+        cfg->WakeupBytes = (ulong)Math.Max(64 * 1024, s.RingBufferMegabytes * 1024L * 1024 / 16);
+        cfg->TraceCommCount = (uint)s.TraceComms.Count;
+        for (var i = 0; i < s.TraceComms.Count; i++)
+        {
+            var bytes = Encoding.UTF8.GetBytes(s.TraceComms[i]);
+            var dest = new Span<byte>(cfg->TraceComms + i * EventLayout.CommLength, EventLayout.CommLength);
+            dest.Clear();
+            bytes.CopyTo(dest);
+        }
+    }
+
+    /// <summary>The host's mount namespace inode: processes in another one are in a container.</summary>
+    private static uint HostMountNamespace(string hostProc)
+    {
+        try
+        {
+            var target = new FileInfo(Path.Combine(hostProc, "1/ns/mnt")).LinkTarget; // "mnt:[4026531841]"
+            if (target is not null && target.StartsWith("mnt:[") && uint.TryParse(target[5..^1], out var ino))
+                return ino;
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return 0;
+    }
+
+    private IntPtr FindMap(string name)
+    {
+        var map = Interop.Libbpf.ObjectFindMapByName(Obj, name);
+        if (map == IntPtr.Zero) throw new InvalidOperationException($"map {name} missing from the eBPF object");
+        return map;
+    }
+
+    private int MapFd(string name) => Interop.Libbpf.MapFd(FindMap(name));
+
+    private void SetMaxEntries(string map, uint entries)
+    {
+        if (Interop.Libbpf.MapSetMaxEntries(FindMap(map), entries) != 0)
+            throw new BpfException($"sizing map {map}", Marshal.GetLastPInvokeError());
+    }
+
+    private void AttachTracepoints()
+    {
+        for (var prog = Interop.Libbpf.ObjectNextProgram(Obj, IntPtr.Zero); prog != IntPtr.Zero;
+             prog = Interop.Libbpf.ObjectNextProgram(Obj, prog))
+        {
+            var section = Marshal.PtrToStringUTF8(Interop.Libbpf.ProgramSectionName(prog)) ?? "";
+            if (!section.StartsWith("tracepoint/")) continue;
+            _tracepointLinks.Add(BpfLinkHandle.FromPointer(Interop.Libbpf.ProgramAttach(prog), $"attaching {section}"));
+        }
+        _log.LogInformation("attached {Count} syscall and sched tracepoints", _tracepointLinks.Count);
+    }
+
+    internal IntPtr Program(string name)
+    {
+        var prog = Interop.Libbpf.ObjectFindProgramByName(Obj, name);
+        if (prog == IntPtr.Zero) throw new InvalidOperationException($"program {name} missing from the eBPF object");
+        return prog;
+    }
+
+    /// <summary>Attaches one program as a uprobe (or uretprobe) on a function of an ELF file, for
+    /// every process that maps the file (pid -1).</summary>
+    internal BpfLinkHandle AttachUprobe(string program, string path, string function, bool retprobe)
+    {
+        var name = Marshal.StringToCoTaskMemUTF8(function);
+        try
+        {
+            var opts = new Interop.Libbpf.UprobeOpts
+            {
+                Size = (nuint)sizeof(Interop.Libbpf.UprobeOpts),
+                Retprobe = (byte)(retprobe ? 1 : 0),
+                FuncName = name,
+            };
+            var link = Interop.Libbpf.ProgramAttachUprobeOpts(Program(program), -1, path, 0, &opts);
+            return BpfLinkHandle.FromPointer(link, $"attaching {program} to {function} in {path}");
+        }
+        finally
+        {
+            Marshal.FreeCoTaskMem(name);
+        }
+    }
+
+    /// <summary>Sums the per-CPU drop counters of the kernel side.</summary>
+    public long[] ReadDropCounters()
+    {
+        var totals = new long[(int)KernelDropReason.Count];
+        var values = new ulong[Math.Max(_ncpu, 1)];
+        fixed (ulong* v = values)
+        {
+            for (uint reason = 0; reason < totals.Length; reason++)
+            {
+                var key = reason;
+                if (Interop.Libbpf.MapLookupElem(_dropMapFd, &key, v) != 0) continue;
+                long sum = 0;
+                foreach (var x in values) sum += (long)x;
+                totals[reason] = sum;
+            }
+        }
+        return totals;
+    }
+
+    public void Dispose()
+    {
+        foreach (var l in _tracepointLinks) l.Dispose();
+        _tracepointLinks.Clear();
+        _object.Dispose();
+    }
+}
+
+/// <summary>tracefs must be mounted for libbpf to read tracepoint ids; it is not at boot here.</summary>
+internal static class Tracefs
+{
+    public static void EnsureMounted(ILogger log)
+    {
+        if (File.Exists("/sys/kernel/tracing/events/syscalls/sys_enter_read/id") ||
+            File.Exists("/sys/kernel/debug/tracing/events/syscalls/sys_enter_read/id"))
+            return;
+        var rc = Interop.Libc.Mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, IntPtr.Zero);
+        if (rc != 0)
+            throw new BpfException("tracefs is not mounted at /sys/kernel/tracing and mounting it failed", Marshal.GetLastPInvokeError());
+        log.LogInformation("mounted tracefs at /sys/kernel/tracing");
+    }
+}
+
+/// <summary>Routes libbpf's own messages (verifier logs on failure) into our log.</summary>
+internal static unsafe class LibbpfLog
+{
+    private static ILogger? _log;
+
+    public static void Install(ILogger log)
+    {
+        _log = log;
+        Interop.Libbpf.SetPrint(&Print);
+    }
+
+    [UnmanagedCallersOnly]
+    private static int Print(int level, IntPtr format, IntPtr args)
+    {
+        if (level == Interop.Libbpf.PrintDebug || _log is null) return 0;
+        const int size = 8192;
+        var buf = stackalloc byte[size];
+        var n = Interop.Libc.Vsnprintf(buf, size, format, args);
+        if (n <= 0) return 0;
+        var text = Encoding.UTF8.GetString(buf, Math.Min(n, size - 1)).TrimEnd();
+        if (level == Interop.Libbpf.PrintWarn) _log.LogWarning("libbpf: {Message}", text);
+        else _log.LogDebug("libbpf: {Message}", text);
+        return 0;
+    }
+}

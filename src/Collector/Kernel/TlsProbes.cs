@@ -1,0 +1,202 @@
+using System.Threading.Channels;
+using Collector.Configuration;
+using Collector.Metrics;
+using Microsoft.Extensions.Logging;
+
+namespace Collector.Kernel;
+
+/// <summary>Finds the files that carry a TLS library (any mapped ELF object that defines the
+/// functions, not a name pattern) and attaches the uprobes once per (device, inode): one attachment
+/// serves every process mapping the file, containers included (opened through /proc/PID/root).</summary>
+public sealed class TlsProbes : IDisposable
+{
+    private static readonly (string Function, string Program, bool Ret)[] OpenSslProbes =
+    [
+        ("SSL_write", "ssl_write_enter", false), ("SSL_write", "ssl_write_exit", true),
+        ("SSL_read", "ssl_read_enter", false), ("SSL_read", "ssl_read_exit", true),
+        ("SSL_write_ex", "ssl_write_ex_enter", false), ("SSL_write_ex", "ssl_write_exit", true),
+        ("SSL_read_ex", "ssl_read_ex_enter", false), ("SSL_read_ex", "ssl_read_exit", true),
+        ("SSL_set_fd", "ssl_set_fd_enter", false), ("SSL_set_rfd", "ssl_set_fd_enter", false),
+        ("SSL_set_wfd", "ssl_set_fd_enter", false),
+    ];
+
+    private static readonly (string Function, string Program, bool Ret)[] GnuTlsProbes =
+    [
+        ("gnutls_record_send", "gnutls_send_enter", false), ("gnutls_record_send", "gnutls_send_exit", true),
+        ("gnutls_record_recv", "gnutls_recv_enter", false), ("gnutls_record_recv", "gnutls_recv_exit", true),
+    ];
+
+    private static readonly HashSet<string> Wanted =
+        OpenSslProbes.Concat(GnuTlsProbes).Select(p => p.Function).ToHashSet(StringComparer.Ordinal);
+
+    /// <summary>Where distributions keep the system TLS libraries: probed at start so that the very
+    /// first request of a short-lived process (curl) is seen even before any scan finds it mapped.</summary>
+    private static readonly string[] SystemLibraryDirs =
+        ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/lib/aarch64-linux-gnu"];
+
+    private readonly KernelCapture _kernel;
+    private readonly Settings _settings;
+    private readonly CollectorMetrics _metrics;
+    private readonly ILogger _log;
+    private readonly Dictionary<(ulong Dev, ulong Ino), List<BpfLinkHandle>> _attached = new();
+    private readonly HashSet<(ulong Dev, ulong Ino)> _examined = new();
+    private readonly Channel<int> _execs = Channel.CreateBounded<int>(new BoundedChannelOptions(4096) { FullMode = BoundedChannelFullMode.DropOldest });
+    private readonly object _lock = new();
+
+    public TlsProbes(KernelCapture kernel, Settings settings, CollectorMetrics metrics, ILogger log)
+    {
+        _kernel = kernel;
+        _settings = settings;
+        _metrics = metrics;
+        _log = log;
+    }
+
+    public int AttachedFiles { get { lock (_lock) return _attached.Count; } }
+
+    /// <summary>A process called exec: look at its mappings now and again shortly after, as the
+    /// dynamic loader maps the libraries after exec.</summary>
+    public void OnExec(uint tgid) => _execs.Writer.TryWrite((int)tgid);
+
+    public void AttachSystemLibraries()
+    {
+        if (!_settings.CaptureSsl) return;
+        foreach (var dir in SystemLibraryDirs)
+        {
+            if (!Directory.Exists(dir)) continue;
+            foreach (var pattern in new[] { "libssl.so*", "libgnutls.so*" })
+                foreach (var file in Directory.EnumerateFiles(dir, pattern))
+                    Examine(file, file);
+        }
+    }
+
+    /// <summary>Scans every process's executable mappings.</summary>
+    public void ScanAll()
+    {
+        if (!_settings.CaptureSsl) return;
+        _metrics.ProcessScans.Increment();
+        foreach (var dir in Directory.EnumerateDirectories(_settings.HostProc))
+        {
+            if (int.TryParse(Path.GetFileName(dir), out var pid) && pid != Environment.ProcessId)
+                ScanProcess(pid);
+        }
+    }
+
+    public void ScanProcess(int pid)
+    {
+        string[] lines;
+        try
+        {
+            lines = File.ReadAllLines(Path.Combine(_settings.HostProc, pid.ToString(), "maps"));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return; // the process ended
+        }
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var line in lines)
+        {
+            // address perms offset dev inode path
+            var parts = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length < 6 || parts[1].Length < 3 || parts[1][2] != 'x') continue;
+            var path = parts[5].Trim();
+            if (!path.StartsWith('/') || path.EndsWith(" (deleted)") || !seen.Add(path)) continue;
+            Examine(Path.Combine(_settings.HostProc, pid.ToString(), "root") + path, path);
+        }
+    }
+
+    /// <summary>Runs exec-triggered and periodic scans until cancelled.</summary>
+    public async Task RunAsync(CancellationToken stop)
+    {
+        var nextFull = DateTime.UtcNow + _settings.UprobePollInterval;
+        var later = new List<(DateTime When, int Pid)>();
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                using var tick = CancellationTokenSource.CreateLinkedTokenSource(stop);
+                tick.CancelAfter(TimeSpan.FromMilliseconds(50));
+                var pid = await _execs.Reader.ReadAsync(tick.Token);
+                ScanProcess(pid);
+                var now = DateTime.UtcNow;
+                later.Add((now.AddMilliseconds(50), pid));
+                later.Add((now.AddMilliseconds(300), pid));
+                later.Add((now.AddSeconds(1), pid));
+            }
+            catch (OperationCanceledException) when (!stop.IsCancellationRequested) { }
+            catch (OperationCanceledException) { break; }
+            var t = DateTime.UtcNow;
+            for (var i = later.Count - 1; i >= 0; i--)
+            {
+                if (later[i].When > t) continue;
+                ScanProcess(later[i].Pid);
+                later.RemoveAt(i);
+            }
+            if (t >= nextFull)
+            {
+                ScanAll();
+                nextFull = t + _settings.UprobePollInterval;
+            }
+        }
+    }
+
+    private void Examine(string openPath, string displayPath)
+    {
+        (ulong, ulong) key;
+        try
+        {
+            var st = Stat(openPath);
+            if (st is null) return;
+            key = st.Value;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return; }
+        lock (_lock)
+        {
+            if (!_examined.Add(key)) return;
+        }
+        HashSet<string> defined;
+        try
+        {
+            defined = ElfSymbols.DefinedFunctions(openPath, Wanted);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return;
+        }
+        if (defined.Count == 0) return;
+        var links = new List<BpfLinkHandle>();
+        var library = defined.Contains("SSL_write") || defined.Contains("SSL_read") ? "openssl" : "gnutls";
+        foreach (var (fn, prog, ret) in OpenSslProbes.Concat(GnuTlsProbes))
+        {
+            if (!defined.Contains(fn)) continue;
+            try
+            {
+                links.Add(_kernel.AttachUprobe(prog, openPath, fn, ret));
+            }
+            catch (BpfException e)
+            {
+                _metrics.ProbeAttachFailures.Increment();
+                _log.LogWarning("could not attach {Program} to {Function} in {Path}: {Error}", prog, fn, displayPath, e.Message);
+            }
+        }
+        lock (_lock) _attached[key] = links;
+        _metrics.ProbesAttached[displayPath].Set(links.Count);
+        _log.LogInformation("attached {Count} {Library} uprobes to {Path}", links.Count, library, displayPath);
+    }
+
+    private static unsafe (ulong, ulong)? Stat(string path)
+    {
+        var buf = stackalloc byte[256]; // struct stat: st_dev at 0, st_ino at 8 on x86_64 and arm64
+        if (Interop.Libc.Stat(path, buf) != 0) return null;
+        return (*(ulong*)buf, *(ulong*)(buf + 8));
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            foreach (var links in _attached.Values)
+                foreach (var l in links) l.Dispose();
+            _attached.Clear();
+        }
+    }
+}

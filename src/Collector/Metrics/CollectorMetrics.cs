@@ -1,0 +1,97 @@
+using Collector.Events;
+
+namespace Collector.Metrics;
+
+/// <summary>Every count the collector keeps about itself. Each place data can be dropped has a
+/// counter here, and all of them are on /metrics.</summary>
+public sealed class CollectorMetrics
+{
+    public LabeledCounter EventsRead { get; } = new("source", 8);
+    public LabeledCounter BytesRead { get; } = new("source", 8);
+    public LabeledCounter KernelDrops { get; } = new("reason", 16);
+    public LabeledCounter KernelDroppedBytes { get; } = new("reason", 16);
+    public LabeledCounter ExchangesEmitted { get; } = new("direction", 4);
+    public LabeledCounter ExchangesFiltered { get; } = new("reason", 16);
+    public LabeledCounter HttpDrops { get; } = new("reason", 64);
+    public LabeledCounter KafkaMessages { get; } = new("result", 8);
+    public LabeledCounter KafkaFailures { get; } = new("error", 32);
+    public LabeledCounter ProbesAttached { get; } = new("library", 256);
+    public LabeledCounter HostRequests { get; } = new("host", 200);
+    public LabeledCounter ConnectionsEnded { get; } = new("reason", 8);
+    public Counter GapBytes { get; } = new();
+    public Counter OpaqueBytes { get; } = new();
+    public Counter ShedBytes { get; } = new();
+    public Counter ProcessScans { get; } = new();
+    public Counter ProbeAttachFailures { get; } = new();
+    public Counter OutputQueueDrops { get; } = new();
+    public Counter BodiesDecoded { get; } = new();
+    public Counter BodyDecodeFailures { get; } = new();
+    public Counter ConfigReloads { get; } = new();
+    public Counter ConfigReloadFailures { get; } = new();
+    public Histogram ExchangeLatency { get; } = new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30]);
+
+    public long ConnectionsTracked;
+    public long BufferedBytes;
+    public long BufferBudgetBytes;
+    public int KafkaReachable = -1;
+
+    public void CountHttpDrop(string reason) => HttpDrops[reason].Increment();
+
+    public static string SourceLabel(EventSource s) => s switch
+    {
+        EventSource.Syscall => "syscall",
+        EventSource.OpenSsl => "openssl",
+        EventSource.GnuTls => "gnutls",
+        _ => "other",
+    };
+
+    public static string KernelReasonLabel(KernelDropReason r) => r switch
+    {
+        KernelDropReason.RingBufferFull => "ringbuf_full",
+        KernelDropReason.RingBufferFullBytes => "ringbuf_full",
+        KernelDropReason.BeyondCaptureBytes => "beyond_capture_size",
+        KernelDropReason.IovSkipped => "iov_skipped",
+        KernelDropReason.ConnectionMapFull => "conn_map_full",
+        KernelDropReason.NotHttpBytes => "not_http",
+        KernelDropReason.TlsUnresolvedFd => "tls_unresolved_fd",
+        KernelDropReason.TlsUnresolvedBytes => "tls_unresolved_fd",
+        KernelDropReason.ReadFailedBytes => "user_memory_unreadable",
+        KernelDropReason.SendfileBytes => "sendfile",
+        _ => "other",
+    };
+
+    public string Render()
+    {
+        var proc = System.Diagnostics.Process.GetCurrentProcess();
+        return new PrometheusWriter()
+            .Labeled("collector_events_read_total", "Kernel events read from the ring buffer, by source.", "counter", EventsRead)
+            .Labeled("collector_bytes_read_total", "Payload bytes read from the ring buffer, by source.", "counter", BytesRead)
+            .Labeled("collector_kernel_drops_total", "Events or calls dropped in the kernel, by reason.", "counter", KernelDrops)
+            .Labeled("collector_kernel_dropped_bytes_total", "Payload bytes not delivered by the kernel, by reason.", "counter", KernelDroppedBytes)
+            .Labeled("collector_exchanges_emitted_total", "Request/response exchanges handed to the output, by direction.", "counter", ExchangesEmitted)
+            .Labeled("collector_exchanges_filtered_total", "Exchanges dropped by a filter, by reason.", "counter", ExchangesFiltered)
+            .Labeled("collector_http_dropped_total", "HTTP messages lost or skipped in reassembly, by reason.", "counter", HttpDrops)
+            .Labeled("collector_kafka_messages_total", "Kafka messages by outcome (queued, delivered, failed, shed).", "counter", KafkaMessages)
+            .Labeled("collector_kafka_failures_total", "Kafka delivery failures by error.", "counter", KafkaFailures)
+            .Labeled("collector_probes_attached", "Uprobes attached, by library file.", "gauge", ProbesAttached)
+            .Labeled("collector_host_requests_total", "Requests by Host header (the processor's traffic metrics), at most 200 hosts.", "counter", HostRequests)
+            .Labeled("collector_connections_ended_total", "Connections forgotten, by reason.", "counter", ConnectionsEnded)
+            .Counter("collector_gap_bytes_total", "Bytes missing from captured streams (kernel positions).", GapBytes.Value)
+            .Counter("collector_opaque_bytes_total", "Bytes of upgraded (101/CONNECT) connections, not parsed.", OpaqueBytes.Value)
+            .Counter("collector_shed_bytes_total", "Buffered bytes shed to stay within TRAFFIC_BUFFER_THRESHOLD.", ShedBytes.Value)
+            .Counter("collector_process_scans_total", "Scans of processes for TLS libraries.", ProcessScans.Value)
+            .Counter("collector_probe_attach_failures_total", "Uprobe attachments that failed.", ProbeAttachFailures.Value)
+            .Counter("collector_output_queue_drops_total", "Exchanges dropped because the output stage was full.", OutputQueueDrops.Value)
+            .Counter("collector_bodies_decoded_total", "Bodies decompressed (gzip, deflate, br).", BodiesDecoded.Value)
+            .Counter("collector_body_decode_failures_total", "Bodies whose content-encoding could not be decoded.", BodyDecodeFailures.Value)
+            .Counter("collector_config_reloads_total", "Discovery rule files loaded after start.", ConfigReloads.Value)
+            .Counter("collector_config_reload_failures_total", "Discovery rule files refused.", ConfigReloadFailures.Value)
+            .Histogram("collector_exchange_latency_seconds", "From the response's last byte in the kernel to the output.", ExchangeLatency)
+            .Gauge("collector_connections_tracked", "Connections tracked in user space.", Interlocked.Read(ref ConnectionsTracked))
+            .Gauge("collector_buffered_bytes", "Bytes buffered in reassembly (not yet paired).", Interlocked.Read(ref BufferedBytes))
+            .Gauge("collector_buffer_budget_bytes", "TRAFFIC_BUFFER_THRESHOLD in bytes.", Interlocked.Read(ref BufferBudgetBytes))
+            .Gauge("collector_process_memory_bytes", "Resident memory of the collector.", proc.WorkingSet64)
+            .Gauge("collector_kafka_reachable", "1 when the broker answered, 0 when not, -1 without Kafka.", KafkaReachable)
+            .ToString();
+    }
+}

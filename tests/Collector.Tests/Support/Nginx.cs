@@ -1,0 +1,95 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+
+namespace Collector.Tests.Support;
+
+/// <summary>A real nginx on loopback ports chosen by the test, plaintext and TLS (self-signed
+/// certificate made for the test), serving files from its own directory and a few fixed routes.</summary>
+public sealed class Nginx : IDisposable
+{
+    private readonly Process _process;
+    public string Dir { get; }
+    public string Www => Path.Combine(Dir, "www");
+    public int PlainPort { get; }
+    public int TlsPort { get; }
+    public string CertPath => Path.Combine(Dir, "cert.pem");
+
+    public Nginx(string listenAddress = "127.0.0.1", string? extraLocations = null)
+    {
+        Dir = Repo.TempDir("nginx");
+        Directory.CreateDirectory(Www);
+        Tls.MakeSelfSigned(Dir);
+        PlainPort = Repo.FreePort();
+        TlsPort = Repo.FreePort();
+        var listen = listenAddress.Contains(':') ? $"[{listenAddress}]" : listenAddress;
+        File.WriteAllText(Path.Combine(Dir, "nginx.conf"), $$"""
+            daemon off;
+            worker_processes 1;
+            pid {{Dir}}/nginx.pid;
+            error_log {{Dir}}/error.log;
+            events { worker_connections 256; }
+            http {
+              access_log off;
+              # sendfile bypasses user memory: the collector can count those bytes but not see them
+              sendfile off;
+              client_body_temp_path {{Dir}}/body;
+              proxy_temp_path {{Dir}}/proxy;
+              fastcgi_temp_path {{Dir}}/fastcgi;
+              uwsgi_temp_path {{Dir}}/uwsgi;
+              scgi_temp_path {{Dir}}/scgi;
+              keepalive_requests 10000;
+              server {
+                listen {{listen}}:{{PlainPort}};
+                listen {{listen}}:{{TlsPort}} ssl;
+                ssl_certificate {{Dir}}/cert.pem;
+                ssl_certificate_key {{Dir}}/key.pem;
+                root {{Www}};
+                location = /echo { client_max_body_size 10m; if ($request_method = POST) { return 200 'posted\n'; } }
+                location = /json { default_type application/json; return 200 '{"ok":true,"items":[1,2,3]}'; }
+                location = /created { return 201 'created\n'; }
+                {{extraLocations ?? ""}}
+              }
+            }
+            """);
+        _process = Process.Start(new ProcessStartInfo("nginx", $"-c {Dir}/nginx.conf -e {Dir}/error.log")
+        {
+            UseShellExecute = false,
+            RedirectStandardError = true,
+        })!;
+        WaitForPort(listenAddress, PlainPort);
+        WaitForPort(listenAddress, TlsPort);
+    }
+
+    public static void WaitForPort(string host, int port)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                using var c = new TcpClient(host.Contains(':') ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork);
+                c.Connect(host, port);
+                return;
+            }
+            catch (SocketException) { Thread.Sleep(50); }
+        }
+        throw new TimeoutException($"nothing listens on {host}:{port}");
+    }
+
+    public void Dispose()
+    {
+        try { _process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+        _process.WaitForExit(5000);
+        _process.Dispose();
+    }
+}
+
+public static class Tls
+{
+    public static void MakeSelfSigned(string dir)
+    {
+        Shell.Check("openssl",
+            $"req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1 " +
+            $"-keyout {dir}/key.pem -out {dir}/cert.pem");
+    }
+}
