@@ -46,7 +46,8 @@ struct conn_state {
 	__u32 generation;
 	__u32 flags;
 	__u64 plain_pos[2]; /* per direction, bytes seen at the syscalls */
-	__u64 tls_pos[2];   /* per direction, plaintext bytes seen at the TLS library */
+	__u64 tls_ctx;      /* the TLS session bound to this socket, if any */
+	__u64 tls_bytes;    /* plaintext bytes seen for it */
 };
 
 enum io_kind { IO_BUF = 0, IO_IOV = 1, IO_MSG = 2, IO_MMSG = 3 };
@@ -122,6 +123,36 @@ struct {
 	__type(key, struct tls_key);
 	__type(value, __s32);
 } tls_fds SEC(".maps");
+
+/* Plaintext positions per TLS session: a session is one connection's TLS stream, and keeping
+ * them here lets data be sent before the session's socket is known. */
+struct tls_stream {
+	__u64 pos[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct tls_key);
+	__type(value, struct tls_stream);
+} tls_streams SEC(".maps");
+
+/* Memory-BIO applications (node, .NET) encrypt in SSL_write and send the record with a syscall
+ * after it returns, on the same thread: the session waiting for that syscall, per thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} pending_bind SEC(".maps");
+
+/* ... and read the record with a syscall before SSL_read: the last socket read, per thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u32);
+} last_ingress_fd SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -332,6 +363,7 @@ struct emit_ctx {
 	__u32 generation;
 	__u8 direction;
 	__u8 source;
+	__u64 tls_ctx;
 };
 
 /* One chunk of emit_buffer; a bpf_loop callback so that the verifier walks it once. */
@@ -373,6 +405,7 @@ static long emit_chunk(__u32 index, void *data)
 	e->data_len = n;
 	e->direction = c->direction;
 	e->source = c->source;
+	e->tls_ctx = c->tls_ctx;
 	__u64 size = offsetof(struct data_event, data) + n;
 	if (size > sizeof(*e))
 		size = sizeof(*e);
@@ -388,11 +421,12 @@ static long emit_chunk(__u32 index, void *data)
  * of them; the rest of the call is a gap that user space sees from the positions. */
 static __always_inline void emit_buffer(__u32 tgid, __u32 fd, __u32 generation, __u64 position,
 					__u64 buf, __u64 len, __u64 call_bytes, __u8 direction,
-					__u8 source)
+					__u8 source, __u64 tls_ctx)
 {
 	struct emit_ctx c = {.buf = buf, .len = len, .off = 0, .position = position,
 			     .call_bytes = call_bytes, .tgid = tgid, .fd = fd,
-			     .generation = generation, .direction = direction, .source = source};
+			     .generation = generation, .direction = direction, .source = source,
+			     .tls_ctx = tls_ctx};
 	__u32 chunks = settings.max_chunks_per_call;
 	if (chunks > MAX_CHUNKS_LIMIT)
 		chunks = MAX_CHUNKS_LIMIT;
@@ -415,6 +449,32 @@ static __always_inline void enter_io(__u32 fd, __u64 buf, __u32 count, __u32 kin
 	bpf_map_update_elem(&active_io, &id, &args, BPF_ANY);
 }
 
+/* Ties a TLS session to its socket; tells user space when the tie is new, so that plaintext sent
+ * before it was known finds its connection. */
+static __always_inline void bind_tls(__u32 tgid, __u64 ctx, __u32 fd, struct conn_state *st)
+{
+	struct tls_key k = {.tgid = tgid, .ctx = ctx};
+	__s32 v = fd;
+	__s32 *known = bpf_map_lookup_elem(&tls_fds, &k);
+	st->flags |= CONN_TLS;
+	st->tls_ctx = ctx;
+	if (known && *known == v)
+		return;
+	bpf_map_update_elem(&tls_fds, &k, &v, BPF_ANY);
+	struct bind_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(DROP_RINGBUF_FULL, 1);
+		return;
+	}
+	e->header.timestamp_ns = bpf_ktime_get_ns();
+	e->header.type = EVENT_BIND;
+	e->header.tgid = tgid;
+	e->header.fd = fd;
+	e->header.generation = st->generation;
+	e->tls_ctx = ctx;
+	bpf_ringbuf_submit(e, ringbuf_flags());
+}
+
 /* A TLS call is active on this thread: the syscall names its socket. Returns 1 when so. */
 static __always_inline int claim_for_tls(__u64 id, struct conn_state *st, __u32 fd)
 {
@@ -424,10 +484,7 @@ static __always_inline int claim_for_tls(__u64 id, struct conn_state *st, __u32 
 	if (!t)
 		return 0;
 	t->fd = fd;
-	struct tls_key k = {.tgid = id >> 32, .ctx = t->ctx};
-	__s32 v = fd;
-	bpf_map_update_elem(&tls_fds, &k, &v, BPF_ANY);
-	st->flags |= CONN_TLS;
+	bind_tls(id >> 32, t->ctx, fd, st);
 	return 1;
 }
 
@@ -447,7 +504,7 @@ static __always_inline void plain_buffer(__u32 tgid, __u32 fd, struct conn_state
 			count_drop(DROP_NOT_HTTP_BYTES, len);
 		return;
 	}
-	emit_buffer(tgid, fd, st->generation, pos, buf, len, call_bytes, direction, SOURCE_SYSCALL);
+	emit_buffer(tgid, fd, st->generation, pos, buf, len, call_bytes, direction, SOURCE_SYSCALL, 0);
 }
 
 struct iovec_user {
@@ -510,6 +567,16 @@ static __always_inline void exit_io(long ret, const int kind)
 		return;
 	if (claim_for_tls(id, st, a.fd))
 		return;
+	if (a.direction == DIRECTION_EGRESS) {
+		__u64 *pending = bpf_map_lookup_elem(&pending_bind, &id);
+		if (pending) {
+			bind_tls(tgid, *pending, a.fd, st);
+			bpf_map_delete_elem(&pending_bind, &id);
+		}
+	} else {
+		__u32 fd = a.fd;
+		bpf_map_update_elem(&last_ingress_fd, &id, &fd, BPF_ANY);
+	}
 	if (kind == IO_BUF) {
 		plain_buffer(tgid, a.fd, st, a.buf, ret, ret, a.direction);
 	} else if (kind == IO_IOV) {
@@ -566,9 +633,14 @@ int sys_exit_write(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
+#define MSG_PEEK 2
+
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
 {
+	/* a peek reads the same bytes again later: not part of the stream */
+	if (ctx->args[3] & MSG_PEEK)
+		return 0;
 	enter_io(ctx->args[0], ctx->args[1], 0, IO_BUF, DIRECTION_INGRESS);
 	return 0;
 }
@@ -625,6 +697,8 @@ int sys_exit_writev(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
 int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
 {
+	if (ctx->args[2] & MSG_PEEK)
+		return 0;
 	enter_io(ctx->args[0], ctx->args[1], 0, IO_MSG, DIRECTION_INGRESS);
 	return 0;
 }
@@ -788,12 +862,18 @@ int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 		e->header.tgid = key.tgid;
 		e->header.fd = key.fd;
 		e->header.generation = st->generation;
-		int tls = st->flags & CONN_TLS;
-		e->egress_bytes = tls ? st->tls_pos[DIRECTION_EGRESS] : st->plain_pos[DIRECTION_EGRESS];
-		e->ingress_bytes = tls ? st->tls_pos[DIRECTION_INGRESS] : st->plain_pos[DIRECTION_INGRESS];
+		e->egress_bytes = st->plain_pos[DIRECTION_EGRESS];
+		e->ingress_bytes = st->plain_pos[DIRECTION_INGRESS];
+		e->flags = ((st->flags & CONN_TLS) ? CLOSE_TLS : 0) | (st->tls_bytes ? CLOSE_TLS_PLAINTEXT : 0);
+		e->pad = 0;
 		bpf_ringbuf_submit(e, ringbuf_flags());
 	} else {
 		count_drop(DROP_RINGBUF_FULL, 1);
+	}
+	if (st->tls_ctx) {
+		struct tls_key k = {.tgid = key.tgid, .ctx = st->tls_ctx};
+		bpf_map_delete_elem(&tls_fds, &k);
+		bpf_map_delete_elem(&tls_streams, &k);
 	}
 	bpf_map_delete_elem(&conns, &key);
 	return 0;
@@ -875,28 +955,45 @@ static __always_inline void tls_exit(void *map, long ret, __u32 direction)
 	if (bytes == 0)
 		return;
 	__u32 tgid = id >> 32;
-	__s32 fd = a.fd;
+	struct tls_key k = {.tgid = tgid, .ctx = a.ctx};
+	__s32 fd = a.fd; /* a syscall inside the call named the socket */
 	if (fd < 0) {
-		struct tls_key k = {.tgid = tgid, .ctx = a.ctx};
 		__s32 *known = bpf_map_lookup_elem(&tls_fds, &k);
 		if (known)
 			fd = *known;
 	}
-	if (fd < 0) {
-		count_drop(DROP_TLS_UNRESOLVED_FD, 1);
-		count_drop(DROP_TLS_UNRESOLVED_BYTES, bytes);
+	if (fd < 0 && direction == DIRECTION_INGRESS) {
+		/* memory BIO: the record came in with this thread's last socket read */
+		__u32 *last = bpf_map_lookup_elem(&last_ingress_fd, &id);
+		if (last)
+			fd = *last;
+	}
+	struct conn_state *st = NULL;
+	if (fd >= 0) {
+		st = conn_of_fd(tgid, fd);
+		if (st)
+			bind_tls(tgid, a.ctx, fd, st);
+	}
+	struct tls_stream *ts = bpf_map_lookup_elem(&tls_streams, &k);
+	if (!ts) {
+		struct tls_stream fresh = {};
+		bpf_map_update_elem(&tls_streams, &k, &fresh, BPF_NOEXIST);
+		ts = bpf_map_lookup_elem(&tls_streams, &k);
+		if (!ts)
+			return;
+	}
+	__u64 pos = ts->pos[direction & 1];
+	ts->pos[direction & 1] = pos + bytes;
+	if (st) {
+		st->tls_bytes += bytes;
+		emit_buffer(tgid, fd, st->generation, pos, a.buf, bytes, bytes, direction, a.source, a.ctx);
 		return;
 	}
-	struct conn_state *st = conn_of_fd(tgid, fd);
-	if (!st) {
-		count_drop(DROP_TLS_UNRESOLVED_FD, 1);
-		count_drop(DROP_TLS_UNRESOLVED_BYTES, bytes);
-		return;
-	}
-	st->flags |= CONN_TLS;
-	__u64 pos = st->tls_pos[direction & 1];
-	st->tls_pos[direction & 1] = pos + bytes;
-	emit_buffer(tgid, fd, st->generation, pos, a.buf, bytes, bytes, direction, a.source);
+	/* Socket not known yet: send the plaintext now, user space holds it until the bind event.
+	 * A write's record leaves with this thread's next socket write. */
+	if (direction == DIRECTION_EGRESS)
+		bpf_map_update_elem(&pending_bind, &id, &a.ctx, BPF_ANY);
+	emit_buffer(tgid, UNBOUND_FD, 0, pos, a.buf, bytes, bytes, direction, a.source, a.ctx);
 }
 
 SEC("uprobe")
@@ -946,11 +1043,11 @@ SEC("uprobe")
 int BPF_KPROBE(ssl_set_fd_enter, void *ssl, int fd)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!settings.capture_tls || !should_trace(id >> 32))
+	if (!settings.capture_tls || !should_trace(id >> 32) || fd < 0)
 		return 0;
-	struct tls_key k = {.tgid = id >> 32, .ctx = (__u64)ssl};
-	__s32 v = fd;
-	bpf_map_update_elem(&tls_fds, &k, &v, BPF_ANY);
+	struct conn_state *st = conn_of_fd(id >> 32, fd);
+	if (st)
+		bind_tls(id >> 32, (__u64)ssl, fd, st);
 	return 0;
 }
 

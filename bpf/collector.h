@@ -17,6 +17,7 @@ enum event_type {
 	EVENT_CLOSE = 3, /* the fd was closed */
 	EVENT_EXEC = 4,  /* a process called exec: user space looks for TLS libraries in it */
 	EVENT_EXIT = 5,  /* a process ended: its connections are finished (the kernel closes fds without close()) */
+	EVENT_BIND = 6,  /* a TLS session (SSL *) was tied to its socket after its first plaintext was sent */
 };
 
 enum event_source {
@@ -46,8 +47,6 @@ enum drop_reason {
 	DROP_IOV_SKIPPED,           /* iovec entries past the walk limit (their bytes become a gap) */
 	DROP_CONN_MAP_FULL,         /* connections not tracked because the map was full */
 	DROP_NOT_HTTP_BYTES,        /* bytes of connections judged not HTTP in the kernel */
-	DROP_TLS_UNRESOLVED_FD,     /* TLS calls whose socket could not be found */
-	DROP_TLS_UNRESOLVED_BYTES,  /* plaintext bytes of those calls */
 	DROP_READ_FAILED_BYTES,     /* bytes the kernel could not copy from user memory */
 	DROP_SENDFILE_BYTES,        /* bytes sent with sendfile: they never pass through user memory */
 	DROP_COUNTER_COUNT,
@@ -96,13 +95,27 @@ struct data_event {
 	__u8 direction;   /* enum event_direction */
 	__u8 source;      /* enum event_source */
 	__u8 pad[6];
+	__u64 tls_ctx;    /* TLS library only: the SSL * (or gnutls session); header.fd is UNBOUND_FD
+			   * when its socket is not known yet (memory-BIO applications: node, .NET) */
 	__u8 data[MAX_DATA_SIZE];
 };
 
+#define UNBOUND_FD 0xffffffffu
+
+#define CLOSE_TLS 1            /* the connection carried TLS (ciphertext seen at the syscalls) */
+#define CLOSE_TLS_PLAINTEXT 2  /* and its plaintext was seen at a TLS library */
+
 struct close_event {
 	struct event_header header;
-	__u64 egress_bytes;  /* total bytes of the connection, per direction, as the kernel counted */
+	__u64 egress_bytes;  /* syscall bytes of the connection, per direction, as the kernel counted */
 	__u64 ingress_bytes;
+	__u32 flags;         /* CLOSE_* */
+	__u32 pad;
+};
+
+struct bind_event {
+	struct event_header header; /* tgid, fd, generation of the socket */
+	__u64 tls_ctx;
 };
 
 struct exec_event {

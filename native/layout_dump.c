@@ -30,10 +30,14 @@ int main(void)
 	FIELD(data_event, data_len);
 	FIELD(data_event, direction);
 	FIELD(data_event, source);
+	FIELD(data_event, tls_ctx);
 	FIELD(data_event, data);
 	SIZE(close_event);
 	FIELD(close_event, egress_bytes);
 	FIELD(close_event, ingress_bytes);
+	FIELD(close_event, flags);
+	SIZE(bind_event);
+	FIELD(bind_event, tls_ctx);
 	SIZE(collector_config);
 	FIELD(collector_config, collector_tgid);
 	FIELD(collector_config, host_mnt_ns);

@@ -83,7 +83,10 @@ public static class CollectorHost
         var table = new ConnectionTable(limits, metrics, output.Enqueue);
         using var tls = new TlsProbes(kernel, settings, metrics, loggerFactory.CreateLogger("tls"));
         table.ExecObserver = tls.OnExec;
-        using var reader = new RingBufferReader(kernel.EventsMapFd, table, metrics, loggerFactory.CreateLogger("events"));
+        using var reader = new RingBufferReader(kernel.EventsMapFd, table, metrics, loggerFactory.CreateLogger("events"))
+        {
+            TraceEvents = string.Equals(Environment.GetEnvironmentVariable("COLLECTOR_TRACE_EVENTS"), "true", StringComparison.OrdinalIgnoreCase),
+        };
 
         var readerStarted = new TaskCompletionSource();
         var readerThread = new Thread(() => ReadEvents(reader, table, settings, stop.Token, readerStarted, log))
@@ -186,7 +189,7 @@ public static class CollectorHost
             var reason = (KernelDropReason)i;
             var label = CollectorMetrics.KernelReasonLabel(reason);
             var isBytes = reason is KernelDropReason.RingBufferFullBytes or KernelDropReason.BeyondCaptureBytes
-                or KernelDropReason.NotHttpBytes or KernelDropReason.TlsUnresolvedBytes or KernelDropReason.ReadFailedBytes
+                or KernelDropReason.NotHttpBytes or KernelDropReason.ReadFailedBytes
                 or KernelDropReason.SendfileBytes or KernelDropReason.IovSkipped;
             if (isBytes) metrics.KernelDroppedBytes[label].Set(totals[i]);
             if (!isBytes || reason == KernelDropReason.IovSkipped) metrics.KernelDrops[label].Set(totals[i]);

@@ -55,6 +55,11 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
 
     public void OnData(in DataEventHeader h, ReadOnlySpan<byte> payload)
     {
+        if (h.Header.Fd == EventLayout.UnboundFd)
+        {
+            HoldUnbound(h, payload);
+            return;
+        }
         var id = new ConnectionId(h.Header.Tgid, h.Header.Fd, h.Header.Generation);
         var conn = GetOrCreate(id);
         conn.OnData(h, payload);
@@ -63,9 +68,92 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
 
     public void OnClose(in CloseEvent e)
     {
+        if ((e.Flags & EventLayout.CloseTls) != 0 && (e.Flags & EventLayout.CloseTlsPlaintext) == 0)
+        {
+            // TLS whose plaintext no probe saw (a library we do not probe, or one that bypasses
+            // its exported functions): count it, with its encrypted size
+            Metrics.TlsConnectionsUnseen.Increment();
+            Metrics.TlsUnseenBytes.Add((long)(e.EgressBytes + e.IngressBytes));
+        }
         var key = (e.Header.Tgid, e.Header.Fd);
         if (_connections.TryGetValue(key, out var conn) && conn.Id.Generation == e.Header.Generation)
             End(conn, e.Header.TimestampNs, "close");
+    }
+
+    // ---- TLS plaintext that arrived before its socket was known (memory-BIO applications) ----
+
+    private sealed class UnboundTls
+    {
+        public readonly List<(DataEventHeader Header, byte[] Data, int Length)> Events = new();
+        public long Bytes;
+        public long Since = Stopwatch.GetTimestamp();
+    }
+
+    private const int MaxUnboundSessions = 1024;
+    private const long MaxUnboundBytesPerSession = 4 * 1024 * 1024;
+    private readonly Dictionary<(uint Tgid, ulong Ctx), UnboundTls> _unbound = new();
+
+    private void HoldUnbound(in DataEventHeader h, ReadOnlySpan<byte> payload)
+    {
+        var key = (h.Header.Tgid, h.TlsCtx);
+        if (!_unbound.TryGetValue(key, out var u))
+        {
+            if (_unbound.Count >= MaxUnboundSessions)
+            {
+                Metrics.CountHttpDrop("tls_unbound_sessions_full");
+                Metrics.TlsUnboundDroppedBytes.Add(payload.Length);
+                return;
+            }
+            _unbound[key] = u = new UnboundTls();
+        }
+        if (u.Bytes + payload.Length > MaxUnboundBytesPerSession)
+        {
+            Metrics.CountHttpDrop("tls_unbound_session_too_large");
+            Metrics.TlsUnboundDroppedBytes.Add(payload.Length);
+            return;
+        }
+        var copy = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(payload.Length, 1));
+        payload.CopyTo(copy);
+        u.Events.Add((h, copy, payload.Length));
+        u.Bytes += payload.Length;
+        AdjustRetained(payload.Length);
+    }
+
+    public void OnBind(in BindEvent e)
+    {
+        if (!_unbound.Remove((e.Header.Tgid, e.TlsCtx), out var u)) return;
+        AdjustRetained(-u.Bytes);
+        foreach (var (header, data, length) in u.Events)
+        {
+            var h = header;
+            h.Header.Fd = e.Header.Fd;
+            h.Header.Generation = e.Header.Generation;
+            try
+            {
+                OnData(h, data.AsSpan(0, length));
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(data);
+            }
+        }
+    }
+
+    private void ExpireUnbound(long now, long idleTicks)
+    {
+        List<(uint, ulong)>? expired = null;
+        foreach (var (key, u) in _unbound)
+            if (now - u.Since > idleTicks) (expired ??= new()).Add(key);
+        if (expired is null) return;
+        foreach (var key in expired)
+        {
+            var u = _unbound[key];
+            _unbound.Remove(key);
+            AdjustRetained(-u.Bytes);
+            Metrics.CountHttpDrop("tls_unbound_expired");
+            Metrics.TlsUnboundDroppedBytes.Add(u.Bytes);
+            foreach (var (_, data, _) in u.Events) System.Buffers.ArrayPool<byte>.Shared.Return(data);
+        }
     }
 
     /// <summary>Told of every exec (the TLS probes look for libraries in the new process).</summary>
@@ -90,6 +178,7 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
         var idleTicks = (long)(_limits.Inactivity.TotalSeconds * Stopwatch.Frequency);
         while (_lru.First is { } node && now - node.Value.LastActivity > idleTicks)
             End(node.Value, MonotonicNowNs(), "idle");
+        if (_unbound.Count > 0) ExpireUnbound(now, idleTicks);
     }
 
     /// <summary>Ends every connection: shutdown emits what is complete.</summary>
@@ -201,4 +290,5 @@ public interface IKernelEventHandler
     void OnClose(in CloseEvent e);
     void OnExec(uint tgid);
     void OnExit(uint tgid, ulong timestampNs);
+    void OnBind(in BindEvent e);
 }

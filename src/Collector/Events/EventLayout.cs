@@ -4,7 +4,7 @@ namespace Collector.Events;
 
 // Mirrors bpf/collector.h byte for byte; EventLayoutTests compares offsets with the C compiler's.
 
-public enum EventType : uint { Open = 1, Data = 2, Close = 3, Exec = 4, Exit = 5 }
+public enum EventType : uint { Open = 1, Data = 2, Close = 3, Exec = 4, Exit = 5, Bind = 6 }
 
 public enum EventSource : byte { Syscall = 0, OpenSsl = 1, GnuTls = 2 }
 
@@ -21,8 +21,6 @@ public enum KernelDropReason
     IovSkipped,
     ConnectionMapFull,
     NotHttpBytes,
-    TlsUnresolvedFd,
-    TlsUnresolvedBytes,
     ReadFailedBytes,
     SendfileBytes,
     Count,
@@ -33,6 +31,10 @@ public static class EventLayout
     public const int MaxDataSize = 16384;
     public const int MaxComms = 8;
     public const int CommLength = 16;
+    /// <summary>header.fd of TLS plaintext whose socket is not known yet (UNBOUND_FD).</summary>
+    public const uint UnboundFd = 0xffffffff;
+    public const uint CloseTls = 1;
+    public const uint CloseTlsPlaintext = 2;
 }
 
 [StructLayout(LayoutKind.Sequential)]
@@ -68,6 +70,7 @@ public unsafe struct DataEventHeader
     public StreamDirection Direction;
     public EventSource Source;
     public fixed byte Pad[6];
+    public ulong TlsCtx;
     // payload of DataLength bytes follows (struct data_event.data)
 }
 
@@ -77,6 +80,15 @@ public struct CloseEvent
     public EventHeader Header;
     public ulong EgressBytes;
     public ulong IngressBytes;
+    public uint Flags;
+    public uint Pad;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct BindEvent
+{
+    public EventHeader Header;
+    public ulong TlsCtx;
 }
 
 [StructLayout(LayoutKind.Sequential)]

@@ -72,6 +72,7 @@ public sealed unsafe class RingBufferReader : IDisposable
     {
         if (size < sizeof(EventHeader)) return;
         var header = (EventHeader*)data;
+        if (TraceEvents) LogEvent(data, size);
         switch (header->Type)
         {
             case EventType.Data when size >= sizeof(DataEventHeader):
@@ -95,6 +96,10 @@ public sealed unsafe class RingBufferReader : IDisposable
                 _controlEvents.Increment();
                 _handler.OnClose(*(CloseEvent*)data);
                 break;
+            case EventType.Bind when size >= sizeof(BindEvent):
+                _controlEvents.Increment();
+                _handler.OnBind(*(BindEvent*)data);
+                break;
             case EventType.Exec:
                 _controlEvents.Increment();
                 _handler.OnExec(header->Tgid);
@@ -104,6 +109,28 @@ public sealed unsafe class RingBufferReader : IDisposable
                 _handler.OnExit(header->Tgid, header->TimestampNs);
                 break;
         }
+    }
+
+    /// <summary>COLLECTOR_TRACE_EVENTS=true: one log line per kernel event, for debugging capture.</summary>
+    public bool TraceEvents { get; init; }
+
+    private void LogEvent(byte* data, int size)
+    {
+        var h = (EventHeader*)data;
+        if (h->Type == EventType.Data && size >= sizeof(DataEventHeader))
+        {
+            var d = (DataEventHeader*)data;
+            var len = (int)Math.Min(d->DataLength, 48);
+            var text = System.Text.Encoding.ASCII.GetString(data + sizeof(DataEventHeader), len).Replace("\r", "\\r").Replace("\n", "\\n");
+            _log.LogInformation("event data tgid={Tgid} fd={Fd} gen={Gen} {Dir} {Source} pos={Pos} len={Len} call={Call} ctx={Ctx:x} {Text}",
+                h->Tgid, (int)h->Fd, h->Generation, d->Direction, d->Source, d->Position, d->DataLength, d->CallBytes, d->TlsCtx, text);
+        }
+        else if (h->Type == EventType.Bind && size >= sizeof(BindEvent))
+            _log.LogInformation("event bind tgid={Tgid} fd={Fd} gen={Gen} ctx={Ctx:x}", h->Tgid, h->Fd, h->Generation, ((BindEvent*)data)->TlsCtx);
+        else if (h->Type == EventType.Close && size >= sizeof(CloseEvent))
+            _log.LogInformation("event close tgid={Tgid} fd={Fd} gen={Gen} flags={Flags}", h->Tgid, h->Fd, h->Generation, ((CloseEvent*)data)->Flags);
+        else
+            _log.LogInformation("event {Type} tgid={Tgid} fd={Fd} gen={Gen}", h->Type, h->Tgid, h->Fd, h->Generation);
     }
 
     public void Dispose()

@@ -19,6 +19,9 @@ public sealed class CollectorMetrics
     public LabeledCounter HostRequests { get; } = new("host", 200);
     public LabeledCounter ConnectionsEnded { get; } = new("reason", 8);
     public Counter GapBytes { get; } = new();
+    public Counter TlsConnectionsUnseen { get; } = new();
+    public Counter TlsUnseenBytes { get; } = new();
+    public Counter TlsUnboundDroppedBytes { get; } = new();
     public Counter OpaqueBytes { get; } = new();
     public Counter ShedBytes { get; } = new();
     public Counter ProcessScans { get; } = new();
@@ -53,8 +56,6 @@ public sealed class CollectorMetrics
         KernelDropReason.IovSkipped => "iov_skipped",
         KernelDropReason.ConnectionMapFull => "conn_map_full",
         KernelDropReason.NotHttpBytes => "not_http",
-        KernelDropReason.TlsUnresolvedFd => "tls_unresolved_fd",
-        KernelDropReason.TlsUnresolvedBytes => "tls_unresolved_fd",
         KernelDropReason.ReadFailedBytes => "user_memory_unreadable",
         KernelDropReason.SendfileBytes => "sendfile",
         _ => "other",
@@ -77,6 +78,9 @@ public sealed class CollectorMetrics
             .Labeled("collector_host_requests_total", "Requests by Host header (the processor's traffic metrics), at most 200 hosts.", "counter", HostRequests)
             .Labeled("collector_connections_ended_total", "Connections forgotten, by reason.", "counter", ConnectionsEnded)
             .Counter("collector_gap_bytes_total", "Bytes missing from captured streams (kernel positions).", GapBytes.Value)
+            .Counter("collector_tls_connections_unseen_total", "TLS connections closed without any plaintext seen at a probed library.", TlsConnectionsUnseen.Value)
+            .Counter("collector_tls_unseen_bytes_total", "Encrypted bytes of those connections.", TlsUnseenBytes.Value)
+            .Counter("collector_tls_unbound_dropped_bytes_total", "TLS plaintext dropped because its socket was never learned.", TlsUnboundDroppedBytes.Value)
             .Counter("collector_opaque_bytes_total", "Bytes of upgraded (101/CONNECT) connections, not parsed.", OpaqueBytes.Value)
             .Counter("collector_shed_bytes_total", "Buffered bytes shed to stay within TRAFFIC_BUFFER_THRESHOLD.", ShedBytes.Value)
             .Counter("collector_process_scans_total", "Scans of processes for TLS libraries.", ProcessScans.Value)

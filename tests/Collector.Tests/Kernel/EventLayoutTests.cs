@@ -34,6 +34,9 @@ public sealed class EventLayoutTests
         ["data_event.source", typeof(DataEventHeader), nameof(DataEventHeader.Source)],
         ["close_event.egress_bytes", typeof(CloseEvent), nameof(CloseEvent.EgressBytes)],
         ["close_event.ingress_bytes", typeof(CloseEvent), nameof(CloseEvent.IngressBytes)],
+        ["close_event.flags", typeof(CloseEvent), nameof(CloseEvent.Flags)],
+        ["data_event.tls_ctx", typeof(DataEventHeader), nameof(DataEventHeader.TlsCtx)],
+        ["bind_event.tls_ctx", typeof(BindEvent), nameof(BindEvent.TlsCtx)],
         ["collector_config.collector_tgid", typeof(CollectorConfig), nameof(CollectorConfig.CollectorTgid)],
         ["collector_config.host_mnt_ns", typeof(CollectorConfig), nameof(CollectorConfig.HostMntNs)],
         ["collector_config.capture_plain", typeof(CollectorConfig), nameof(CollectorConfig.CapturePlain)],
@@ -64,6 +67,7 @@ public sealed class EventLayoutTests
         Assert.Equal(C["data_event_header"], sizeof(DataEventHeader));
         Assert.Equal(C["data_event.data"], sizeof(DataEventHeader));
         Assert.Equal(C["close_event"], sizeof(CloseEvent));
+        Assert.Equal(C["bind_event"], sizeof(BindEvent));
         Assert.Equal(C["collector_config"], sizeof(CollectorConfig));
         Assert.Equal(C["MAX_DATA_SIZE"], EventLayout.MaxDataSize);
         Assert.Equal(C["DROP_COUNTER_COUNT"], (long)KernelDropReason.Count);

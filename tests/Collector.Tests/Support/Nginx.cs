@@ -76,6 +76,24 @@ public sealed class Nginx : IDisposable
         throw new TimeoutException($"nothing listens on {host}:{port}");
     }
 
+    /// <summary>Waits until a socket listens on port, without connecting to it (/proc/net/tcp*).</summary>
+    public static void WaitForListen(int port)
+    {
+        var hex = $":{port:X4} ";
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (DateTime.UtcNow < deadline)
+        {
+            foreach (var table in new[] { "/proc/net/tcp", "/proc/net/tcp6" })
+                foreach (var line in File.ReadLines(table).Skip(1))
+                {
+                    var cols = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                    if (cols.Length > 3 && (cols[1] + " ").EndsWith(hex) && cols[3] == "0A") return;
+                }
+            Thread.Sleep(50);
+        }
+        throw new TimeoutException($"nothing listens on port {port}");
+    }
+
     public void Dispose()
     {
         try { _process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }

@@ -1,0 +1,135 @@
+using System.Diagnostics;
+using Collector.Tests.Support;
+
+namespace Collector.Tests.Kernel;
+
+/// <summary>Issue 6's TLS matrix: every client's plaintext is captured at its TLS library, tied to
+/// its socket without struct offsets, once per traced side, bodies exact, no ciphertext.</summary>
+[Collection("kernel")]
+public sealed class TlsMatrixTests : IAsyncLifetime
+{
+    private Nginx _nginx = null!;
+    private string _sServerDir = null!;
+    private CollectorProcess _collector = null!;
+
+    public async Task InitializeAsync()
+    {
+        _nginx = new Nginx();
+        _sServerDir = Repo.TempDir("s_server");
+        Tls.MakeSelfSigned(_sServerDir);
+        _collector = await CollectorProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["TRACE_COMMS"] = Clients.TraceComms,
+            ["TRACE_PIDS"] = Environment.ProcessId.ToString(), // the .NET HttpClient runs in this process
+        });
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _collector.DisposeAsync();
+        _nginx.Dispose();
+    }
+
+    public static IEnumerable<object[]> Matrix() =>
+        from client in Clients.Names
+        from server in new[] { "nginx", "openssl" }
+        select new object[] { client, server };
+
+    [Theory]
+    [MemberData(nameof(Matrix))]
+    public async Task Tls_exchange_is_captured_once_per_side_with_exact_bodies(string client, string server)
+    {
+        var name = $"f-{Guid.NewGuid():N}.txt";
+        // a body larger than one TLS record, with a line per KiB, so that any cut shows
+        var content = string.Concat(Enumerable.Range(0, 40).Select(i => $"line {i:D4} " + new string((char)('a' + i % 26), 1013) + "\n"));
+        string body;
+        int port;
+        if (server == "nginx")
+        {
+            File.WriteAllText(Path.Combine(_nginx.Www, name), content);
+            port = _nginx.TlsPort;
+            body = await Clients.GetAsync(client, $"https://127.0.0.1:{port}/{name}");
+        }
+        else
+        {
+            await using var sServer = SServer.Start(_sServerDir, content);
+            port = sServer.Port;
+            body = await Clients.GetAsync(client, $"https://127.0.0.1:{port}/{name}");
+        }
+        Assert.Equal(content, body);
+
+        var path = "/" + name;
+        var found = await _collector.WaitForAsync(m => m.GetProperty("path").GetString() == path, 2);
+        await Task.Delay(300); // anything extra (a duplicate) would arrive now
+        found = _collector.Messages().Where(m => m.GetProperty("path").GetString() == path).ToList();
+        Assert.Equal(2, found.Count);
+        var clientSide = Assert.Single(found, m => m.GetProperty("direction").GetString() == "2");
+        var serverSide = Assert.Single(found, m => m.GetProperty("direction").GetString() == "1");
+        Assert.Equal(Clients.ProcessName(client), clientSide.GetProperty("process_name").GetString());
+        Assert.Equal(server, serverSide.GetProperty("process_name").GetString());
+        foreach (var m in found)
+        {
+            WalkingSkeletonTests.AssertAllStrings(m);
+            Assert.Equal(content, m.GetProperty("responsePayload").GetString());
+            Assert.Equal("200", m.GetProperty("statusCode").GetString());
+            Assert.Equal($"127.0.0.1:{port}", m.GetProperty("destIp").GetString());
+            Assert.Equal(clientSide.GetProperty("ip").GetString(), m.GetProperty("ip").GetString());
+        }
+        foreach (var line in _collector.Lines)
+        {
+            Assert.DoesNotContain("\\u0016\\u0003", line);
+            Assert.DoesNotContain("\\u0017\\u0003", line);
+        }
+    }
+}
+
+/// <summary>openssl s_server in its interactive mode, which moves data with SSL_read/SSL_write:
+/// it prints what the client sent on stdout and sends what we write on stdin. We answer once the
+/// request's header block is complete. (Its -WWW mode goes through a BIO that calls OpenSSL's
+/// internal functions, which no uprobe on the exported API sees: the collector counts such
+/// connections in collector_tls_connections_unseen_total.)</summary>
+public sealed class SServer : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly Task _responder;
+    public int Port { get; }
+
+    private SServer(string dir, string body)
+    {
+        Port = Repo.FreePort();
+        _process = Process.Start(new ProcessStartInfo("openssl",
+            $"s_server -accept {Port} -cert cert.pem -key key.pem -quiet -naccept 1")
+        {
+            WorkingDirectory = dir,
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        })!;
+        _responder = Task.Run(async () =>
+        {
+            var seen = new System.Text.StringBuilder();
+            var buf = new char[4096];
+            while (!seen.ToString().Contains("\r\n\r\n"))
+            {
+                var n = await _process.StandardOutput.ReadAsync(buf);
+                if (n == 0) throw new InvalidOperationException("s_server ended before the request: " + seen);
+                seen.Append(buf, 0, n);
+            }
+            var bytes = System.Text.Encoding.UTF8.GetByteCount(body);
+            await _process.StandardInput.WriteAsync($"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {bytes}\r\n\r\n{body}");
+            await _process.StandardInput.FlushAsync();
+        });
+        Nginx.WaitForListen(Port); // no test connection: it would take s_server's only accept
+    }
+
+    public static SServer Start(string dir, string body) => new(dir, body);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _responder.WaitAsync(TimeSpan.FromSeconds(20));
+        try { _process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+        _process.WaitForExit(5000);
+        _process.Dispose();
+    }
+}
