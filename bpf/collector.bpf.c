@@ -29,7 +29,7 @@ const volatile struct collector_config settings = {
 	.capture_plain = 1,
 	.capture_tls = 1,
 	.chunk_size = MAX_DATA_SIZE,
-	.max_chunks_per_call = 4,
+	.max_chunks_per_call = 8,
 	.wakeup_bytes = 256 * 1024,
 };
 
@@ -352,6 +352,10 @@ static __always_inline int judge_first_bytes(struct conn_state *st, const void *
 	return 0;
 }
 
+/* State of the chunk loops lives in per-CPU maps, not on the stack: the verifier then sees every
+ * iteration of a bpf_loop callback start from the same state and checks it once, whatever the
+ * loop count (on the stack it tracked each iteration's exact offsets, and the cost grew with
+ * max_chunks_per_call past the verifier's limit). */
 struct emit_ctx {
 	__u64 buf;
 	__u64 len;
@@ -366,11 +370,20 @@ struct emit_ctx {
 	__u64 tls_ctx;
 };
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct emit_ctx);
+} emit_state SEC(".maps");
+
 /* One chunk of emit_buffer; a bpf_loop callback so that the verifier walks it once. */
-static long emit_chunk(__u32 index, void *data)
+static long emit_chunk(__u32 index, void *unused)
 {
-	struct emit_ctx *c = data;
 	__u32 zero = 0;
+	struct emit_ctx *c = bpf_map_lookup_elem(&emit_state, &zero);
+	if (!c)
+		return 1;
 	if (c->off >= c->len)
 		return 1;
 	struct data_event *e = bpf_map_lookup_elem(&scratch, &zero);
@@ -423,16 +436,27 @@ static __always_inline void emit_buffer(__u32 tgid, __u32 fd, __u32 generation, 
 					__u64 buf, __u64 len, __u64 call_bytes, __u8 direction,
 					__u8 source, __u64 tls_ctx)
 {
-	struct emit_ctx c = {.buf = buf, .len = len, .off = 0, .position = position,
-			     .call_bytes = call_bytes, .tgid = tgid, .fd = fd,
-			     .generation = generation, .direction = direction, .source = source,
-			     .tls_ctx = tls_ctx};
+	__u32 zero = 0;
+	struct emit_ctx *c = bpf_map_lookup_elem(&emit_state, &zero);
+	if (!c)
+		return;
+	c->buf = buf;
+	c->len = len;
+	c->off = 0;
+	c->position = position;
+	c->call_bytes = call_bytes;
+	c->tgid = tgid;
+	c->fd = fd;
+	c->generation = generation;
+	c->direction = direction;
+	c->source = source;
+	c->tls_ctx = tls_ctx;
 	__u32 chunks = settings.max_chunks_per_call;
 	if (chunks > MAX_CHUNKS_LIMIT)
 		chunks = MAX_CHUNKS_LIMIT;
-	bpf_loop(chunks, emit_chunk, &c, 0);
-	if (c.off < len)
-		count_drop(DROP_BEYOND_CAPTURE_BYTES, len - c.off);
+	bpf_loop(chunks, emit_chunk, NULL, 0);
+	if (c->off < len)
+		count_drop(DROP_BEYOND_CAPTURE_BYTES, len - c->off);
 }
 
 /* ---- plaintext at the syscalls ---- */
@@ -513,7 +537,6 @@ struct iovec_user {
 };
 
 struct iov_ctx {
-	struct conn_state *st;
 	__u64 iov;
 	__u64 left;
 	__u64 total;
@@ -523,30 +546,55 @@ struct iov_ctx {
 	__u32 direction;
 };
 
-static long iov_entry(__u32 i, void *data)
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct iov_ctx);
+} iov_state SEC(".maps");
+
+static long iov_entry(__u32 i, void *unused)
 {
-	struct iov_ctx *c = data;
+	__u32 zero = 0;
+	struct iov_ctx *c = bpf_map_lookup_elem(&iov_state, &zero);
+	if (!c)
+		return 1;
 	if (i >= c->iovcnt || c->left == 0)
 		return 1;
 	struct iovec_user v = {};
 	if (bpf_probe_read_user(&v, sizeof(v), (const void *)(c->iov + i * sizeof(v))) != 0)
 		return 1;
+	struct conn_key key = {.tgid = c->tgid, .fd = c->fd};
+	struct conn_state *st = bpf_map_lookup_elem(&conns, &key);
+	if (!st)
+		return 1;
 	__u64 n = v.len < c->left ? v.len : c->left;
-	plain_buffer(c->tgid, c->fd, c->st, v.base, n, c->total, c->direction);
+	__u64 total = c->total;
+	__u32 direction = c->direction;
 	c->left -= n;
+	plain_buffer(key.tgid, key.fd, st, v.base, n, total, direction);
 	return 0;
 }
 
 static __always_inline void plain_iov(__u32 tgid, __u32 fd, struct conn_state *st, __u64 iov,
 				      __u32 iovcnt, __u64 total, __u32 direction)
 {
-	struct iov_ctx c = {.st = st, .iov = iov, .left = total, .total = total, .iovcnt = iovcnt,
-			    .tgid = tgid, .fd = fd, .direction = direction};
-	bpf_loop(MAX_IOV_WALK, iov_entry, &c, 0);
-	if (c.left > 0) {
+	__u32 zero = 0;
+	struct iov_ctx *c = bpf_map_lookup_elem(&iov_state, &zero);
+	if (!c)
+		return;
+	c->iov = iov;
+	c->left = total;
+	c->total = total;
+	c->iovcnt = iovcnt;
+	c->tgid = tgid;
+	c->fd = fd;
+	c->direction = direction;
+	bpf_loop(MAX_IOV_WALK, iov_entry, NULL, 0);
+	if (c->left > 0) {
 		/* iovecs past the walk limit: keep positions exact so user space sees the gap */
-		count_drop(DROP_IOV_SKIPPED, c.left);
-		st->plain_pos[direction & 1] += c.left;
+		count_drop(DROP_IOV_SKIPPED, c->left);
+		st->plain_pos[direction & 1] += c->left;
 	}
 }
 

@@ -40,6 +40,9 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
     private readonly ConnectionTable _table;
     private readonly HttpLimits _limits;
     private readonly Queue<HttpMessage> _pending = new();
+    // A server may answer before it has read the whole request (an early error, or a body it
+    // discards): such a response waits here for its request to finish.
+    private HttpMessage? _earlyResponse;
     private DirectionStream _egress;
     private DirectionStream _ingress;
     private bool _responseGap;
@@ -134,6 +137,12 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
             _table.Metrics.CountHttpDrop(reason == "close" ? "request_without_response" : $"request_without_response_{reason}");
             r.Dispose();
         }
+        if (_earlyResponse is not null)
+        {
+            _table.Metrics.CountHttpDrop("response_without_request");
+            _earlyResponse.Dispose();
+            _earlyResponse = null;
+        }
         UpdateRetained();
     }
 
@@ -191,9 +200,19 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
                 _table.Metrics.CountHttpDrop("too_many_pending_requests");
             }
             _pending.Enqueue(message);
+            if (_earlyResponse is { } early && _pending.Count == 1)
+            {
+                _earlyResponse = null;
+                ((IHttpMessageSink)this).OnMessage(other.Parser, early);
+            }
             return;
         }
         if (other.Parser.Role == StreamRole.Unknown) other.Parser.Role = StreamRole.Requests;
+        if (_pending.Count == 0 && other.Parser.InMessage && _earlyResponse is null)
+        {
+            _earlyResponse = message;
+            return;
+        }
 
         // A response never starts before its request: a head request that started later than this
         // response lost its own response to a gap, or this response's request was lost.
@@ -253,6 +272,8 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
 
     public void Dispose()
     {
+        _earlyResponse?.Dispose();
+        _earlyResponse = null;
         _egress.Dispose();
         _ingress.Dispose();
         while (_pending.TryDequeue(out var r)) r.Dispose();

@@ -65,6 +65,8 @@ public sealed unsafe class KernelCapture : IDisposable
         var cfg = (CollectorConfig*)ptr;
         cfg->CollectorTgid = (uint)Environment.ProcessId;
         cfg->HostMntNs = HostMountNamespace(s.HostProc);
+        if (cfg->HostMntNs == 0 && !s.ProbeAllPid && s.TracePids.Count == 0 && s.TraceComms.Count == 0)
+            throw new InvalidOperationException($"cannot read the host's mount namespace from {s.HostProc}/1/ns/mnt: needed to tell containers apart (or set PROBE_ALL_PID=true)");
         cfg->CapturePlain = (byte)(s.CaptureAll ? 1 : 0);
         cfg->CaptureTls = (byte)(s.CaptureSsl ? 1 : 0);
         cfg->ProbeAllPid = (byte)(s.ProbeAllPid ? 1 : 0);
@@ -82,17 +84,20 @@ public sealed unsafe class KernelCapture : IDisposable
         }
     }
 
-    /// <summary>The host's mount namespace inode: processes in another one are in a container.</summary>
-    private static uint HostMountNamespace(string hostProc)
+    /// <summary>The host's mount namespace inode: processes in another one are in a container.
+    /// It is pid 1's (the collector itself runs in a container of its own under Kubernetes); where
+    /// pid 1's namespaces cannot be read (a sandbox that hides them), the collector's own, which is
+    /// the host's for a host install. stat() of the nsfs file gives the inode (st_ino).</summary>
+    private uint HostMountNamespace(string hostProc)
     {
-        try
+        var buf = stackalloc byte[256];
+        foreach (var path in new[] { Path.Combine(hostProc, "1/ns/mnt"), "/proc/self/ns/mnt" })
         {
-            var target = new FileInfo(Path.Combine(hostProc, "1/ns/mnt")).LinkTarget; // "mnt:[4026531841]"
-            if (target is not null && target.StartsWith("mnt:[") && uint.TryParse(target[5..^1], out var ino))
-                return ino;
+            if (Interop.Libc.Stat(path, buf) != 0) continue;
+            var ino = (uint)*(ulong*)(buf + 8);
+            _log.LogInformation("host mount namespace {Inode} (from {Path}): processes outside it count as containers", ino, path);
+            return ino;
         }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
         return 0;
     }
 

@@ -14,7 +14,7 @@ public sealed class Nginx : IDisposable
     public int TlsPort { get; }
     public string CertPath => Path.Combine(Dir, "cert.pem");
 
-    public Nginx(string listenAddress = "127.0.0.1", string? extraLocations = null)
+    public Nginx(string listenAddress = "127.0.0.1", string? extraLocations = null, string? netns = null)
     {
         Dir = Repo.TempDir("nginx");
         Directory.CreateDirectory(Www);
@@ -51,13 +51,23 @@ public sealed class Nginx : IDisposable
               }
             }
             """);
-        _process = Process.Start(new ProcessStartInfo("nginx", $"-c {Dir}/nginx.conf -e {Dir}/error.log")
+        var (file, args) = netns is null
+            ? ("nginx", $"-c {Dir}/nginx.conf -e {Dir}/error.log")
+            : ("ip", $"netns exec {netns} nginx -c {Dir}/nginx.conf -e {Dir}/error.log");
+        _process = Process.Start(new ProcessStartInfo(file, args)
         {
             UseShellExecute = false,
             RedirectStandardError = true,
         })!;
-        WaitForPort(listenAddress, PlainPort);
-        WaitForPort(listenAddress, TlsPort);
+        if (netns is null)
+        {
+            WaitForPort(listenAddress, PlainPort);
+            WaitForPort(listenAddress, TlsPort);
+        }
+        else
+        {
+            Shell.Check("bash", $"-c \"for i in $(seq 100); do ip netns exec {netns} ss -ltn | grep -q ':{TlsPort} ' && exit 0; sleep 0.05; done; exit 1\"");
+        }
     }
 
     public static void WaitForPort(string host, int port)

@@ -66,6 +66,22 @@ public static class Shell
         return (p.ExitCode, o.Result, e.Result);
     }
 
+    /// <summary>Runs a python3 script given as one argument (no shell quoting involved).</summary>
+    public static string Python(string script, IDictionary<string, string>? env = null)
+    {
+        var psi = new ProcessStartInfo(Clients.Python) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add(script);
+        if (env is not null) foreach (var (k, v) in env) psi.Environment[k] = v;
+        using var p = Process.Start(psi)!;
+        var o = p.StandardOutput.ReadToEndAsync();
+        var e = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(TimeSpan.FromSeconds(120))) { p.Kill(true); throw new TimeoutException("python script did not finish"); }
+        p.WaitForExit();
+        if (p.ExitCode != 0) throw new InvalidOperationException($"python3 exited {p.ExitCode}: {e.Result}");
+        return o.Result;
+    }
+
     public static string Check(string file, string args, TimeSpan? timeout = null, string? stdin = null)
     {
         var (code, o, e) = Run(file, args, timeout, stdin);

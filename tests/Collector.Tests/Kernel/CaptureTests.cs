@@ -1,0 +1,344 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Collector.Tests.Support;
+
+namespace Collector.Tests.Kernel;
+
+/// <summary>Issue 6: the socket-syscall capture in the real kernel, against real peers.</summary>
+[Collection("kernel")]
+public sealed class CaptureTests
+{
+    private static Func<JsonElement, bool> PathIs(string path) => m => m.GetProperty("path").GetString() == path;
+
+    private static Task<CollectorProcess> Collector(params (string Key, string Value)[] env)
+    {
+        var d = new Dictionary<string, string> { ["TRACE_COMMS"] = "curl,nginx,python3,openssl" };
+        foreach (var (k, v) in env) d[k] = v;
+        return CollectorProcess.StartAsync(d);
+    }
+
+    [Fact]
+    public async Task Keep_alive_connection_opened_before_the_collector_is_captured_with_addresses()
+    {
+        using var nginx = new Nginx();
+        var id = Guid.NewGuid().ToString("N");
+        File.WriteAllText(Path.Combine(nginx.Www, $"second-{id}.txt"), "second response\n");
+        File.WriteAllText(Path.Combine(nginx.Www, $"first-{id}.txt"), "first response\n");
+        var script = $$"""
+            import http.client, sys
+            c = http.client.HTTPConnection('127.0.0.1', {{nginx.PlainPort}})
+            c.request('GET', '/first-{{id}}.txt'); c.getresponse().read()
+            print('local', c.sock.getsockname()[1], flush=True)
+            sys.stdin.readline()
+            c.request('GET', '/second-{{id}}.txt'); print(c.getresponse().read().decode(), end='', flush=True)
+            """;
+        using var client = Process.Start(new ProcessStartInfo(Clients.Python, ["-c", script])
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            UseShellExecute = false,
+        })!;
+        var first = await client.StandardOutput.ReadLineAsync();
+        Assert.StartsWith("local ", first);
+        var clientPort = first!["local ".Length..];
+
+        await using var collector = await Collector();
+        await client.StandardInput.WriteLineAsync("go");
+        await client.StandardInput.FlushAsync();
+        Assert.Equal("second response", await client.StandardOutput.ReadLineAsync());
+        await client.WaitForExitAsync();
+
+        var found = await collector.WaitForAsync(PathIs($"/second-{id}.txt"), 2);
+        Assert.Equal(2, found.Count);
+        foreach (var m in found)
+        {
+            Assert.Equal($"127.0.0.1:{clientPort}", m.GetProperty("ip").GetString());
+            Assert.Equal($"127.0.0.1:{nginx.PlainPort}", m.GetProperty("destIp").GetString());
+            Assert.Equal("second response\n", m.GetProperty("responsePayload").GetString());
+        }
+        Assert.Contains(found, m => m.GetProperty("process_name").GetString() == "python3" && m.GetProperty("direction").GetString() == "2");
+        Assert.Contains(found, m => m.GetProperty("process_name").GetString() == "nginx" && m.GetProperty("direction").GetString() == "1");
+        Assert.DoesNotContain(collector.Messages(), m => PathIs($"/first-{id}.txt")(m));
+    }
+
+    [Fact]
+    public async Task Ipv6_loopback_addresses_are_whole()
+    {
+        using var nginx = new Nginx(listenAddress: "::1");
+        await using var collector = await Collector();
+        var path = $"/v6-{Guid.NewGuid():N}.txt";
+        File.WriteAllText(Path.Combine(nginx.Www, path[1..]), "over ipv6\n");
+        Assert.Equal("over ipv6\n", Shell.Check("curl", $"-sg --fail http://[::1]:{nginx.PlainPort}{path}"));
+        var found = await collector.WaitForAsync(PathIs(path), 2);
+        Assert.Equal(2, found.Count);
+        foreach (var m in found)
+        {
+            Assert.Equal($"[::1]:{nginx.PlainPort}", m.GetProperty("destIp").GetString());
+            Assert.Matches(@"^\[::1\]:\d+$", m.GetProperty("ip").GetString()!);
+        }
+    }
+
+    [Theory]
+    [InlineData("http")]
+    [InlineData("https")]
+    public async Task A_one_mebibyte_response_arrives_whole(string scheme)
+    {
+        using var nginx = new Nginx();
+        await using var collector = await Collector(("HTTP_MAX_BODY_BYTES", "2097152"), ("KAFKA_MAX_MESSAGE_BYTES", "4000000"));
+        var name = $"big-{Guid.NewGuid():N}.txt";
+        var line = new string('x', 1023) + "\n";
+        var content = string.Concat(Enumerable.Range(0, 1024).Select(i => $"{i:D6}" + line[6..]));
+        Assert.Equal(1 << 20, content.Length);
+        File.WriteAllText(Path.Combine(nginx.Www, name), content);
+        var port = scheme == "http" ? nginx.PlainPort : nginx.TlsPort;
+        Assert.Equal(content, Shell.Check("curl", $"-sk --fail {scheme}://127.0.0.1:{port}/{name}"));
+        var found = await collector.WaitForAsync(PathIs("/" + name), 2, TimeSpan.FromSeconds(30));
+        Assert.Equal(2, found.Count);
+        foreach (var m in found)
+        {
+            var body = m.GetProperty("responsePayload").GetString()!;
+            Assert.Equal(content.Length, body.Length);
+            Assert.Equal(content, body);
+        }
+    }
+
+    [Fact]
+    public async Task A_16_KiB_writev_request_arrives_whole()
+    {
+        using var nginx = new Nginx();
+        await using var collector = await Collector();
+        var path = $"/echo?writev={Guid.NewGuid():N}";
+        // the body in three iovecs after the header block: one writev call of 16 KiB + headers
+        var script = $$"""
+            import socket, os
+            body = b''.join(b'%05d' % i + b'.' * 59 for i in range(256))
+            assert len(body) == 16384
+            head = ('POST {{path}} HTTP/1.1\r\nHost: 127.0.0.1:{{nginx.PlainPort}}\r\nContent-Type: text/plain\r\n'
+                    'Content-Length: %d\r\nConnection: close\r\n\r\n' % len(body)).encode()
+            s = socket.create_connection(('127.0.0.1', {{nginx.PlainPort}}))
+            n = os.writev(s.fileno(), [head, body[:5000], body[5000:12000], body[12000:]])
+            assert n == len(head) + len(body), n
+            data = b''
+            while True:
+                chunk = s.recv(65536)
+                if not chunk: break
+                data += chunk
+            print(data.split(b'\r\n')[0].decode())
+            """;
+        Assert.Equal("HTTP/1.1 200 OK\n", Shell.Python(script));
+        var expected = string.Concat(Enumerable.Range(0, 256).Select(i => $"{i:D5}" + new string('.', 59)));
+        var found = await collector.WaitForAsync(PathIs(path), 2);
+        Assert.Equal(2, found.Count);
+        foreach (var m in found)
+        {
+            Assert.Equal(expected, m.GetProperty("requestPayload").GetString());
+            Assert.Equal("posted\n", m.GetProperty("responsePayload").GetString());
+        }
+    }
+
+    [Fact]
+    public async Task A_connection_into_a_network_namespace_carries_its_addresses()
+    {
+        using var ns = new NetNs();
+        using var nginx = new Nginx(listenAddress: ns.NsAddress, netns: ns.Name);
+        await using var collector = await Collector();
+        var path = $"/ns-{Guid.NewGuid():N}.txt";
+        File.WriteAllText(Path.Combine(nginx.Www, path[1..]), "from the namespace\n");
+        Assert.Equal("from the namespace\n", Shell.Check("curl", $"-s --fail http://{ns.NsAddress}:{nginx.PlainPort}{path}"));
+        var found = await collector.WaitForAsync(PathIs(path), 2);
+        Assert.Equal(2, found.Count);
+        foreach (var m in found)
+        {
+            Assert.Equal($"{ns.NsAddress}:{nginx.PlainPort}", m.GetProperty("destIp").GetString());
+            Assert.Matches($@"^{ns.HostAddress.Replace(".", @"\.")}:\d+$", m.GetProperty("ip").GetString()!);
+        }
+        Assert.Contains(found, m => m.GetProperty("process_name").GetString() == "nginx");
+    }
+
+    [Fact]
+    public async Task A_reused_fd_makes_two_connections_without_merging()
+    {
+        using var nginx = new Nginx();
+        await using var collector = await Collector();
+        var id = Guid.NewGuid().ToString("N");
+        File.WriteAllText(Path.Combine(nginx.Www, $"a-{id}.txt"), "body of a\n");
+        File.WriteAllText(Path.Combine(nginx.Www, $"b-{id}.txt"), "body of b\n");
+        // the first connection is closed with its response only half read... then the same fd
+        // number carries a second connection
+        var script = $$"""
+            import socket
+            fds = []
+            for name in ['a', 'b']:
+                s = socket.create_connection(('127.0.0.1', {{nginx.PlainPort}}))
+                fds.append(s.fileno())
+                s.sendall(('GET /%s-{{id}}.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' % name).encode())
+                data = b''
+                while True:
+                    c = s.recv(65536)
+                    if not c: break
+                    data += c
+                s.close()
+            print(fds[0] == fds[1], fds[0])
+            """;
+        var output = Shell.Python(script).Trim().Split(' ');
+        Assert.Equal("True", output[0]);
+        var a = await collector.WaitForAsync(PathIs($"/a-{id}.txt"), 2);
+        var b = await collector.WaitForAsync(PathIs($"/b-{id}.txt"), 2);
+        Assert.Equal(2, a.Count);
+        Assert.Equal(2, b.Count);
+        Assert.All(a, m => Assert.Equal("body of a\n", m.GetProperty("responsePayload").GetString()));
+        Assert.All(b, m => Assert.Equal("body of b\n", m.GetProperty("responsePayload").GetString()));
+        var clientA = Assert.Single(a, m => m.GetProperty("direction").GetString() == "2");
+        var clientB = Assert.Single(b, m => m.GetProperty("direction").GetString() == "2");
+        Assert.Equal(output[1], clientA.GetProperty("socket_id").GetString());
+        Assert.Equal(output[1], clientB.GetProperty("socket_id").GetString());
+        Assert.NotEqual(clientA.GetProperty("ip").GetString(), clientB.GetProperty("ip").GetString());
+    }
+
+    [Fact]
+    public async Task Drop_counters_move_when_the_ring_buffer_is_tiny_and_the_collector_keeps_running()
+    {
+        using var nginx = new Nginx();
+        await using var collector = await Collector(("RING_BUFFER_MB", "1"), ("CAPTURE_CHUNKS_PER_CALL", "64"));
+        var name = $"load-{Guid.NewGuid():N}.bin";
+        File.WriteAllText(Path.Combine(nginx.Www, name), new string('z', 4 << 20));
+        // 48 downloads of 4 MiB, 8 at a time: far more than a 1 MiB ring holds between reads
+        Shell.Check("bash", $"-c \"seq 48 | xargs -P 8 -I{{}} curl -s -o /dev/null http://127.0.0.1:{nginx.PlainPort}/{name}?n={{}}\"",
+            TimeSpan.FromSeconds(120));
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        double dropped = 0;
+        while (DateTime.UtcNow < deadline && dropped == 0)
+        {
+            dropped = await collector.MetricAsync("collector_kernel_drops_total{reason=\"ringbuf_full\"}");
+            await Task.Delay(300);
+        }
+        Assert.True(dropped > 0, "no ring buffer drop counted");
+        Assert.True(await collector.MetricAsync("collector_kernel_dropped_bytes_total{reason=\"ringbuf_full\"}") > 0);
+        // still alive and still capturing
+        using var http = new HttpClient();
+        Assert.Equal("ok\n", await http.GetStringAsync($"http://127.0.0.1:{collector.MetricsPort}/healthz"));
+        var path = $"/after-{Guid.NewGuid():N}.txt";
+        File.WriteAllText(Path.Combine(nginx.Www, path[1..]), "still here\n");
+        Shell.Check("curl", $"-s --fail http://127.0.0.1:{nginx.PlainPort}{path}");
+        Assert.Equal(2, (await collector.WaitForAsync(PathIs(path), 2)).Count);
+    }
+
+    [Theory]
+    [InlineData("CAPTURE_ALL")]
+    [InlineData("CAPTURE_SSL")]
+    public async Task Capture_switches_apply_in_the_kernel(string setting)
+    {
+        using var nginx = new Nginx();
+        await using var collector = await Collector((setting, "false"));
+        var id = Guid.NewGuid().ToString("N");
+        File.WriteAllText(Path.Combine(nginx.Www, $"p-{id}.txt"), "plain\n");
+        File.WriteAllText(Path.Combine(nginx.Www, $"t-{id}.txt"), "tls\n");
+        Shell.Check("curl", $"-s --fail http://127.0.0.1:{nginx.PlainPort}/p-{id}.txt");
+        Shell.Check("curl", $"-sk --fail https://127.0.0.1:{nginx.TlsPort}/t-{id}.txt");
+        var expected = setting == "CAPTURE_ALL" ? $"/t-{id}.txt" : $"/p-{id}.txt";
+        var other = setting == "CAPTURE_ALL" ? $"/p-{id}.txt" : $"/t-{id}.txt";
+        Assert.Equal(2, (await collector.WaitForAsync(PathIs(expected), 2)).Count);
+        await Task.Delay(500);
+        Assert.DoesNotContain(collector.Messages(), m => PathIs(other)(m));
+        var source = setting == "CAPTURE_ALL" ? "syscall" : "openssl";
+        Assert.Equal(0, await collector.MetricAsync($"collector_bytes_read_total{{source=\"{source}\"}}"));
+    }
+
+    [Fact]
+    public async Task Without_probe_all_pid_only_processes_in_containers_are_traced()
+    {
+        using var nginx = new Nginx();
+        // no TRACE_* selection: the container rule decides (a mount namespace other than the host's)
+        await using var collector = await CollectorProcess.StartAsync(new Dictionary<string, string> { ["PROBE_ALL_PID"] = "false" });
+        var id = Guid.NewGuid().ToString("N");
+        File.WriteAllText(Path.Combine(nginx.Www, $"host-{id}.txt"), "host\n");
+        File.WriteAllText(Path.Combine(nginx.Www, $"ctr-{id}.txt"), "container\n");
+        Shell.Check("curl", $"-s --fail http://127.0.0.1:{nginx.PlainPort}/host-{id}.txt");
+        Shell.Check("unshare", $"--mount curl -s --fail http://127.0.0.1:{nginx.PlainPort}/ctr-{id}.txt");
+        var found = await collector.WaitForAsync(PathIs($"/ctr-{id}.txt"), 1);
+        var single = Assert.Single(found);
+        Assert.Equal("2", single.GetProperty("direction").GetString()); // curl in its own mount namespace; nginx is a host process
+        await Task.Delay(500);
+        Assert.DoesNotContain(collector.Messages(), m => PathIs($"/host-{id}.txt")(m));
+    }
+
+    [Fact]
+    public async Task The_collector_never_traces_itself()
+    {
+        await using var collector = await CollectorProcess.StartAsync(new Dictionary<string, string> { ["PROBE_ALL_PID"] = "true" });
+        var path = $"/healthz?self={Guid.NewGuid():N}";
+        Shell.Check("curl", $"-s --fail http://127.0.0.1:{collector.MetricsPort}{path}");
+        var found = await collector.WaitForAsync(PathIs(path), 1);
+        var m = Assert.Single(found);
+        Assert.Equal("2", m.GetProperty("direction").GetString());
+        Assert.Equal("curl", m.GetProperty("process_name").GetString());
+        await Task.Delay(500);
+        Assert.DoesNotContain(collector.Messages(), x => x.GetProperty("process_id").GetString() == collector.Pid.ToString());
+    }
+
+    [Fact]
+    public async Task A_tls_library_loaded_by_a_new_process_is_probed_within_a_second_of_exec()
+    {
+        using var nginx = new Nginx();
+        await using var collector = await Collector();
+        // a private copy of libssl: another (device, inode) that the start-up scan never saw
+        var dir = Repo.TempDir("libssl-copy");
+        File.Copy("/usr/lib/x86_64-linux-gnu/libssl.so.3", Path.Combine(dir, "libssl.so.3"));
+        var path = $"/copy-{Guid.NewGuid():N}.txt";
+        File.WriteAllText(Path.Combine(nginx.Www, path[1..]), "via a copied libssl\n");
+        var script = $$"""
+            import time, ssl, urllib.request
+            time.sleep(1.5)
+            print(urllib.request.urlopen('https://127.0.0.1:{{nginx.TlsPort}}{{path}}', context=ssl._create_unverified_context()).read().decode(), end='')
+            """;
+        var stdout = Shell.Python(script, new Dictionary<string, string> { ["LD_LIBRARY_PATH"] = dir });
+        Assert.Equal("via a copied libssl\n", stdout);
+        var found = await collector.WaitForAsync(PathIs(path), 2);
+        Assert.Contains(found, m => m.GetProperty("process_name").GetString() == "python3");
+        Assert.Contains(Path.Combine(dir, "libssl.so.3"), collector.Log);
+    }
+
+    [Fact]
+    public async Task Tls_connections_whose_plaintext_no_probe_sees_are_counted()
+    {
+        await using var collector = await Collector();
+        var dir = Repo.TempDir("www-mode");
+        Tls.MakeSelfSigned(dir);
+        File.WriteAllText(Path.Combine(dir, "f.txt"), "served by -WWW\n");
+        var port = Repo.FreePort();
+        // -WWW reads and writes through a BIO that calls OpenSSL's internal functions
+        using var server = Process.Start(new ProcessStartInfo("openssl", $"s_server -accept {port} -cert cert.pem -key key.pem -WWW -quiet")
+        {
+            WorkingDirectory = dir,
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        })!;
+        try
+        {
+            Nginx.WaitForListen(port);
+            var before = await collector.MetricAsync("collector_tls_connections_unseen_total");
+            Assert.Equal("served by -WWW\n", Shell.Check("curl", $"-sk --fail https://127.0.0.1:{port}/f.txt"));
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (DateTime.UtcNow < deadline && await collector.MetricAsync("collector_tls_connections_unseen_total") <= before)
+                await Task.Delay(200);
+            Assert.True(await collector.MetricAsync("collector_tls_connections_unseen_total") > before);
+            Assert.True(await collector.MetricAsync("collector_tls_unseen_bytes_total") > 0);
+            // curl's own side is seen at its libssl
+            Assert.Single(await collector.WaitForAsync(PathIs("/f.txt"), 1));
+        }
+        finally
+        {
+            server.Kill(entireProcessTree: true);
+        }
+    }
+
+    [Fact]
+    public async Task Processes_are_rescanned_every_uprobe_poll_interval()
+    {
+        await using var collector = await Collector(("UPROBE_POLL_INTERVAL", "0.01")); // 0.6 s
+        var first = await collector.MetricAsync("collector_process_scans_total");
+        await Task.Delay(2500);
+        Assert.True(await collector.MetricAsync("collector_process_scans_total") >= first + 2);
+    }
+}
