@@ -12,7 +12,7 @@ export DOTNET_NOLOGO := 1
 BPF_SRC := $(wildcard bpf/*.c bpf/*.h)
 CS_SRC := $(shell find src -name '*.cs' -o -name '*.csproj') Collector.sln
 
-.PHONY: all deps build bpf collector native run test bench clean
+.PHONY: all deps build bpf collector native run test bench bench-capture clean
 
 all: build
 
@@ -51,6 +51,10 @@ test: build
 
 bench: build
 	$(DOTNET) run -c Release --project bench/Collector.Bench/Collector.Bench.csproj
+
+# capture overhead in the real kernel: nginx + wrk with no probes, count-only probes, the collector
+bench-capture: build
+	bench/capture-bench.sh
 
 clean:
 	rm -rf $(BUILD) src/*/bin src/*/obj tests/*/bin tests/*/obj bench/*/bin bench/*/obj

@@ -9,7 +9,7 @@ PACKAGES=(
   # runtime: libbpf1 comes with libbpf-dev; Confluent.Kafka loads Debian's librdkafka.so (the -dev name)
   librdkafka1 librdkafka-dev
   # tests and benchmarks: real peers, an independent Kafka consumer, a real Prometheus
-  kcat nginx-light curl wget openssl python3 nodejs iproute2 prometheus wrk procps
+  kcat nginx-light curl wget openssl python3 nodejs iproute2 prometheus wrk procps bpftrace bc util-linux
 )
 
 missing=()

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Capture overhead on loopback: nginx serving a 1 KiB body over keep-alive, wrk as the client,
+# plaintext and TLS, in three modes run interleaved ROUNDS times:
+#   none      no probes
+#   floor     count-only probes on the same hooks (bpftrace): the cost of the traps alone
+#   collector the collector tracing both nginx and wrk
+# Prints requests/s (median), the ratio collector/floor, and the collector's CPU seconds per
+# 10,000 requests. Traffic stays on 127.0.0.1; every run is bounded by DURATION seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-8}
+CONNECTIONS=${CONNECTIONS:-32}
+COLLECTOR=build/collector/Collector
+LIBSSL=$(ls /usr/lib/x86_64-linux-gnu/libssl.so.3)
+work=$(mktemp -d /tmp/capture-bench.XXXXXX)
+trap 'kill $(cat $work/nginx.pid 2>/dev/null) 2>/dev/null || true; pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+plain=$((20000 + RANDOM % 20000)); tls=$((plain + 1))
+mkdir -p "$work/www"
+head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 > "$work/www/1k.txt"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile off;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/body;
+  server {
+    listen 127.0.0.1:$plain;
+    listen 127.0.0.1:$tls ssl;
+    ssl_certificate $work/cert.pem;
+    ssl_certificate_key $work/key.pem;
+    root $work/www;
+  }
+}
+CONF
+nginx -c "$work/nginx.conf" -e "$work/error.log"
+sleep 0.5
+
+cat > "$work/floor.bt" <<BT
+tracepoint:syscalls:sys_enter_read, tracepoint:syscalls:sys_exit_read,
+tracepoint:syscalls:sys_enter_write, tracepoint:syscalls:sys_exit_write,
+tracepoint:syscalls:sys_enter_readv, tracepoint:syscalls:sys_exit_readv,
+tracepoint:syscalls:sys_enter_writev, tracepoint:syscalls:sys_exit_writev,
+tracepoint:syscalls:sys_enter_sendto, tracepoint:syscalls:sys_exit_sendto,
+tracepoint:syscalls:sys_enter_recvfrom, tracepoint:syscalls:sys_exit_recvfrom,
+tracepoint:syscalls:sys_enter_sendmsg, tracepoint:syscalls:sys_exit_sendmsg,
+tracepoint:syscalls:sys_enter_recvmsg, tracepoint:syscalls:sys_exit_recvmsg,
+tracepoint:syscalls:sys_enter_close, tracepoint:syscalls:sys_exit_accept4,
+tracepoint:syscalls:sys_enter_connect, tracepoint:syscalls:sys_exit_connect,
+uprobe:$LIBSSL:SSL_read, uretprobe:$LIBSSL:SSL_read,
+uprobe:$LIBSSL:SSL_write, uretprobe:$LIBSSL:SSL_write,
+uprobe:$LIBSSL:SSL_read_ex, uretprobe:$LIBSSL:SSL_read_ex,
+uprobe:$LIBSSL:SSL_write_ex, uretprobe:$LIBSSL:SSL_write_ex
+{ @[cpu] = count(); }
+BT
+
+run_wrk() { # url → requests/s
+  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$1" 2>/dev/null | awk '/Requests\/sec/ {print $2}'
+}
+cpu_seconds() { # pid → utime+stime in seconds
+  awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+declare -A results
+collector_cpu=()
+for round in $(seq "$ROUNDS"); do
+  for scheme in http https; do
+    port=$plain; [ "$scheme" = https ] && port=$tls
+    url="$scheme://127.0.0.1:$port/1k.txt"
+    for mode in none floor collector; do
+      pid=""
+      if [ "$mode" = floor ]; then
+        bpftrace "$work/floor.bt" > "$work/bt.out" 2>&1 & pid=$!
+        sleep 4
+      elif [ "$mode" = collector ]; then
+        TRACE_COMMS=nginx,wrk METRICS_BIND=127.0.0.1:0 $COLLECTOR > /dev/null 2> "$work/collector.log" & pid=$!
+        for i in $(seq 100); do grep -q "ready:" "$work/collector.log" && break; sleep 0.1; done
+        c0=$(cpu_seconds $pid)
+      fi
+      rps=$(run_wrk "$url")
+      if [ "$mode" = collector ]; then
+        c1=$(cpu_seconds $pid)
+        collector_cpu+=("$(awk -v a="$c0" -v b="$c1" -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%.3f", (b - a) / (r * d) * 10000 }')")
+      fi
+      [ -n "$pid" ] && { kill -INT $pid 2>/dev/null || true; kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; }
+      results["$scheme,$mode"]+="$rps "
+      echo "round $round $scheme $mode: $rps req/s" >&2
+    done
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+printf '\n%-7s %14s %14s %14s %18s\n' scheme "none req/s" "floor req/s" "collector req/s" "collector/floor"
+for scheme in http https; do
+  n=$(echo "${results[$scheme,none]}" | median)
+  f=$(echo "${results[$scheme,floor]}" | median)
+  c=$(echo "${results[$scheme,collector]}" | median)
+  printf '%-7s %14.0f %14.0f %14.0f %18.3f\n' "$scheme" "$n" "$f" "$c" "$(awk -v c="$c" -v f="$f" 'BEGIN {print c / f}')"
+done
+printf '\ncollector CPU seconds per 10,000 requests (median over runs): %s\n' "$(echo "${collector_cpu[*]}" | median)"
