@@ -184,10 +184,15 @@ static __always_inline void count_drop(__u32 reason, __u64 n)
 		*v += n;
 }
 
-static __always_inline __u64 ringbuf_flags(void)
+/* Wake user space in batches: only when this event makes the waiting data cross wakeup_bytes.
+ * A wakeup (an irq_work and a context switch) costs far more than the copy; waking on every
+ * event while a busy reader lags would multiply it. The reader also polls every 10 ms, so data
+ * below the threshold waits at most that long. */
+static __always_inline __u64 ringbuf_flags(__u64 size)
 {
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= settings.wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-									      : BPF_RB_NO_WAKEUP;
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	return avail < settings.wakeup_bytes && avail + size >= settings.wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+										     : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline int comm_equals(const char *a, const volatile char *b)
@@ -289,7 +294,7 @@ static __always_inline void emit_open(struct conn_key *key, struct conn_state *s
 	}
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	BPF_CORE_READ_STR_INTO(&e->comm, task, group_leader, comm);
-	bpf_ringbuf_submit(e, ringbuf_flags());
+	bpf_ringbuf_submit(e, ringbuf_flags(sizeof(*e)));
 }
 
 /* Starts tracking (tgid, fd) as a new connection with a fresh generation. */
@@ -422,7 +427,7 @@ static long emit_chunk(__u32 index, void *unused)
 	__u64 size = offsetof(struct data_event, data) + n;
 	if (size > sizeof(*e))
 		size = sizeof(*e);
-	if (bpf_ringbuf_output(&events, e, size, ringbuf_flags()) != 0) {
+	if (bpf_ringbuf_output(&events, e, size, ringbuf_flags(size)) != 0) {
 		count_drop(DROP_RINGBUF_FULL, 1);
 		count_drop(DROP_RINGBUF_FULL_BYTES, n);
 	}
@@ -496,7 +501,7 @@ static __always_inline void bind_tls(__u32 tgid, __u64 ctx, __u32 fd, struct con
 	e->header.fd = fd;
 	e->header.generation = st->generation;
 	e->tls_ctx = ctx;
-	bpf_ringbuf_submit(e, ringbuf_flags());
+	bpf_ringbuf_submit(e, ringbuf_flags(sizeof(*e)));
 }
 
 /* A TLS call is active on this thread: the syscall names its socket. Returns 1 when so. */
@@ -914,7 +919,7 @@ int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 		e->ingress_bytes = st->plain_pos[DIRECTION_INGRESS];
 		e->flags = ((st->flags & CONN_TLS) ? CLOSE_TLS : 0) | (st->tls_bytes ? CLOSE_TLS_PLAINTEXT : 0);
 		e->pad = 0;
-		bpf_ringbuf_submit(e, ringbuf_flags());
+		bpf_ringbuf_submit(e, ringbuf_flags(sizeof(*e)));
 	} else {
 		count_drop(DROP_RINGBUF_FULL, 1);
 	}
@@ -965,7 +970,7 @@ int sched_process_exit(void *ctx)
 	e->header.timestamp_ns = bpf_ktime_get_ns();
 	e->header.type = EVENT_EXIT;
 	e->header.tgid = tgid;
-	bpf_ringbuf_submit(e, ringbuf_flags());
+	bpf_ringbuf_submit(e, ringbuf_flags(sizeof(*e)));
 	return 0;
 }
 
