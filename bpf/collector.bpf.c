@@ -620,15 +620,19 @@ static __always_inline void exit_io(long ret, const int kind)
 		return;
 	if (claim_for_tls(id, st, a.fd))
 		return;
-	if (a.direction == DIRECTION_EGRESS) {
-		__u64 *pending = bpf_map_lookup_elem(&pending_bind, &id);
-		if (pending) {
-			bind_tls(tgid, *pending, a.fd, st);
-			bpf_map_delete_elem(&pending_bind, &id);
+	/* Memory-BIO bookkeeping only for connections that carry TLS records: plaintext connections
+	 * (the hot path) pay nothing for it. */
+	if (st->flags & CONN_TLS) {
+		if (a.direction == DIRECTION_EGRESS) {
+			__u64 *pending = bpf_map_lookup_elem(&pending_bind, &id);
+			if (pending) {
+				bind_tls(tgid, *pending, a.fd, st);
+				bpf_map_delete_elem(&pending_bind, &id);
+			}
+		} else {
+			__u32 fd = a.fd;
+			bpf_map_update_elem(&last_ingress_fd, &id, &fd, BPF_ANY);
 		}
-	} else {
-		__u32 fd = a.fd;
-		bpf_map_update_elem(&last_ingress_fd, &id, &fd, BPF_ANY);
 	}
 	if (kind == IO_BUF) {
 		plain_buffer(tgid, a.fd, st, a.buf, ret, ret, a.direction);

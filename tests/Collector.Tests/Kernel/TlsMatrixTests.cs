@@ -62,7 +62,9 @@ public sealed class TlsMatrixTests : IAsyncLifetime
         var found = await _collector.WaitForAsync(m => m.GetProperty("path").GetString() == path, 2);
         await Task.Delay(300); // anything extra (a duplicate) would arrive now
         found = _collector.Messages().Where(m => m.GetProperty("path").GetString() == path).ToList();
-        Assert.Equal(2, found.Count);
+        Assert.True(found.Count == 2, $"expected both sides of {path}, got: " +
+            string.Join("; ", found.Select(m => $"{m.GetProperty("process_name")} dir {m.GetProperty("direction")}")) +
+            "\nmetrics:\n" + string.Join("\n", (await _collector.MetricsAsync()).Split('\n').Where(l => l.Contains("drop") && !l.EndsWith(" 0") && !l.StartsWith('#'))));
         var clientSide = Assert.Single(found, m => m.GetProperty("direction").GetString() == "2");
         var serverSide = Assert.Single(found, m => m.GetProperty("direction").GetString() == "1");
         Assert.Equal(Clients.ProcessName(client), clientSide.GetProperty("process_name").GetString());
