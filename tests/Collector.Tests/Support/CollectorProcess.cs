@@ -57,7 +57,10 @@ public sealed class CollectorProcess : IAsyncDisposable
         while (DateTime.UtcNow < deadline)
         {
             if (c._process.HasExited)
+            {
+                c._process.WaitForExit(); // drains stdout and stderr
                 throw new InvalidOperationException($"collector exited with {c._process.ExitCode} before ready:\n{c.Log}");
+            }
             try
             {
                 var r = await http.GetAsync($"http://127.0.0.1:{c.MetricsPort}/ready");
