@@ -298,6 +298,18 @@ public sealed partial class ManifestTests
             Assert.Equal("${DS_PROMETHEUS}", p.GetProperty("datasource").GetProperty("uid").GetString());
     }
 
+    [Fact]
+    public void The_readme_documents_every_metric_family_the_collector_renders_with_its_type()
+    {
+        var rendered = new Dictionary<string, string>();
+        foreach (var line in new CollectorMetrics().Render().Split('\n'))
+            if (Regex.Match(line, @"^# TYPE (\S+) (\S+)$") is { Success: true } m) rendered[m.Groups[1].Value] = m.Groups[2].Value;
+        var documented = Regex.Matches(Readme.Section("### Metrics"), @"^\| `(collector_[a-z0-9_]+)` \| (\w+) \|", RegexOptions.Multiline)
+            .ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value);
+        Assert.Equal(rendered.Keys.Order(), documented.Keys.Order());
+        foreach (var (name, type) in rendered) Assert.Equal(type, documented[name]);
+    }
+
     /// <summary>Sample names /metrics can carry: each family's name, histograms' suffixes.</summary>
     internal static HashSet<string> RenderedMetricNames()
     {
