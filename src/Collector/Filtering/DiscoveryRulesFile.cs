@@ -84,7 +84,20 @@ public sealed class DiscoveryRulesFile
         using var timer = new PeriodicTimer(_interval);
         try
         {
-            while (await timer.WaitForNextTickAsync(stop)) Check();
+            while (await timer.WaitForNextTickAsync(stop))
+            {
+                try
+                {
+                    Check();
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // an unexpected failure must not end the reloads silently: say it, count it, go on
+                    _metrics.ConfigReloadFailures.Increment();
+                    _log.LogError(e, "checking the discovery rules file {Path} failed; keeping the {Count} rules in effect",
+                        _path, _filter.Rules.Count);
+                }
+            }
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested) { }
     }
