@@ -20,6 +20,9 @@ public sealed class CollectorProcess : IAsyncDisposable
     public int Pid => _process.Id;
     public bool HasExited => _process.HasExited;
 
+    /// <summary>For failure messages: whether the collector still runs, else its status and log.</summary>
+    public string Status => _process.HasExited ? $"the collector exited with {_process.ExitCode}:\n{Log}" : "the collector is running";
+
     private CollectorProcess(IDictionary<string, string> env, IReadOnlyList<string>? prefix)
     {
         MetricsPort = Repo.FreePort();
