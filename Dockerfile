@@ -31,6 +31,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
+# .dockerignore leaves out .git, build output (build/, bin/, obj/) but keeps a
+# generated build/vmlinux.h if there is one.
 COPY . .
 # `make bpf` generates build/vmlinux.h from the BTF of the machine running the
 # build (/sys/kernel/btf/vmlinux) unless the copied tree already has one. That

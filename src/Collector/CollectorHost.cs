@@ -26,36 +26,54 @@ public static class CollectorHost
     public const int ExitMemoryThreshold = 3;
     public const int ExitKernelError = 4;
 
-    public static async Task<int> RunAsync(Settings settings)
+    /// <summary>The status endpoint's paths (METRICS_BIND); the manifests' probes use them.</summary>
+    public const string HealthPath = "/healthz", ReadyPath = "/ready", MetricsPath = "/metrics";
+
+    public static async Task<int> RunAsync(Settings settings, bool sigintWasIgnored = false)
     {
         using var loggerFactory = LoggerFactory.Create(b => ConfigureLogging(b, settings));
         var log = loggerFactory.CreateLogger("collector");
         var metrics = new CollectorMetrics();
         var state = new ReadinessState();
+        metrics.MemoryBudgetBytes = settings.MemoryRestartBytes;
 
         ExchangeFilter filter;
+        StartupRules startupRules;
         try
         {
-            var rules = DiscoveryRules.Parse(settings.DiscoveryConfig);
-            if (settings.DiscoveryConfigPath is not null && File.Exists(settings.DiscoveryConfigPath))
-                rules = DiscoveryRules.Parse(File.ReadAllText(settings.DiscoveryConfigPath));
-            filter = new ExchangeFilter(settings, rules, HeaderValueFilter.Parse(settings.HeaderValueFilter));
-        }
-        catch (DiscoveryRulesException e)
-        {
-            Console.Error.WriteLine($"configuration error: AKTO_MODULE_DISCOVERY_CONFIG: {e.Message}");
-            return ExitConfigError;
+            startupRules = DiscoveryRulesFile.Load(settings);
+            filter = new ExchangeFilter(settings, startupRules.Rules, HeaderValueFilter.Parse(settings.HeaderValueFilter));
         }
         catch (SettingsException e)
         {
-            Console.Error.WriteLine(e.Message);
+            StartupError.Write(e.Message, settings.LogJson);
             return ExitConfigError;
         }
+        metrics.DiscoveryRuleCount = startupRules.Rules.Count;
 
         LogBanner(log, settings);
+        log.LogInformation("discovery rules: {Rules}", startupRules.Description);
         using var stop = new CancellationTokenSource();
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+        using var stopReading = new CancellationTokenSource();
+        void OnSignal(PosixSignalContext c)
+        {
+            c.Cancel = true;
+            if (stop.IsCancellationRequested) return;
+            log.LogInformation("received {Signal}: stopping", c.Signal == PosixSignal.SIGINT ? "SIGINT" : "SIGTERM");
+            stop.Cancel();
+        }
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        if (sigintWasIgnored)
+        {
+            if (Lifecycle.Sigint.HandlerInstalled())
+                log.LogInformation("SIGINT was ignored by the parent process; the collector handles it (graceful stop)");
+            else
+                log.LogWarning("SIGINT is ignored (set so by the parent process) and could not be taken over: stop the collector with SIGTERM");
+        }
+        var rulesFile = startupRules.FileText is null ? null
+            : new DiscoveryRulesFile(settings.DiscoveryConfigPath!, startupRules.FileText, filter, metrics, loggerFactory.CreateLogger("rules"));
+        var rulesTask = rulesFile is null ? Task.CompletedTask : Task.Run(() => rulesFile.RunAsync(stop.Token));
 
         var web = await StartStatusEndpoint(settings, metrics, state, loggerFactory);
 
@@ -73,6 +91,8 @@ public static class CollectorHost
         catch (Exception e) when (e is BpfException or FileNotFoundException or InvalidOperationException or DllNotFoundException)
         {
             log.LogCritical("cannot start kernel capture: {Error}", e.Message);
+            stop.Cancel();
+            await rulesTask;
             await web.StopAsync();
             return ExitKernelError;
         }
@@ -89,7 +109,7 @@ public static class CollectorHost
         };
 
         var readerStarted = new TaskCompletionSource();
-        var readerThread = new Thread(() => ReadEvents(reader, table, settings, stop.Token, readerStarted, log))
+        var readerThread = new Thread(() => ReadEvents(reader, table, settings, stopReading.Token, readerStarted, log))
         {
             Name = "ring-buffer",
             IsBackground = true,
@@ -100,9 +120,9 @@ public static class CollectorHost
         tls.AttachSystemLibraries();
         tls.ScanAll();
         var tlsTask = Task.Run(() => tls.RunAsync(stop.Token));
+        metrics.TracepointsAttached = kernel.TracepointCount;
         state.Ready = true;
-        log.LogInformation("ready: {Tracepoints} tracepoints, TLS probes on {Files} library files, ring buffer {Mb} MiB",
-            kernel.TracepointCount, tls.AttachedFiles, settings.RingBufferMegabytes);
+        LogKernelFeatures(log, settings, kernel, tls);
 
         var exitCode = 0;
         var lastDrops = new long[(int)KernelDropReason.Count];
@@ -138,16 +158,27 @@ public static class CollectorHost
         }
         finally
         {
+            // Order: no new probes, detach every probe (no new events), drain what the kernel already
+            // handed over, end every connection (emits what is complete), then flush the output.
             state.Ready = false;
-            log.LogInformation("stopping: detaching probes and flushing what is complete");
-            readerThread.Join();
+            var stopping = Stopwatch.StartNew();
+            log.LogInformation("stopping: detaching probes, then flushing what is complete");
             await tlsTask;
+            await rulesTask;
+            var detached = ProbeDetach.All(kernel, tls);
+            metrics.TracepointsAttached = 0;
+            var detachMs = stopping.ElapsedMilliseconds;
+            stopReading.Cancel();
+            readerThread.Join();
             output.Complete();
             await outputTask;
             var left = await sink.FlushAsync(settings.ShutdownGrace);
             if (left > 0) log.LogWarning("{Count} messages could not be delivered before the grace period ended", left);
             await sink.DisposeAsync();
-            await web.StopAsync();
+            using (var webStop = new CancellationTokenSource(TimeSpan.FromSeconds(2)))
+                await web.StopAsync(webStop.Token);
+            log.LogInformation("stopped in {Ms} ms: {Probes} probes detached in {DetachMs} ms, {Exchanges} exchanges emitted, exit status {Code}",
+                stopping.ElapsedMilliseconds, detached, detachMs, metrics.ExchangesEmitted.Total, exitCode);
         }
         return exitCode;
     }
@@ -209,19 +240,50 @@ public static class CollectorHost
         b.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
     }
 
+    /// <summary>The start-up banner: every setting in effect (secrets masked, see
+    /// <see cref="SettingsReader.Describe"/>).</summary>
     private static void LogBanner(ILogger log, Settings s)
     {
-        var masked = s with { KafkaPassword = s.KafkaPassword is null ? null : "***", KafkaUsername = s.KafkaUsername is null ? null : "***" };
-        log.LogInformation("collector starting: pid {Pid}, kernel {Kernel}, settings {Settings}",
-            Environment.ProcessId, Environment.OSVersion.VersionString, masked.ToString());
+        var settings = string.Join(" ", s.Effective.Select(e => $"{e.Name}={Quote(e.Value)}"));
+        log.LogInformation("collector starting: pid {Pid}, kernel {Kernel}, node {Node}, settings: {Settings}",
+            Environment.ProcessId, KernelRelease(), s.NodeName ?? Environment.MachineName, settings);
     }
 
-    private sealed class ReadinessState
+    private static string Quote(string v) => v.Length > 0 && !v.Any(char.IsWhiteSpace) && !v.Contains('"') ? v : System.Text.Json.JsonSerializer.Serialize(v);
+
+    private static string KernelRelease()
+    {
+        try { return File.ReadAllText("/proc/sys/kernel/osrelease").Trim(); }
+        catch (IOException) { return Environment.OSVersion.VersionString; }
+    }
+
+    private static string TraceScope(Settings s)
+    {
+        var only = new List<string>();
+        if (s.TracePids.Count > 0) only.Add("pids " + string.Join(",", s.TracePids));
+        if (s.TraceComms.Count > 0) only.Add("names " + string.Join(",", s.TraceComms));
+        if (only.Count > 0) return "only " + string.Join(" and ", only);
+        return s.ProbeAllPid ? "every process" : "processes in containers";
+    }
+
+    /// <summary>What the kernel offered and what is attached: one line once the collector is ready.</summary>
+    private static void LogKernelFeatures(ILogger log, Settings settings, KernelCapture kernel, TlsProbes tls)
+    {
+        const string btf = "/sys/kernel/btf/vmlinux";
+        log.LogInformation(
+            "ready: kernel {Kernel}, BTF {Btf}, BPF ring buffer {RingMb} MiB, {Tracepoints} syscall/sched tracepoints attached, " +
+            "{Uprobes} TLS uprobes on {Files} library files, capture plaintext={Plain} tls={Tls}, tracing {Scope}",
+            KernelRelease(), File.Exists(btf) ? btf + " present" : "absent", settings.RingBufferMegabytes, kernel.TracepointCount,
+            tls.AttachedProbes, tls.AttachedFiles, settings.CaptureAll, settings.CaptureSsl,
+            TraceScope(settings));
+    }
+
+    internal sealed class ReadinessState
     {
         public volatile bool Ready;
     }
 
-    private static async Task<WebApplication> StartStatusEndpoint(Settings settings, CollectorMetrics metrics,
+    internal static async Task<WebApplication> StartStatusEndpoint(Settings settings, CollectorMetrics metrics,
         ReadinessState state, ILoggerFactory loggerFactory)
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -232,9 +294,9 @@ public static class CollectorHost
         var port = int.Parse(settings.MetricsBind[(colon + 1)..]);
         builder.WebHost.ConfigureKestrel(k => k.Listen(address, port));
         var app = builder.Build();
-        app.MapGet("/healthz", () => Results.Text("ok\n"));
-        app.MapGet("/ready", () => state.Ready ? Results.Text("ready\n") : Results.Text("not ready\n", statusCode: 503));
-        app.MapGet("/metrics", () => Results.Text(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"));
+        app.MapGet(HealthPath, () => Results.Text("ok\n"));
+        app.MapGet(ReadyPath, () => state.Ready ? Results.Text("ready\n") : Results.Text("not ready\n", statusCode: 503));
+        app.MapGet(MetricsPath, () => Results.Text(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"));
         await app.StartAsync();
         return app;
     }

@@ -1,5 +1,9 @@
 using Collector;
 using Collector.Configuration;
+using Collector.Lifecycle;
+
+// before anything sets up .NET's signal handling (Console does): see Sigint
+var sigintWasIgnored = Sigint.Unignore();
 
 if (args.Contains("--help") || args.Contains("-h"))
 {
@@ -17,8 +21,8 @@ try
 }
 catch (SettingsException e)
 {
-    Console.Error.WriteLine(e.Message);
-    return 2;
+    StartupError.Write(e.Message, StartupError.JsonRequested());
+    return CollectorHost.ExitConfigError;
 }
 
-return await CollectorHost.RunAsync(settings);
+return await CollectorHost.RunAsync(settings, sigintWasIgnored);

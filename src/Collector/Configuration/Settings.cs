@@ -65,6 +65,15 @@ public sealed record Settings
     public bool LogJson { get; init; }
     public string? NodeName { get; init; }
     public string? PodName { get; init; }
+
+    /// <summary>Every variable of <see cref="SettingsReader.Variables"/> with the value in effect
+    /// (as set, or the default), secrets masked: the start-up banner prints this.</summary>
+    public IReadOnlyList<(string Name, string Value)> Effective { get; init; } = [];
+
+    /// <summary>The effective settings, secrets masked (a record's default ToString would print
+    /// KAFKA_PASSWORD).</summary>
+    public override string ToString() =>
+        "Settings { " + string.Join(", ", Effective.Select(e => $"{e.Name}={e.Value}")) + " }";
 }
 
 /// <summary>A setting that does not parse: start-up stops with this one line.</summary>
@@ -130,6 +139,30 @@ public static class SettingsReader
         ("NODE_NAME", "unset", "the node, for heartbeats and logs (downward API)"),
         ("POD_NAME", "unset", "the pod, for heartbeats and logs (downward API)"),
     ];
+
+    /// <summary>Variables whose values are never printed, only whether they are set. Names with
+    /// PASSWORD, SECRET or TOKEN in them are masked too.</summary>
+    public static readonly IReadOnlySet<string> Secrets = new HashSet<string>(StringComparer.Ordinal)
+        { "KAFKA_USERNAME", "KAFKA_PASSWORD", "AKTO_MONGO_CONN" };
+
+    public const string Masked = "***";
+
+    public static bool IsSecret(string name) =>
+        Secrets.Contains(name) || name.Contains("PASSWORD", StringComparison.Ordinal) ||
+        name.Contains("SECRET", StringComparison.Ordinal) || name.Contains("TOKEN", StringComparison.Ordinal);
+
+    /// <summary>Each known variable as it is in effect: its value when set (masked when secret),
+    /// else its default.</summary>
+    public static IReadOnlyList<(string Name, string Value)> Describe(IReadOnlyDictionary<string, string?> env)
+    {
+        var list = new List<(string, string)>(Variables.Count);
+        foreach (var (name, dflt, _) in Variables)
+        {
+            var set = env.TryGetValue(name, out var v) && !string.IsNullOrWhiteSpace(v);
+            list.Add((name, !set ? dflt : IsSecret(name) ? Masked : v!.Trim()));
+        }
+        return list;
+    }
 
     public static Settings Read(IReadOnlyDictionary<string, string?> env)
     {
@@ -197,7 +230,7 @@ public static class SettingsReader
             throw new SettingsException("IS_AUTH_IMPLEMENTED", "true needs KAFKA_USERNAME and KAFKA_PASSWORD");
         if (s.MongoConnection is not null)
             throw new SettingsException("AKTO_MONGO_CONN", "MongoDB is not supported yet (no driver can be built here); use AKTO_HEADER_VALUE_FILTER for the header-value filter");
-        return s;
+        return s with { Effective = Describe(env) };
     }
 
     public static Settings FromEnvironment()

@@ -17,5 +17,12 @@ internal static unsafe partial class Interop
 
         [LibraryImport("libc", EntryPoint = "mount", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
         internal static partial int Mount(string source, string target, string fstype, ulong flags, IntPtr data);
+
+        /// <summary>glibc's struct sigaction; only sa_handler (its first field) is read here.</summary>
+        [LibraryImport("libc", EntryPoint = "sigaction", SetLastError = true)]
+        internal static partial int Sigaction(int signal, byte* action, byte* oldAction);
+
+        [LibraryImport("libc", EntryPoint = "signal")]
+        internal static partial IntPtr Signal(int signal, IntPtr handler);
     }
 }

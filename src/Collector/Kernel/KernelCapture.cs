@@ -176,10 +176,17 @@ public sealed unsafe class KernelCapture : IDisposable
         return totals;
     }
 
+    /// <summary>Hands over the tracepoint links for detaching (see <see cref="ProbeDetach"/>).</summary>
+    internal List<BpfLinkHandle> TakeTracepointLinks()
+    {
+        var links = new List<BpfLinkHandle>(_tracepointLinks);
+        _tracepointLinks.Clear();
+        return links;
+    }
+
     public void Dispose()
     {
-        foreach (var l in _tracepointLinks) l.Dispose();
-        _tracepointLinks.Clear();
+        ProbeDetach.DisposeConcurrently(TakeTracepointLinks());
         _object.Dispose();
     }
 }

@@ -42,6 +42,7 @@ public sealed class TlsProbes : IDisposable
     private readonly HashSet<(ulong Dev, ulong Ino)> _examined = new();
     private readonly Channel<int> _execs = Channel.CreateBounded<int>(new BoundedChannelOptions(4096) { FullMode = BoundedChannelFullMode.DropOldest });
     private readonly object _lock = new();
+    private bool _detached;
 
     public TlsProbes(KernelCapture kernel, Settings settings, CollectorMetrics metrics, ILogger log)
     {
@@ -116,6 +117,7 @@ public sealed class TlsProbes : IDisposable
                 using var tick = CancellationTokenSource.CreateLinkedTokenSource(stop);
                 tick.CancelAfter(TimeSpan.FromMilliseconds(50));
                 var pid = await _execs.Reader.ReadAsync(tick.Token);
+                _metrics.ProcessExecScans.Increment();
                 ScanProcess(pid);
                 var now = DateTime.UtcNow;
                 later.Add((now.AddMilliseconds(50), pid));
@@ -128,6 +130,7 @@ public sealed class TlsProbes : IDisposable
             for (var i = later.Count - 1; i >= 0; i--)
             {
                 if (later[i].When > t) continue;
+                _metrics.ProcessExecScans.Increment();
                 ScanProcess(later[i].Pid);
                 later.RemoveAt(i);
             }
@@ -178,7 +181,16 @@ public sealed class TlsProbes : IDisposable
                 _log.LogWarning("could not attach {Program} to {Function} in {Path}: {Error}", prog, fn, displayPath, e.Message);
             }
         }
-        lock (_lock) _attached[key] = links;
+        lock (_lock)
+        {
+            if (_detached)
+            {
+                // shutdown began while this file was being attached: give the links back at once
+                ProbeDetach.DisposeConcurrently(links);
+                return;
+            }
+            _attached[key] = links;
+        }
         _metrics.ProbesAttached[displayPath].Set(links.Count);
         _log.LogInformation("attached {Count} {Library} uprobes to {Path}", links.Count, library, displayPath);
     }
@@ -190,13 +202,20 @@ public sealed class TlsProbes : IDisposable
         return (*(ulong*)buf, *(ulong*)(buf + 8));
     }
 
-    public void Dispose()
+    /// <summary>Uprobes attached now, over all library files.</summary>
+    public int AttachedProbes { get { lock (_lock) return _attached.Values.Sum(l => l.Count); } }
+
+    /// <summary>Hands over every uprobe link for detaching; nothing is attached afterwards.</summary>
+    internal List<BpfLinkHandle> TakeLinks()
     {
         lock (_lock)
         {
-            foreach (var links in _attached.Values)
-                foreach (var l in links) l.Dispose();
+            _detached = true;
+            var links = _attached.Values.SelectMany(l => l).ToList();
             _attached.Clear();
+            return links;
         }
     }
+
+    public void Dispose() => ProbeDetach.DisposeConcurrently(TakeLinks());
 }

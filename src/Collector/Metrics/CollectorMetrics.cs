@@ -25,6 +25,7 @@ public sealed class CollectorMetrics
     public Counter OpaqueBytes { get; } = new();
     public Counter ShedBytes { get; } = new();
     public Counter ProcessScans { get; } = new();
+    public Counter ProcessExecScans { get; } = new();
     public Counter ProbeAttachFailures { get; } = new();
     public Counter OutputQueueDrops { get; } = new();
     public Counter BodiesDecoded { get; } = new();
@@ -36,7 +37,26 @@ public sealed class CollectorMetrics
     public long ConnectionsTracked;
     public long BufferedBytes;
     public long BufferBudgetBytes;
+    public long MemoryBudgetBytes;
     public int KafkaReachable = -1;
+    public int TracepointsAttached;
+    public int DiscoveryRuleCount;
+
+    /// <summary>The Kafka outcomes and filter reasons exist from the start at 0, so that a rate()
+    /// over them has a series before the first one happens.</summary>
+    public static readonly string[] KafkaResults = ["queued", "delivered", "failed", "shed"];
+    public static readonly string[] FilterReasons = ["egress_disabled", "ip_host", "cloud_metadata", "discovery_rules", "header_value_filter"];
+
+    public CollectorMetrics()
+    {
+        foreach (var r in KafkaResults) _ = KafkaMessages[r];
+        foreach (var r in FilterReasons) _ = ExchangesFiltered[r];
+        foreach (var s in new[] { EventSource.Syscall, EventSource.OpenSsl, EventSource.GnuTls })
+        {
+            _ = EventsRead[SourceLabel(s)];
+            _ = BytesRead[SourceLabel(s)];
+        }
+    }
 
     public void CountHttpDrop(string reason) => HttpDrops[reason].Increment();
 
@@ -61,6 +81,34 @@ public sealed class CollectorMetrics
         _ => "other",
     };
 
+    /// <summary>The stage of an HTTP-level drop reason (collector_http_dropped_total's label).</summary>
+    public static string HttpDropStage(string reason) => reason switch
+    {
+        "event_handler_error" => "events",
+        "output_error" or "message_too_large" => "output",
+        _ => "reassembly",
+    };
+
+    /// <summary>Every place where whole events, messages or exchanges are lost, one series per
+    /// (stage, reason): kernel, events, reassembly, output, kafka.</summary>
+    public IEnumerable<(string Stage, string Reason, long Value)> Drops()
+    {
+        foreach (var (reason, c) in KernelDrops.Series) yield return ("kernel", reason, c.Value);
+        foreach (var (reason, c) in HttpDrops.Series) yield return (HttpDropStage(reason), reason, c.Value);
+        yield return ("output", "queue_full", OutputQueueDrops.Value);
+        yield return ("kafka", "failed", KafkaMessages["failed"].Value);
+        yield return ("kafka", "shed", KafkaMessages["shed"].Value);
+    }
+
+    /// <summary>Every place where payload bytes are lost, one series per (stage, reason).</summary>
+    public IEnumerable<(string Stage, string Reason, long Value)> DroppedBytes()
+    {
+        foreach (var (reason, c) in KernelDroppedBytes.Series) yield return ("kernel", reason, c.Value);
+        yield return ("reassembly", "gap", GapBytes.Value);
+        yield return ("reassembly", "buffer_budget", ShedBytes.Value);
+        yield return ("reassembly", "upgraded_connection", OpaqueBytes.Value);
+    }
+
     public string Render()
     {
         var proc = System.Diagnostics.Process.GetCurrentProcess();
@@ -77,13 +125,18 @@ public sealed class CollectorMetrics
             .Labeled("collector_probes_attached", "Uprobes attached, by library file.", "gauge", ProbesAttached)
             .Labeled("collector_host_requests_total", "Requests by Host header (the processor's traffic metrics), at most 200 hosts.", "counter", HostRequests)
             .Labeled("collector_connections_ended_total", "Connections forgotten, by reason.", "counter", ConnectionsEnded)
+            .Family("collector_drops_total", "Events, messages or exchanges lost, by stage (kernel, events, reassembly, output, kafka) and reason.", "counter",
+                Drops().Select(d => ((IReadOnlyList<(string, string)>)[("stage", d.Stage), ("reason", d.Reason)], (double)d.Value)))
+            .Family("collector_dropped_bytes_total", "Payload bytes lost, by stage and reason.", "counter",
+                DroppedBytes().Select(d => ((IReadOnlyList<(string, string)>)[("stage", d.Stage), ("reason", d.Reason)], (double)d.Value)))
             .Counter("collector_gap_bytes_total", "Bytes missing from captured streams (kernel positions).", GapBytes.Value)
             .Counter("collector_tls_connections_unseen_total", "TLS connections closed without any plaintext seen at a probed library.", TlsConnectionsUnseen.Value)
             .Counter("collector_tls_unseen_bytes_total", "Encrypted bytes of those connections.", TlsUnseenBytes.Value)
             .Counter("collector_tls_unbound_dropped_bytes_total", "TLS plaintext dropped because its socket was never learned.", TlsUnboundDroppedBytes.Value)
             .Counter("collector_opaque_bytes_total", "Bytes of upgraded (101/CONNECT) connections, not parsed.", OpaqueBytes.Value)
             .Counter("collector_shed_bytes_total", "Buffered bytes shed to stay within TRAFFIC_BUFFER_THRESHOLD.", ShedBytes.Value)
-            .Counter("collector_process_scans_total", "Scans of processes for TLS libraries.", ProcessScans.Value)
+            .Family("collector_process_scans_total", "Scans of processes for TLS libraries: every process (start, UPROBE_POLL_INTERVAL) or one that just called exec.", "counter",
+                [([("trigger", "full")], ProcessScans.Value), ([("trigger", "exec")], ProcessExecScans.Value)])
             .Counter("collector_probe_attach_failures_total", "Uprobe attachments that failed.", ProbeAttachFailures.Value)
             .Counter("collector_output_queue_drops_total", "Exchanges dropped because the output stage was full.", OutputQueueDrops.Value)
             .Counter("collector_bodies_decoded_total", "Bodies decompressed (gzip, deflate, br).", BodiesDecoded.Value)
@@ -95,6 +148,10 @@ public sealed class CollectorMetrics
             .Gauge("collector_buffered_bytes", "Bytes buffered in reassembly (not yet paired).", Interlocked.Read(ref BufferedBytes))
             .Gauge("collector_buffer_budget_bytes", "TRAFFIC_BUFFER_THRESHOLD in bytes.", Interlocked.Read(ref BufferBudgetBytes))
             .Gauge("collector_process_memory_bytes", "Resident memory of the collector.", proc.WorkingSet64)
+            .Gauge("collector_memory_budget_bytes", "AKTO_MEM_THRESH_RESTART in bytes: past it the collector exits to be restarted.", Interlocked.Read(ref MemoryBudgetBytes))
+            .Gauge("collector_managed_heap_bytes", "Bytes in the .NET heap.", GC.GetTotalMemory(false))
+            .Gauge("collector_tracepoints_attached", "Syscall and sched tracepoints attached.", Volatile.Read(ref TracepointsAttached))
+            .Gauge("collector_discovery_rules", "Discovery rules in effect (AKTO_MODULE_DISCOVERY_CONFIG or its file).", Volatile.Read(ref DiscoveryRuleCount))
             .Gauge("collector_kafka_reachable", "1 when the broker answered, 0 when not, -1 without Kafka.", KafkaReachable)
             .ToString();
     }

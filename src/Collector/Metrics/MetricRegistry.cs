@@ -77,6 +77,26 @@ public sealed class PrometheusWriter
         return this;
     }
 
+    /// <summary>A family whose samples carry several labels each.</summary>
+    public PrometheusWriter Family(string name, string help, string type,
+        IEnumerable<(IReadOnlyList<(string Name, string Value)> Labels, double Value)> samples)
+    {
+        Head(name, help, type);
+        foreach (var (labels, value) in samples)
+        {
+            _sb.Append(name).Append('{');
+            for (var i = 0; i < labels.Count; i++)
+            {
+                if (i > 0) _sb.Append(',');
+                _sb.Append(labels[i].Name).Append("=\"");
+                Escape(labels[i].Value);
+                _sb.Append('"');
+            }
+            _sb.Append("} ").Append(value.ToString("R", CultureInfo.InvariantCulture)).Append('\n');
+        }
+        return this;
+    }
+
     public PrometheusWriter Histogram(string name, string help, Histogram h)
     {
         Head(name, help, "histogram");
@@ -106,16 +126,21 @@ public sealed class PrometheusWriter
         if (label is not null)
         {
             _sb.Append('{').Append(label).Append("=\"");
-            foreach (var ch in value!)
-            {
-                if (ch is '\\' or '"') _sb.Append('\\').Append(ch);
-                else if (ch == '\n') _sb.Append("\\n");
-                else _sb.Append(ch);
-            }
+            Escape(value!);
             _sb.Append("\"}");
         }
         _sb.Append(' ').Append(v.ToString("R", CultureInfo.InvariantCulture)).Append('\n');
         return this;
+    }
+
+    private void Escape(string value)
+    {
+        foreach (var ch in value)
+        {
+            if (ch is '\\' or '"') _sb.Append('\\').Append(ch);
+            else if (ch == '\n') _sb.Append("\\n");
+            else _sb.Append(ch);
+        }
     }
 
     public override string ToString() => _sb.ToString();

@@ -16,17 +16,29 @@ public sealed class CollectorProcess : IAsyncDisposable
     public int MetricsPort { get; }
     public string Log => string.Join("\n", _log);
     public IReadOnlyCollection<string> Lines => _lines;
+    public IReadOnlyCollection<string> LogLines => _log;
     public int Pid => _process.Id;
+    public bool HasExited => _process.HasExited;
 
-    private CollectorProcess(IDictionary<string, string> env)
+    /// <summary>For failure messages: whether the collector still runs, else its status and log.</summary>
+    public string Status => _process.HasExited ? $"the collector exited with {_process.ExitCode}:\n{Log}" : "the collector is running";
+
+    private CollectorProcess(IDictionary<string, string> env, IReadOnlyList<string>? prefix)
     {
         MetricsPort = Repo.FreePort();
-        var psi = new ProcessStartInfo(Repo.CollectorBinary)
+        // prefix: a command that ends by exec'ing the collector (setpriv, a shell with a trap), so
+        // that the process id stays the collector's
+        var psi = new ProcessStartInfo(prefix is { Count: > 0 } ? prefix[0] : Repo.CollectorBinary)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (prefix is { Count: > 0 })
+        {
+            foreach (var a in prefix.Skip(1)) psi.ArgumentList.Add(a);
+            psi.ArgumentList.Add(Repo.CollectorBinary);
+        }
         psi.Environment["METRICS_BIND"] = $"127.0.0.1:{MetricsPort}";
         foreach (var (k, v) in env) psi.Environment[k] = v;
         _process = new Process { StartInfo = psi, EnableRaisingEvents = true };
@@ -39,15 +51,19 @@ public sealed class CollectorProcess : IAsyncDisposable
     }
 
     /// <summary>Starts the collector and waits until /ready answers 200 (every probe attached).</summary>
-    public static async Task<CollectorProcess> StartAsync(IDictionary<string, string> env, TimeSpan? timeout = null)
+    public static async Task<CollectorProcess> StartAsync(IDictionary<string, string> env, TimeSpan? timeout = null,
+        IReadOnlyList<string>? prefix = null)
     {
-        var c = new CollectorProcess(env);
+        var c = new CollectorProcess(env, prefix);
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
         var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(60));
         while (DateTime.UtcNow < deadline)
         {
             if (c._process.HasExited)
+            {
+                c._process.WaitForExit(); // drains stdout and stderr
                 throw new InvalidOperationException($"collector exited with {c._process.ExitCode} before ready:\n{c.Log}");
+            }
             try
             {
                 var r = await http.GetAsync($"http://127.0.0.1:{c.MetricsPort}/ready");
@@ -97,6 +113,28 @@ public sealed class CollectorProcess : IAsyncDisposable
         foreach (var line in text.Split('\n'))
             if (line.StartsWith(sample + " ")) return double.Parse(line[(sample.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
         return 0;
+    }
+
+    /// <summary>Sends a signal (TERM, INT, ...) and waits for the exit code.</summary>
+    public async Task<int> SignalAndWaitAsync(string signal, TimeSpan timeout)
+    {
+        Shell.Check("kill", $"-{signal} {_process.Id}");
+        await _exited.Task.WaitAsync(timeout);
+        _process.WaitForExit();
+        return _process.ExitCode;
+    }
+
+    /// <summary>Waits until a log line matches.</summary>
+    public async Task<string?> WaitForLogAsync(Func<string, bool> match, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));
+        while (DateTime.UtcNow < deadline)
+        {
+            var line = _log.FirstOrDefault(match);
+            if (line is not null) return line;
+            await Task.Delay(100);
+        }
+        return null;
     }
 
     /// <summary>SIGTERM, then waits for the exit code.</summary>

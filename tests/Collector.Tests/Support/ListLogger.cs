@@ -1,0 +1,16 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+
+namespace Collector.Tests.Support;
+
+/// <summary>Keeps every formatted log line, with its level, for assertions.</summary>
+public sealed class ListLogger : ILogger
+{
+    public ConcurrentQueue<(LogLevel Level, string Message)> Entries { get; } = new();
+
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+    public bool IsEnabled(LogLevel logLevel) => true;
+
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+        Entries.Enqueue((logLevel, formatter(state, exception)));
+}
