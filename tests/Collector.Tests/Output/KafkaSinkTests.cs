@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using Collector.Configuration;
@@ -165,5 +166,141 @@ public sealed class KafkaSinkTests
         Assert.Contains(log.Lines, l => l.Text.Contains("4 not flushed"));
         var disposing = sink.DisposeAsync().AsTask();
         Assert.Same(disposing, await Task.WhenAny(disposing, Task.Delay(TimeSpan.FromSeconds(20))));
+    }
+
+    [Fact]
+    public void Producer_config_follows_the_settings()
+    {
+        var s = new Settings
+        {
+            KafkaBrokers = "k1:9092,k2:9092", BatchSize = 250, BatchTime = TimeSpan.FromSeconds(7), KafkaMaxMessageBytes = 500_000,
+            PodName = "collector-abc",
+        };
+        var c = KafkaSink.ProducerConfig(s, 5000, 64 << 20);
+        Assert.Equal("k1:9092,k2:9092", c["bootstrap.servers"]);
+        Assert.Equal("all", c["acks"]);
+        Assert.Equal("true", c["enable.idempotence"]);
+        Assert.Equal("lz4", c["compression.type"]);
+        Assert.Equal("7000", c["linger.ms"]);
+        Assert.Equal("250", c["batch.num.messages"]);
+        Assert.Equal("500000", c["message.max.bytes"]);
+        Assert.True(long.Parse(c["message.timeout.ms"]) >= 300_000);
+        Assert.Equal("plaintext", c["security.protocol"]);
+        Assert.Equal("akto-traffic-collector-collector-abc", c["client.id"]);
+        Assert.False(c.ContainsKey("sasl.username"));
+
+        var tlsSasl = KafkaSink.ProducerConfig(s with
+        {
+            KafkaUseTls = true, KafkaCaCertPath = "/etc/hosts", KafkaAuth = true, KafkaUsername = "user", KafkaPassword = "secret",
+        }, 5000, 64 << 20);
+        Assert.Equal("sasl_ssl", tlsSasl["security.protocol"]);
+        Assert.Equal("/etc/hosts", tlsSasl["ssl.ca.location"]);
+        Assert.Equal("true", tlsSasl["enable.ssl.certificate.verification"]);
+        Assert.Equal("PLAIN", tlsSasl["sasl.mechanisms"]);
+        Assert.Equal("user", tlsSasl["sasl.username"]);
+        Assert.Equal("secret", tlsSasl["sasl.password"]);
+        var described = KafkaSink.Describe(tlsSasl);
+        Assert.DoesNotContain("secret", described);
+        Assert.Contains("sasl.password=***", described);
+
+        var insecure = KafkaSink.ProducerConfig(s with { KafkaUseTls = true, KafkaInsecureSkipVerify = true, KafkaCaCertPath = "/nonexistent" }, 5000, 64 << 20);
+        Assert.Equal("ssl", insecure["security.protocol"]);
+        Assert.Equal("false", insecure["enable.ssl.certificate.verification"]);
+        Assert.False(insecure.ContainsKey("ssl.ca.location"));
+        Assert.Equal("sasl_plaintext", KafkaSink.ProducerConfig(s with { KafkaAuth = true, KafkaUsername = "u", KafkaPassword = "p" }, 1, 1)["security.protocol"]);
+    }
+
+    [Fact]
+    public async Task Sasl_plain_is_what_the_producer_speaks_when_auth_is_on()
+    {
+        // the mock broker does not implement SASL: the producer's attempt shows on the wire as a
+        // refused handshake, and the messages wait instead of being lost
+        using var kafka = new MockKafkaCluster();
+        var metrics = new CollectorMetrics();
+        var log = new ListLogger();
+        var settings = SettingsFor(kafka) with { KafkaAuth = true, KafkaUsername = "collector", KafkaPassword = "pw" };
+        var sink = new KafkaSink(settings, metrics, Guid.NewGuid().ToString(), log);
+        try
+        {
+            sink.Publish(Message(1), null);
+            await Until(() => log.Lines.Any(l => l.Text.Contains("SASL", StringComparison.Ordinal)), "a SASL error");
+            Assert.Contains(log.Lines, l => l.Text.Contains("mechanism PLAIN"));
+            Assert.False(sink.Reachable);
+            Assert.Equal(1, sink.Waiting);
+            Assert.Equal(0, metrics.KafkaMessages["delivered"].Value);
+        }
+        finally
+        {
+            await sink.DisposeAsync();
+        }
+    }
+
+    public static IEnumerable<object[]> TlsCases() =>
+    [
+        // CA given, verification on: the handshake with the broker's own certificate succeeds
+        ["server", false, true],
+        // another CA: the broker's certificate is refused
+        ["other", false, false],
+        // verification off: any certificate is taken
+        ["other", true, true],
+    ];
+
+    /// <summary>A real TLS peer (openssl s_server with a certificate made for the test): the
+    /// Kafka request arrives as plaintext after the handshake only when the certificate is
+    /// accepted; s_server prints what it received.</summary>
+    [Theory]
+    [MemberData(nameof(TlsCases))]
+    public async Task Tls_verifies_the_broker_with_the_configured_ca(string ca, bool skipVerify, bool handshakeSucceeds)
+    {
+        var serverDir = Repo.TempDir("tls-server");
+        Tls.MakeSelfSigned(serverDir);
+        var otherDir = Repo.TempDir("tls-other");
+        Tls.MakeSelfSigned(otherDir);
+        var port = Repo.FreePort();
+        using var server = Process.Start(new ProcessStartInfo("openssl",
+            $"s_server -accept 127.0.0.1:{port} -cert {serverDir}/cert.pem -key {serverDir}/key.pem -quiet")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false,
+        })!;
+        // what arrives is binary Kafka protocol without line ends: read the bytes as they come
+        var received = new StringBuilder();
+        var reader = Task.Run(async () =>
+        {
+            var buffer = new byte[4096];
+            int n;
+            while ((n = await server.StandardOutput.BaseStream.ReadAsync(buffer)) > 0)
+                lock (received) received.Append(Encoding.Latin1.GetString(buffer, 0, n));
+        });
+        server.BeginErrorReadLine();
+        Support.Nginx.WaitForPort("127.0.0.1", port);
+
+        var metrics = new CollectorMetrics();
+        var log = new ListLogger();
+        var settings = new Settings
+        {
+            KafkaBrokers = $"127.0.0.1:{port}", KafkaUseTls = true, KafkaInsecureSkipVerify = skipVerify,
+            KafkaCaCertPath = Path.Combine(ca == "server" ? serverDir : otherDir, "cert.pem"),
+            HeartbeatInterval = TimeSpan.FromHours(1), PodName = "tls-" + Guid.NewGuid().ToString("N")[..8],
+        };
+        var sink = new KafkaSink(settings, metrics, Guid.NewGuid().ToString(), log);
+        try
+        {
+            string Received() { lock (received) return received.ToString(); }
+            if (handshakeSucceeds)
+                await Until(() => Received().Contains(settings.PodName), "the Kafka request to arrive through TLS");
+            else
+            {
+                await Until(() => log.Lines.Any(l => l.Text.Contains("certificate verify failed")), "the certificate to be refused");
+                Assert.DoesNotContain(settings.PodName, Received());
+            }
+            Assert.False(sink.Reachable); // s_server is no Kafka broker
+        }
+        finally
+        {
+            await sink.DisposeAsync();
+            server.Kill(entireProcessTree: true);
+            await server.WaitForExitAsync();
+            await reader;
+        }
     }
 }
