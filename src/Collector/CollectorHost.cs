@@ -77,8 +77,8 @@ public static class CollectorHost
 
         var web = await StartStatusEndpoint(settings, metrics, state, loggerFactory);
 
-        IMessageSink sink = new StdoutSink();
         var identity = new AktoIdentity(settings.AccountId, settings.VxlanId, Guid.NewGuid().ToString(), settings.RedactHeaders.ToHashSet());
+        IMessageSink sink = settings.KafkaBrokers is null ? new StdoutSink() : new KafkaSink(settings, metrics, identity.DaemonsetId, loggerFactory.CreateLogger("kafka"));
         var output = new OutputPipeline(filter, sink, metrics, identity, settings.MaxBodyBytes, settings.KafkaMaxMessageBytes,
             loggerFactory.CreateLogger("output"));
         var outputTask = Task.Run(output.RunAsync);

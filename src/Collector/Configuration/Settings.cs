@@ -78,9 +78,12 @@ public sealed record Settings
 
 /// <summary>A setting that does not parse: start-up stops with this one line.</summary>
 public sealed class SettingsException(string variable, string problem)
-    : Exception($"configuration error: {variable}: {problem}")
+    : Exception($"configuration error: {variable}: {OneLine(problem)}")
 {
     public string Variable { get; } = variable;
+
+    /// <summary>A value echoed in the message cannot break it over several lines.</summary>
+    private static string OneLine(string s) => s.Replace("\r", "\\r").Replace("\n", "\\n");
 }
 
 public static class SettingsReader
@@ -176,9 +179,10 @@ public static class SettingsReader
         var s = new Settings
         {
             KafkaBrokers = brokers,
-            KafkaTopic = Get("AKTO_KAFKA_TOPIC_NAME") ?? d.KafkaTopic,
+            KafkaTopic = Topic(Get, "AKTO_KAFKA_TOPIC_NAME", d.KafkaTopic),
             BatchSize = Int(Get, "AKTO_TRAFFIC_BATCH_SIZE", d.BatchSize, 1, 1_000_000),
-            BatchTime = Seconds(Get, "AKTO_TRAFFIC_BATCH_TIME_SECS", d.BatchTime, allowFraction: false),
+            // librdkafka's linger.ms stops at 900 000
+            BatchTime = Seconds(Get, "AKTO_TRAFFIC_BATCH_TIME_SECS", d.BatchTime, allowFraction: false, max: 900),
             PollInterval = Seconds(Get, "KAFKA_POLL_INTERVAL", d.PollInterval, allowFraction: true),
             KafkaUseTls = Bool(Get, "USE_TLS"),
             KafkaCaCertPath = Get("TLS_CA_CERT_PATH") ?? d.KafkaCaCertPath,
@@ -190,7 +194,7 @@ public static class SettingsReader
             KafkaQueueMegabytes = Int(Get, "KAFKA_QUEUE_MB", d.KafkaQueueMegabytes, 1, 1_000_000),
             KafkaMaxMessageBytes = Int(Get, "KAFKA_MAX_MESSAGE_BYTES", d.KafkaMaxMessageBytes, 10_000, 1_000_000_000),
             ShutdownGrace = Seconds(Get, "SHUTDOWN_GRACE_SECS", d.ShutdownGrace, allowFraction: true),
-            HeartbeatTopic = Get("AKTO_HEARTBEAT_TOPIC") ?? d.HeartbeatTopic,
+            HeartbeatTopic = Topic(Get, "AKTO_HEARTBEAT_TOPIC", d.HeartbeatTopic),
             HeartbeatInterval = Seconds(Get, "AKTO_HEARTBEAT_INTERVAL_SECS", d.HeartbeatInterval, allowFraction: true),
             DiscoveryConfig = Get("AKTO_MODULE_DISCOVERY_CONFIG"),
             DiscoveryConfigPath = Get("AKTO_MODULE_DISCOVERY_CONFIG_PATH"),
@@ -218,7 +222,7 @@ public static class SettingsReader
             CaptureChunksPerCall = Int(Get, "CAPTURE_CHUNKS_PER_CALL", d.CaptureChunksPerCall, 1, 64),
             BpfObjectPath = Get("BPF_OBJECT_PATH") ?? d.BpfObjectPath,
             HostProc = Get("HOST_PROC") ?? d.HostProc,
-            AccountId = Get("AKTO_ACCOUNT_ID") ?? d.AccountId,
+            AccountId = Digits(Get, "AKTO_ACCOUNT_ID", d.AccountId),
             VxlanId = Digits(Get, "AKTO_VXLAN_ID", d.VxlanId),
             MongoConnection = Get("AKTO_MONGO_CONN"),
             MetricsBind = Bind(Get, "METRICS_BIND", d.MetricsBind),
@@ -228,6 +232,11 @@ public static class SettingsReader
         };
         if (s.KafkaAuth && (s.KafkaUsername is null || s.KafkaPassword is null))
             throw new SettingsException("IS_AUTH_IMPLEMENTED", "true needs KAFKA_USERNAME and KAFKA_PASSWORD");
+        if (s.KafkaUseTls && !s.KafkaInsecureSkipVerify)
+            CheckCaFile(s.KafkaCaCertPath);
+        if ((long)s.KafkaQueueMegabytes * 1024 * 1024 < s.KafkaMaxMessageBytes)
+            throw new SettingsException("KAFKA_QUEUE_MB", $"{s.KafkaQueueMegabytes} MB cannot hold one message of KAFKA_MAX_MESSAGE_BYTES ({s.KafkaMaxMessageBytes} bytes)");
+        ValidateFilters(s);
         if (s.MongoConnection is not null)
             throw new SettingsException("AKTO_MONGO_CONN", "MongoDB is not supported yet (no driver can be built here); use AKTO_HEADER_VALUE_FILTER for the header-value filter");
         return s with { Effective = Describe(env) };
@@ -259,7 +268,7 @@ public static class SettingsReader
         return (int)n;
     }
 
-    private static TimeSpan Seconds(Func<string, string?> get, string name, TimeSpan dflt, bool allowFraction)
+    private static TimeSpan Seconds(Func<string, string?> get, string name, TimeSpan dflt, bool allowFraction, double max = 86400 * 365)
     {
         var v = get(name);
         if (v is null) return dflt;
@@ -267,8 +276,10 @@ public static class SettingsReader
             throw new SettingsException(name, $"'{v}' is not a number of seconds");
         if (!allowFraction && secs != Math.Floor(secs))
             throw new SettingsException(name, $"'{v}' must be a whole number of seconds");
-        if (secs <= 0 || secs > 86400 * 365)
+        if (secs <= 0)
             throw new SettingsException(name, $"'{v}' must be more than 0 seconds");
+        if (secs > max)
+            throw new SettingsException(name, $"'{v}' is more than the longest allowed, {max} seconds");
         return TimeSpan.FromSeconds(secs);
     }
 
@@ -298,13 +309,70 @@ public static class SettingsReader
         return n;
     }
 
+    /// <summary>The processor parses these as 32-bit integers: anything else loses the record there.</summary>
     private static string Digits(Func<string, string?> get, string name, string dflt)
     {
         var v = get(name);
         if (v is null) return dflt;
-        if (!v.All(char.IsAsciiDigit))
-            throw new SettingsException(name, $"'{v}' must be digits (the processor turns it into a collection id)");
+        if (!v.All(char.IsAsciiDigit) || !int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out _))
+            throw new SettingsException(name, $"'{v}' must be digits of a number below 2^31 (the processor parses it as an integer)");
         return v;
+    }
+
+    /// <summary>Kafka's rule for topic names: 1..249 of [a-zA-Z0-9._-], not "." or "..".</summary>
+    private static string Topic(Func<string, string?> get, string name, string dflt)
+    {
+        var v = get(name);
+        if (v is null) return dflt;
+        if (v.Length > 249 || v is "." or ".." || !v.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-'))
+            throw new SettingsException(name, $"'{v}' is not a valid Kafka topic name (1-249 of letters, digits, '.', '_', '-')");
+        return v;
+    }
+
+    private static void CheckCaFile(string path)
+    {
+        if (!File.Exists(path))
+            throw new SettingsException("TLS_CA_CERT_PATH", $"'{path}' does not exist (USE_TLS=true verifies the broker with it; INSECURE_SKIP_VERIFY=true does not)");
+        try
+        {
+            var certs = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+            certs.ImportFromPemFile(path);
+            if (certs.Count == 0) throw new System.Security.Cryptography.CryptographicException("no certificate in it");
+        }
+        catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or IOException or UnauthorizedAccessException)
+        {
+            throw new SettingsException("TLS_CA_CERT_PATH", $"'{path}' is not a PEM certificate file: {e.Message}");
+        }
+    }
+
+    /// <summary>The filters' documents are checked here too, so that every configuration error
+    /// stops start-up the same way.</summary>
+    private static void ValidateFilters(Settings s)
+    {
+        try
+        {
+            Filtering.DiscoveryRules.Parse(s.DiscoveryConfig);
+        }
+        catch (Filtering.DiscoveryRulesException e)
+        {
+            throw new SettingsException("AKTO_MODULE_DISCOVERY_CONFIG", e.Message);
+        }
+        if (s.DiscoveryConfigPath is not null && File.Exists(s.DiscoveryConfigPath))
+        {
+            try
+            {
+                Filtering.DiscoveryRules.Parse(File.ReadAllText(s.DiscoveryConfigPath));
+            }
+            catch (Filtering.DiscoveryRulesException e)
+            {
+                throw new SettingsException("AKTO_MODULE_DISCOVERY_CONFIG_PATH", $"{s.DiscoveryConfigPath}: {e.Message}");
+            }
+            catch (IOException e)
+            {
+                throw new SettingsException("AKTO_MODULE_DISCOVERY_CONFIG_PATH", $"{s.DiscoveryConfigPath}: {e.Message}");
+            }
+        }
+        Filtering.HeaderValueFilter.Parse(s.HeaderValueFilter);
     }
 
     private static string Bind(Func<string, string?> get, string name, string dflt)
@@ -329,8 +397,14 @@ public static class SettingsReader
         foreach (var b in value.Split(',', StringSplitOptions.TrimEntries))
         {
             var colon = b.LastIndexOf(':');
-            if (colon <= 0 || !ushort.TryParse(b.AsSpan(colon + 1), out var port) || port == 0)
+            if (colon <= 0 || !ushort.TryParse(b.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port == 0)
                 throw new SettingsException(name, $"'{b}' is not host:port");
+            var host = b[..colon];
+            var valid = host.StartsWith('[') && host.EndsWith(']')
+                ? System.Net.IPAddress.TryParse(host[1..^1], out var a6) && a6.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
+                : host.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '_');
+            if (!valid)
+                throw new SettingsException(name, $"'{b}' is not host:port (a host name, an IPv4 address or [IPv6], no scheme)");
         }
     }
 

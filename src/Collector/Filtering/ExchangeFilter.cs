@@ -107,8 +107,13 @@ public static class HeaderValueFilter
     public static bool Keep(IReadOnlyDictionary<string, string> map, HttpExchange exchange)
     {
         if (map.Count == 0) return true;
+        // a repeated header matches when any of its occurrences, or all of them joined, has the value
         foreach (var (name, value) in map)
-            if (exchange.Request.Header(name) is { } v && v == value) return true;
+        {
+            foreach (var (k, v) in exchange.Request.Headers)
+                if (k.Equals(name, StringComparison.OrdinalIgnoreCase) && v.Trim() == value) return true;
+            if (exchange.Request.Header(name) == value) return true;
+        }
         return false;
     }
 }
@@ -117,14 +122,20 @@ public static class HeaderValueFilter
 public sealed class ExchangeFilter
 {
     private volatile IReadOnlyList<DiscoveryRule> _rules;
-    private readonly IReadOnlyDictionary<string, string> _headerValues;
+    private readonly ISettingsSource _processorSettings;
     private readonly Settings _settings;
 
     public ExchangeFilter(Settings settings, IReadOnlyList<DiscoveryRule> rules, IReadOnlyDictionary<string, string> headerValues)
+        : this(settings, rules, new EnvironmentSettingsSource(headerValues))
+    {
+    }
+
+    /// <summary>processorSettings: the seam where a MongoDB source of the processor's settings plugs in.</summary>
+    public ExchangeFilter(Settings settings, IReadOnlyList<DiscoveryRule> rules, ISettingsSource processorSettings)
     {
         _settings = settings;
         _rules = rules;
-        _headerValues = headerValues;
+        _processorSettings = processorSettings;
     }
 
     /// <summary>Rules from a reloaded file replace the old ones atomically.</summary>
@@ -139,22 +150,28 @@ public sealed class ExchangeFilter
         if (_settings.IgnoreIpTraffic && IsIpOrEmpty(host)) return "ip_host";
         if (_settings.IgnoreCloudMetadataCalls && IsCloudMetadata(exchange, host)) return "cloud_metadata";
         if (!DiscoveryRules.Keep(_rules, exchange)) return "discovery_rules";
-        if (!HeaderValueFilter.Keep(_headerValues, exchange)) return "header_value_filter";
+        if (!HeaderValueFilter.Keep(_processorSettings.HeaderValueFilter, exchange)) return "header_value_filter";
         return null;
     }
 
-    private static bool IsIpOrEmpty(string? host)
+    /// <summary>Empty, or an IP literal with or without a port: dotted-quad IPv4, [IPv6], or a
+    /// bare IPv6. Only the literal forms count (as Go's net.ParseIP in Akto's collector): "1" or
+    /// "1.2.3", which .NET's parser would also take for IPv4, are names here.</summary>
+    internal static bool IsIpOrEmpty(string? host)
     {
         if (string.IsNullOrWhiteSpace(host)) return true;
         var h = host.Trim();
         if (h.StartsWith('['))
         {
             var end = h.IndexOf(']');
-            return end > 0 && IPAddress.TryParse(h[1..end], out _);
+            return end > 0 && IPAddress.TryParse(h[1..end], out var a6) && a6.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6;
         }
         var colon = h.LastIndexOf(':');
         if (colon > 0 && h.IndexOf(':') == colon) h = h[..colon]; // host:port (not a bare IPv6)
-        return IPAddress.TryParse(h, out _);
+        if (h.Contains(':'))
+            return IPAddress.TryParse(h, out var a) && a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6;
+        var parts = h.Split('.');
+        return parts.Length == 4 && parts.All(p => p.Length is > 0 and <= 3 && p.All(char.IsAsciiDigit) && int.Parse(p) <= 255);
     }
 
     private static bool IsCloudMetadata(HttpExchange exchange, string? host)

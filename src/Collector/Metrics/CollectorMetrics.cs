@@ -15,6 +15,7 @@ public sealed class CollectorMetrics
     public LabeledCounter HttpDrops { get; } = new("reason", 64);
     public LabeledCounter KafkaMessages { get; } = new("result", 8);
     public LabeledCounter KafkaFailures { get; } = new("error", 32);
+    public LabeledCounter KafkaControlMessages { get; } = new("result", 8);
     public LabeledCounter ProbesAttached { get; } = new("library", 256);
     public LabeledCounter HostRequests { get; } = new("host", 200);
     public LabeledCounter ConnectionsEnded { get; } = new("reason", 8);
@@ -57,6 +58,7 @@ public sealed class CollectorMetrics
             _ = BytesRead[SourceLabel(s)];
         }
     }
+    public long KafkaWaiting;
 
     public void CountHttpDrop(string reason) => HttpDrops[reason].Increment();
 
@@ -122,6 +124,7 @@ public sealed class CollectorMetrics
             .Labeled("collector_http_dropped_total", "HTTP messages lost or skipped in reassembly, by reason.", "counter", HttpDrops)
             .Labeled("collector_kafka_messages_total", "Kafka messages by outcome (queued, delivered, failed, shed).", "counter", KafkaMessages)
             .Labeled("collector_kafka_failures_total", "Kafka delivery failures by error.", "counter", KafkaFailures)
+            .Labeled("collector_kafka_control_messages_total", "Connection test and heartbeat messages by kind and outcome.", "counter", KafkaControlMessages)
             .Labeled("collector_probes_attached", "Uprobes attached, by library file.", "gauge", ProbesAttached)
             .Labeled("collector_host_requests_total", "Requests by Host header (the processor's traffic metrics), at most 200 hosts.", "counter", HostRequests)
             .Labeled("collector_connections_ended_total", "Connections forgotten, by reason.", "counter", ConnectionsEnded)
@@ -153,6 +156,7 @@ public sealed class CollectorMetrics
             .Gauge("collector_tracepoints_attached", "Syscall and sched tracepoints attached.", Volatile.Read(ref TracepointsAttached))
             .Gauge("collector_discovery_rules", "Discovery rules in effect (AKTO_MODULE_DISCOVERY_CONFIG or its file).", Volatile.Read(ref DiscoveryRuleCount))
             .Gauge("collector_kafka_reachable", "1 when the broker answered, 0 when not, -1 without Kafka.", KafkaReachable)
+            .Gauge("collector_kafka_waiting_messages", "Messages queued for Kafka and not yet acknowledged (bounded by KAFKA_QUEUE_MESSAGES/KAFKA_QUEUE_MB).", Interlocked.Read(ref KafkaWaiting))
             .ToString();
     }
 }

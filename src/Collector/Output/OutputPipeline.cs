@@ -130,24 +130,32 @@ public sealed class OutputPipeline
             return;
         }
         var seconds = (long)((x.Request.FirstByteNs + (ulong)_realtimeOffsetNs) / 1_000_000_000UL);
+        var details = AktoMessage.CollectionDetails(x);
+        var budget = MessageBudget(_maxMessageBytes, details);
         var cap = _bodyCap;
         for (var attempt = 0; ; attempt++)
         {
             buffer.ResetWrittenCount();
             AktoMessage.Write(buffer, x, _identity, seconds, cap);
-            if (buffer.WrittenCount <= _maxMessageBytes) break;
+            if (buffer.WrittenCount <= budget) break;
             if (attempt == 6)
             {
                 _metrics.CountHttpDrop("message_too_large");
                 return;
             }
             // JSON escaping can grow a body up to six times: cut harder until the message fits
-            cap = Math.Min(cap, _maxMessageBytes / 2) / (attempt + 2);
+            cap = Math.Min(cap, budget / 2) / (attempt + 2);
         }
         if (x.Request.Header("host") is { } host)
             _metrics.HostRequests[host].Increment();
         var latency = (double)((long)ConnectionTable.MonotonicNowNs() - (long)x.Response.LastByteNs) / 1e9;
         _metrics.ExchangeLatency.Observe(Math.Max(latency, 0));
-        _sink.Publish(buffer.WrittenSpan, AktoMessage.CollectionDetails(x));
+        _sink.Publish(buffer.WrittenSpan, details);
     }
+
+    /// <summary>Bytes the message value may take: the broker's limit covers the record with its
+    /// collection_details header and framing, not the value alone.</summary>
+    public static int MessageBudget(int maxMessageBytes, string? collectionDetails) =>
+        maxMessageBytes - KafkaSink.RecordOverheadBytes -
+        (collectionDetails is null ? 0 : System.Text.Encoding.UTF8.GetByteCount(collectionDetails) + KafkaSink.CollectionDetailsHeader.Length);
 }

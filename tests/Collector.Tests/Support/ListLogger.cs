@@ -8,6 +8,10 @@ public sealed class ListLogger : ILogger
 {
     public ConcurrentQueue<(LogLevel Level, string Message)> Entries { get; } = new();
 
+    /// <summary>What was logged at Information and above.</summary>
+    public IReadOnlyList<(LogLevel Level, string Text)> Lines =>
+        Entries.Where(e => e.Level >= LogLevel.Information).ToArray();
+
     public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
     public bool IsEnabled(LogLevel logLevel) => true;
 
