@@ -52,6 +52,7 @@ public sealed class CollectorMetrics
     {
         foreach (var r in KafkaResults) _ = KafkaMessages[r];
         foreach (var r in FilterReasons) _ = ExchangesFiltered[r];
+        foreach (var d in new[] { "inbound", "outbound" }) _ = ExchangesEmitted[d];
         foreach (var s in new[] { EventSource.Syscall, EventSource.OpenSsl, EventSource.GnuTls })
         {
             _ = EventsRead[SourceLabel(s)];
