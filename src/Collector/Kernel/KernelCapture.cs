@@ -135,26 +135,18 @@ public sealed unsafe class KernelCapture : IDisposable
         return prog;
     }
 
-    /// <summary>Attaches one program as a uprobe (or uretprobe) on a function of an ELF file, for
-    /// every process that maps the file (pid -1).</summary>
-    internal BpfLinkHandle AttachUprobe(string program, string path, string function, bool retprobe)
+    /// <summary>Attaches one program as a uprobe (or uretprobe) at a function's file offset in an
+    /// ELF file, for every process that maps the file (pid -1). The offset comes from our own
+    /// symbol scan: libbpf would otherwise search the file again for each probe.</summary>
+    internal BpfLinkHandle AttachUprobe(string program, string path, string function, ulong fileOffset, bool retprobe)
     {
-        var name = Marshal.StringToCoTaskMemUTF8(function);
-        try
+        var opts = new Interop.Libbpf.UprobeOpts
         {
-            var opts = new Interop.Libbpf.UprobeOpts
-            {
-                Size = (nuint)sizeof(Interop.Libbpf.UprobeOpts),
-                Retprobe = (byte)(retprobe ? 1 : 0),
-                FuncName = name,
-            };
-            var link = Interop.Libbpf.ProgramAttachUprobeOpts(Program(program), -1, path, 0, &opts);
-            return BpfLinkHandle.FromPointer(link, $"attaching {program} to {function} in {path}");
-        }
-        finally
-        {
-            Marshal.FreeCoTaskMem(name);
-        }
+            Size = (nuint)sizeof(Interop.Libbpf.UprobeOpts),
+            Retprobe = (byte)(retprobe ? 1 : 0),
+        };
+        var link = Interop.Libbpf.ProgramAttachUprobeOpts(Program(program), -1, path, (nuint)fileOffset, &opts);
+        return BpfLinkHandle.FromPointer(link, $"attaching {program} to {function} (+0x{fileOffset:x}) in {path}");
     }
 
     /// <summary>Sums the per-CPU drop counters of the kernel side.</summary>

@@ -156,10 +156,10 @@ public sealed class TlsProbes : IDisposable
         {
             if (!_examined.Add(key)) return;
         }
-        HashSet<string> defined;
+        Dictionary<string, ulong> defined;
         try
         {
-            defined = ElfSymbols.DefinedFunctions(openPath, Wanted);
+            defined = ElfSymbols.FindFunctions(openPath, Wanted);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
         {
@@ -167,13 +167,13 @@ public sealed class TlsProbes : IDisposable
         }
         if (defined.Count == 0) return;
         var links = new List<BpfLinkHandle>();
-        var library = defined.Contains("SSL_write") || defined.Contains("SSL_read") ? "openssl" : "gnutls";
+        var library = defined.ContainsKey("SSL_write") || defined.ContainsKey("SSL_read") ? "openssl" : "gnutls";
         foreach (var (fn, prog, ret) in OpenSslProbes.Concat(GnuTlsProbes))
         {
-            if (!defined.Contains(fn)) continue;
+            if (!defined.TryGetValue(fn, out var offset)) continue;
             try
             {
-                links.Add(_kernel.AttachUprobe(prog, openPath, fn, ret));
+                links.Add(_kernel.AttachUprobe(prog, openPath, fn, offset, ret));
             }
             catch (BpfException e)
             {
