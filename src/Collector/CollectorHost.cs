@@ -295,7 +295,18 @@ public static class CollectorHost
         builder.WebHost.ConfigureKestrel(k => k.Listen(address, port));
         var app = builder.Build();
         app.MapGet(HealthPath, () => Results.Text("ok\n"));
-        app.MapGet(ReadyPath, () => state.Ready ? Results.Text("ready\n") : Results.Text("not ready\n", statusCode: 503));
+        // Ready means capturing. The broker's state is reported, not required: a broker outage must
+        // not take the collector out of service (messages wait in the bounded queue meanwhile).
+        app.MapGet(ReadyPath, () =>
+        {
+            var kafka = Volatile.Read(ref metrics.KafkaReachable) switch
+            {
+                1 => "kafka: reachable",
+                0 => "kafka: unreachable",
+                _ => "kafka: not configured",
+            };
+            return state.Ready ? Results.Text($"ready\n{kafka}\n") : Results.Text($"not ready\n{kafka}\n", statusCode: 503);
+        });
         app.MapGet(MetricsPath, () => Results.Text(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"));
         await app.StartAsync();
         return app;

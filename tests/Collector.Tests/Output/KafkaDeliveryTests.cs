@@ -336,12 +336,15 @@ public sealed class KafkaDeliveryTests : IDisposable
         await using var collector = await StartCollector(waitReachable: false); // returns when /ready is 200
         Assert.Equal(0, await collector.MetricAsync("collector_kafka_reachable"));
         Assert.Contains("broker not reachable yet", collector.Log);
+        using var http = new HttpClient();
+        Assert.Equal("ready\nkafka: unreachable\n", await http.GetStringAsync($"http://127.0.0.1:{collector.MetricsPort}/ready"));
         var path = Get("http", "/json", 0);
         await WaitMetric(collector, "collector_kafka_waiting_messages", v => v >= 2);
 
         _kafka.SetUp();
         await WaitMetric(collector, "collector_kafka_reachable", v => v == 1);
         Assert.Contains("broker reachable", collector.Log);
+        Assert.Equal("ready\nkafka: reachable\n", await http.GetStringAsync($"http://127.0.0.1:{collector.MetricsPort}/ready"));
         var mine = await WaitForMine(2);
         AssertEachPathTwiceOncePerSide(mine, [path]);
         await WaitMetric(collector, "collector_kafka_control_messages_total{result=\"init_delivered\"}", v => v == 1);
