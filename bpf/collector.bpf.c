@@ -21,6 +21,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define EINPROGRESS 115
+#define MSG_PEEK 2
 #define MAX_CHUNKS_LIMIT 64 /* hard ceiling for max_chunks_per_call */
 #define MAX_IOV_WALK 16     /* iovec entries walked per call; the rest becomes a gap */
 #define MAX_MMSG_WALK 4     /* messages of sendmmsg/recvmmsg walked per call */
@@ -41,6 +42,7 @@ struct conn_key {
 #define CONN_TLS 1          /* plaintext comes from a TLS library: never emit the syscall bytes */
 #define CONN_HTTP 2         /* first bytes looked like HTTP */
 #define CONN_NOT_HTTP 4     /* first bytes were neither HTTP nor TLS: send nothing more */
+#define CONN_PREEXISTING 8  /* first seen mid-stream: judge each call, never the whole connection */
 
 struct conn_state {
 	__u32 generation;
@@ -79,8 +81,11 @@ struct {
 	__uint(max_entries, 8 * 1024 * 1024); /* resized by user space */
 } events SEC(".maps");
 
+/* LRU: connections whose process ended without close() (user space deletes them on exit, but an
+ * exit event can be lost) age out instead of filling the map for good. Live connections are
+ * looked up on every call and so stay recent. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536); /* resized by user space */
 	__type(key, struct conn_key);
 	__type(value, struct conn_state);
@@ -228,10 +233,12 @@ static __always_inline int should_trace(__u32 tgid)
 		return selected; /* an explicit selection wins over the container rule */
 	if (settings.probe_all_pid)
 		return 1;
-	/* Only processes in a container: a mount namespace other than the host's. */
+	/* Only processes in a container: a mount namespace AND a pid namespace other than the host's
+	 * (a host service with a private mount namespace, systemd's PrivateTmp, is not a container). */
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u32 mnt = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	return mnt != settings.host_mnt_ns;
+	__u32 pidns = BPF_CORE_READ(task, nsproxy, pid_ns_for_children, ns.inum);
+	return mnt != settings.host_mnt_ns && pidns != settings.host_pid_ns;
 }
 
 /* The TCP socket behind fd in the current task, or NULL. */
@@ -302,6 +309,8 @@ static __always_inline struct conn_state *track_conn(struct conn_key *key, struc
 {
 	struct conn_state st = {};
 	st.generation = __sync_fetch_and_add(&next_generation, 1) + 1;
+	if (origin == ORIGIN_UNKNOWN)
+		st.flags = CONN_PREEXISTING;
 	if (bpf_map_update_elem(&conns, key, &st, BPF_ANY) != 0) {
 		count_drop(DROP_CONN_MAP_FULL, 1);
 		return NULL;
@@ -353,6 +362,10 @@ static __always_inline int judge_first_bytes(struct conn_state *st, const void *
 		st->flags |= CONN_HTTP;
 		return 1;
 	}
+	/* A connection first seen mid-stream may be in the middle of a body: skip this call, and
+	 * judge again at the next one, which may start a message. */
+	if (st->flags & CONN_PREEXISTING)
+		return 0;
 	st->flags |= CONN_NOT_HTTP;
 	return 0;
 }
@@ -475,7 +488,8 @@ static __always_inline void enter_io(__u32 fd, __u64 buf, __u32 count, __u32 kin
 	if (!conn_of_fd(tgid, fd))
 		return;
 	struct io_args args = {.buf = buf, .fd = fd, .count = count, .kind = kind, .direction = direction};
-	bpf_map_update_elem(&active_io, &id, &args, BPF_ANY);
+	if (bpf_map_update_elem(&active_io, &id, &args, BPF_ANY) != 0)
+		count_drop(DROP_ACTIVE_CALLS_FULL, 1);
 }
 
 /* Ties a TLS session to its socket; tells user space when the tie is new, so that plaintext sent
@@ -625,7 +639,8 @@ static __always_inline void exit_io(long ret, const int kind)
 	if (st->flags & CONN_TLS) {
 		if (a.direction == DIRECTION_EGRESS) {
 			__u64 *pending = bpf_map_lookup_elem(&pending_bind, &id);
-			if (pending) {
+			/* a guess: never move a socket already tied to another session */
+			if (pending && (st->tls_ctx == 0 || st->tls_ctx == *pending)) {
 				bind_tls(tgid, *pending, a.fd, st);
 				bpf_map_delete_elem(&pending_bind, &id);
 			}
@@ -689,8 +704,6 @@ int sys_exit_write(struct trace_event_raw_sys_exit *ctx)
 	exit_io(ctx->ret, IO_BUF);
 	return 0;
 }
-
-#define MSG_PEEK 2
 
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
@@ -784,6 +797,8 @@ int sys_exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_recvmmsg")
 int sys_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
 {
+	if (ctx->args[3] & MSG_PEEK)
+		return 0;
 	enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_MMSG, DIRECTION_INGRESS);
 	return 0;
 }
@@ -959,11 +974,12 @@ int sched_process_exec(void *ctx)
 }
 
 SEC("tracepoint/sched/sched_process_exit")
-int sched_process_exit(void *ctx)
+int sched_process_exit(struct trace_event_raw_sched_process_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	if ((__u32)id != tgid || !should_trace(tgid))
+	/* the last thread of the process, whichever it is (not the leader: it may exit first) */
+	if (!BPF_CORE_READ(ctx, group_dead) || !should_trace(tgid))
 		return 0;
 	struct exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -989,7 +1005,10 @@ static __always_inline void tls_enter(void *map, void *ctx_ptr, const void *buf,
 		return;
 	struct tls_args a = {.ctx = (__u64)ctx_ptr, .buf = (__u64)buf, .out_len = (__u64)out_len,
 			     .fd = -1, .source = source};
-	bpf_map_update_elem(map, &id, &a, BPF_ANY);
+	if (bpf_map_update_elem(map, &id, &a, BPF_ANY) != 0)
+		count_drop(DROP_ACTIVE_CALLS_FULL, 1);
+	/* a record still waiting for its socket write belongs to an earlier call: stop guessing */
+	bpf_map_delete_elem(&pending_bind, &id);
 }
 
 static __always_inline void tls_exit(void *map, long ret, __u32 direction)
@@ -1019,15 +1038,21 @@ static __always_inline void tls_exit(void *map, long ret, __u32 direction)
 		if (known)
 			fd = *known;
 	}
+	int guessed = 0;
 	if (fd < 0 && direction == DIRECTION_INGRESS) {
 		/* memory BIO: the record came in with this thread's last socket read */
 		__u32 *last = bpf_map_lookup_elem(&last_ingress_fd, &id);
-		if (last)
+		if (last) {
 			fd = *last;
+			guessed = 1;
+		}
 	}
 	struct conn_state *st = NULL;
 	if (fd >= 0) {
 		st = conn_of_fd(tgid, fd);
+		/* a guess never moves a socket already tied to another session */
+		if (st && guessed && st->tls_ctx != 0 && st->tls_ctx != a.ctx)
+			st = NULL;
 		if (st)
 			bind_tls(tgid, a.ctx, fd, st);
 	}
@@ -1105,6 +1130,17 @@ int BPF_KPROBE(ssl_set_fd_enter, void *ssl, int fd)
 	struct conn_state *st = conn_of_fd(id >> 32, fd);
 	if (st)
 		bind_tls(id >> 32, (__u64)ssl, fd, st);
+	return 0;
+}
+
+/* SSL_free(SSL *ssl): the session's address may be reused by the next one: forget it. */
+SEC("uprobe")
+int BPF_KPROBE(ssl_free_enter, void *ssl)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tls_key k = {.tgid = id >> 32, .ctx = (__u64)ssl};
+	bpf_map_delete_elem(&tls_fds, &k);
+	bpf_map_delete_elem(&tls_streams, &k);
 	return 0;
 }
 

@@ -49,6 +49,7 @@ enum drop_reason {
 	DROP_NOT_HTTP_BYTES,        /* bytes of connections judged not HTTP in the kernel */
 	DROP_READ_FAILED_BYTES,     /* bytes the kernel could not copy from user memory */
 	DROP_SENDFILE_BYTES,        /* bytes sent with sendfile: they never pass through user memory */
+	DROP_ACTIVE_CALLS_FULL,     /* calls not followed because the per-thread call map was full */
 	DROP_COUNTER_COUNT,
 };
 
@@ -57,6 +58,8 @@ enum drop_reason {
 struct collector_config {
 	__u32 collector_tgid;     /* never traced: its own Kafka traffic must not feed back */
 	__u32 host_mnt_ns;        /* inode of the host's mount namespace (container detection) */
+	__u32 host_pid_ns;        /* inode of the host's pid namespace (container detection) */
+	__u32 pad0;
 	__u8 capture_plain;       /* CAPTURE_ALL */
 	__u8 capture_tls;         /* CAPTURE_SSL */
 	__u8 probe_all_pid;       /* PROBE_ALL_PID */

@@ -41,6 +41,7 @@ int main(void)
 	SIZE(collector_config);
 	FIELD(collector_config, collector_tgid);
 	FIELD(collector_config, host_mnt_ns);
+	FIELD(collector_config, host_pid_ns);
 	FIELD(collector_config, capture_plain);
 	FIELD(collector_config, capture_tls);
 	FIELD(collector_config, probe_all_pid);

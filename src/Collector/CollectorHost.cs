@@ -103,6 +103,7 @@ public static class CollectorHost
         var table = new ConnectionTable(limits, metrics, output.Enqueue);
         using var tls = new TlsProbes(kernel, settings, metrics, loggerFactory.CreateLogger("tls"));
         table.ExecObserver = tls.OnExec;
+        table.ForgetKernelConnection = kernel.ForgetConnection;
         using var reader = new RingBufferReader(kernel.EventsMapFd, table, metrics, loggerFactory.CreateLogger("events"))
         {
             TraceEvents = string.Equals(Environment.GetEnvironmentVariable("COLLECTOR_TRACE_EVENTS"), "true", StringComparison.OrdinalIgnoreCase),

@@ -40,6 +40,7 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
     {
         var id = new ConnectionId(e.Header.Tgid, e.Header.Fd, e.Header.Generation);
         var conn = GetOrCreate(id);
+        if (conn is null) return;
         fixed (byte* local = e.LocalAddr)
         fixed (byte* remote = e.RemoteAddr)
         fixed (byte* comm = e.Comm)
@@ -62,6 +63,11 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
         }
         var id = new ConnectionId(h.Header.Tgid, h.Header.Fd, h.Header.Generation);
         var conn = GetOrCreate(id);
+        if (conn is null)
+        {
+            Metrics.CountHttpDrop("stale_generation_event");
+            return;
+        }
         conn.OnData(h, payload);
         EnforceBudget(conn);
     }
@@ -116,6 +122,7 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
         payload.CopyTo(copy);
         u.Events.Add((h, copy, payload.Length));
         u.Bytes += payload.Length;
+        u.Since = Stopwatch.GetTimestamp(); // idle from the last byte held, not the first
         AdjustRetained(payload.Length);
     }
 
@@ -156,6 +163,9 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
         }
     }
 
+    /// <summary>Deletes the kernel's entry for (tgid, fd) once the process has ended.</summary>
+    public Action<uint, uint>? ForgetKernelConnection { get; set; }
+
     /// <summary>Told of every exec (the TLS probes look for libraries in the new process).</summary>
     public Action<uint>? ExecObserver { get; set; }
 
@@ -168,7 +178,12 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
         foreach (var c in _lru)
             if (c.Id.Tgid == tgid) (ended ??= new()).Add(c);
         if (ended is null) return;
-        foreach (var c in ended) End(c, timestampNs, "process_exit");
+        foreach (var c in ended)
+        {
+            End(c, timestampNs, "process_exit");
+            // the kernel closed these fds without close(): its entries would linger until evicted
+            ForgetKernelConnection?.Invoke(c.Id.Tgid, c.Id.Fd);
+        }
     }
 
     /// <summary>Flushes connections idle longer than the inactivity threshold.</summary>
@@ -199,7 +214,7 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
         Interlocked.Exchange(ref Metrics.BufferedBytes, _retained);
     }
 
-    private Connection GetOrCreate(ConnectionId id)
+    private Connection? GetOrCreate(ConnectionId id)
     {
         var key = (id.Tgid, id.Fd);
         if (_connections.TryGetValue(key, out var conn))
@@ -209,6 +224,8 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
                 Touch(conn);
                 return conn;
             }
+            if (id.Generation < conn.Id.Generation)
+                return null; // a late event of the connection this fd carried before: it has ended
             // The fd number was reused: the old connection ended even if its close was not seen.
             End(conn, MonotonicNowNs(), "fd_reused");
         }
@@ -250,6 +267,12 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
     private void EnforceBudget(Connection current)
     {
         if (_retained <= _limits.BufferBudgetBytes) return;
+        if (_unbound.Count > 0)
+        {
+            // TLS plaintext still waiting for its socket goes first: the least certain to be used
+            ExpireUnbound(long.MaxValue, 0);
+            if (_retained <= _limits.BufferBudgetBytes) return;
+        }
         var node = _lru.First;
         while (_retained > _limits.BufferBudgetBytes && node is not null)
         {

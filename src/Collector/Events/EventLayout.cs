@@ -23,6 +23,7 @@ public enum KernelDropReason
     NotHttpBytes,
     ReadFailedBytes,
     SendfileBytes,
+    ActiveCallsFull,
     Count,
 }
 
@@ -96,6 +97,8 @@ public unsafe struct CollectorConfig
 {
     public uint CollectorTgid;
     public uint HostMntNs;
+    public uint HostPidNs;
+    public uint Pad0;
     public byte CapturePlain;
     public byte CaptureTls;
     public byte ProbeAllPid;

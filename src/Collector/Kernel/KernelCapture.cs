@@ -14,6 +14,7 @@ public sealed unsafe class KernelCapture : IDisposable
     private readonly List<BpfLinkHandle> _tracepointLinks = new();
     private readonly ILogger _log;
     private readonly int _dropMapFd;
+    private readonly int _connsMapFd;
     private readonly int _ncpu;
 
     public KernelCapture(Settings settings, ILogger log)
@@ -32,6 +33,7 @@ public sealed unsafe class KernelCapture : IDisposable
             var err = Interop.Libbpf.ObjectLoad(Obj);
             if (err != 0) throw new BpfException("loading the eBPF programs (see the libbpf log above)", -err);
             _dropMapFd = MapFd("drop_counters");
+            _connsMapFd = MapFd("conns");
             _ncpu = Interop.Libbpf.NumPossibleCpus();
             TracePidsMapFd = MapFd("trace_pids");
             foreach (var pid in settings.TracePids)
@@ -63,9 +65,10 @@ public sealed unsafe class KernelCapture : IDisposable
             throw new InvalidOperationException(
                 $"the eBPF object's .rodata is {size} bytes, the collector expects {sizeof(CollectorConfig)}: rebuild bpf/ and src/ together");
         var cfg = (CollectorConfig*)ptr;
-        cfg->CollectorTgid = (uint)Environment.ProcessId;
-        cfg->HostMntNs = HostMountNamespace(s.HostProc);
-        if (cfg->HostMntNs == 0 && !s.ProbeAllPid && s.TracePids.Count == 0 && s.TraceComms.Count == 0)
+        cfg->CollectorTgid = HostTgid(s.HostProc);
+        cfg->HostMntNs = HostNamespace(s.HostProc, "mnt");
+        cfg->HostPidNs = HostNamespace(s.HostProc, "pid");
+        if ((cfg->HostMntNs == 0 || cfg->HostPidNs == 0) && !s.ProbeAllPid && s.TracePids.Count == 0 && s.TraceComms.Count == 0)
             throw new InvalidOperationException($"cannot read the host's mount namespace from {s.HostProc}/1/ns/mnt: needed to tell containers apart (or set PROBE_ALL_PID=true)");
         cfg->CapturePlain = (byte)(s.CaptureAll ? 1 : 0);
         cfg->CaptureTls = (byte)(s.CaptureSsl ? 1 : 0);
@@ -84,21 +87,36 @@ public sealed unsafe class KernelCapture : IDisposable
         }
     }
 
-    /// <summary>The host's mount namespace inode: processes in another one are in a container.
+    /// <summary>A host namespace's inode ("mnt", "pid"): processes outside both are in a container.
     /// It is pid 1's (the collector itself runs in a container of its own under Kubernetes); where
     /// pid 1's namespaces cannot be read (a sandbox that hides them), the collector's own, which is
     /// the host's for a host install. stat() of the nsfs file gives the inode (st_ino).</summary>
-    private uint HostMountNamespace(string hostProc)
+    private uint HostNamespace(string hostProc, string kind)
     {
         var buf = stackalloc byte[256];
-        foreach (var path in new[] { Path.Combine(hostProc, "1/ns/mnt"), "/proc/self/ns/mnt" })
+        foreach (var path in new[] { Path.Combine(hostProc, "1/ns", kind), $"/proc/self/ns/{kind}" })
         {
             if (Interop.Libc.Stat(path, buf) != 0) continue;
             var ino = (uint)*(ulong*)(buf + 8);
-            _log.LogInformation("host mount namespace {Inode} (from {Path}): processes outside it count as containers", ino, path);
+            _log.LogInformation("host {Kind} namespace {Inode} (from {Path})", kind, ino, path);
             return ino;
         }
         return 0;
+    }
+
+    /// <summary>Our pid as the kernel's tracepoints see it (the host's), which differs from
+    /// Environment.ProcessId when the collector runs in a pid namespace of its own: the host's
+    /// /proc/self names it.</summary>
+    private static uint HostTgid(string hostProc)
+    {
+        try
+        {
+            if (new DirectoryInfo(Path.Combine(hostProc, "self")).LinkTarget is { } target && uint.TryParse(target, out var pid))
+                return pid;
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return (uint)Environment.ProcessId;
     }
 
     private IntPtr FindMap(string name)
@@ -147,6 +165,14 @@ public sealed unsafe class KernelCapture : IDisposable
         };
         var link = Interop.Libbpf.ProgramAttachUprobeOpts(Program(program), -1, path, (nuint)fileOffset, &opts);
         return BpfLinkHandle.FromPointer(link, $"attaching {program} to {function} (+0x{fileOffset:x}) in {path}");
+    }
+
+    /// <summary>Deletes the kernel's entry for a connection whose process ended (the kernel closed
+    /// its fds without close(), which is all the programs see).</summary>
+    public void ForgetConnection(uint tgid, uint fd)
+    {
+        var key = stackalloc uint[2] { tgid, fd };
+        Interop.Libbpf.MapDeleteElem(_connsMapFd, key); // ENOENT is fine: already evicted or closed
     }
 
     /// <summary>Sums the per-CPU drop counters of the kernel side.</summary>

@@ -10,20 +10,22 @@ namespace Collector.Kernel;
 /// serves every process mapping the file, containers included (opened through /proc/PID/root).</summary>
 public sealed class TlsProbes : IDisposable
 {
+    // Return probes come first: a call that starts between its entry probe and its return probe
+    // being attached would leave the entry's saved arguments behind.
     private static readonly (string Function, string Program, bool Ret)[] OpenSslProbes =
     [
-        ("SSL_write", "ssl_write_enter", false), ("SSL_write", "ssl_write_exit", true),
-        ("SSL_read", "ssl_read_enter", false), ("SSL_read", "ssl_read_exit", true),
-        ("SSL_write_ex", "ssl_write_ex_enter", false), ("SSL_write_ex", "ssl_write_exit", true),
-        ("SSL_read_ex", "ssl_read_ex_enter", false), ("SSL_read_ex", "ssl_read_exit", true),
+        ("SSL_write", "ssl_write_exit", true), ("SSL_write", "ssl_write_enter", false),
+        ("SSL_read", "ssl_read_exit", true), ("SSL_read", "ssl_read_enter", false),
+        ("SSL_write_ex", "ssl_write_exit", true), ("SSL_write_ex", "ssl_write_ex_enter", false),
+        ("SSL_read_ex", "ssl_read_exit", true), ("SSL_read_ex", "ssl_read_ex_enter", false),
         ("SSL_set_fd", "ssl_set_fd_enter", false), ("SSL_set_rfd", "ssl_set_fd_enter", false),
-        ("SSL_set_wfd", "ssl_set_fd_enter", false),
+        ("SSL_set_wfd", "ssl_set_fd_enter", false), ("SSL_free", "ssl_free_enter", false),
     ];
 
     private static readonly (string Function, string Program, bool Ret)[] GnuTlsProbes =
     [
-        ("gnutls_record_send", "gnutls_send_enter", false), ("gnutls_record_send", "gnutls_send_exit", true),
-        ("gnutls_record_recv", "gnutls_recv_enter", false), ("gnutls_record_recv", "gnutls_recv_exit", true),
+        ("gnutls_record_send", "gnutls_send_exit", true), ("gnutls_record_send", "gnutls_send_enter", false),
+        ("gnutls_record_recv", "gnutls_recv_exit", true), ("gnutls_record_recv", "gnutls_recv_enter", false),
     ];
 
     private static readonly HashSet<string> Wanted =

@@ -81,6 +81,7 @@ public sealed class CollectorMetrics
         KernelDropReason.NotHttpBytes => "not_http",
         KernelDropReason.ReadFailedBytes => "user_memory_unreadable",
         KernelDropReason.SendfileBytes => "sendfile",
+        KernelDropReason.ActiveCallsFull => "active_calls_full",
         _ => "other",
     };
 

@@ -248,18 +248,22 @@ public sealed class CaptureTests
     public async Task Without_probe_all_pid_only_processes_in_containers_are_traced()
     {
         using var nginx = new Nginx();
-        // no TRACE_* selection: the container rule decides (a mount namespace other than the host's)
+        // no TRACE_* selection: the container rule decides (mount and pid namespaces other than the host's)
         await using var collector = await CollectorProcess.StartAsync(new Dictionary<string, string> { ["PROBE_ALL_PID"] = "false" });
         var id = Guid.NewGuid().ToString("N");
-        File.WriteAllText(Path.Combine(nginx.Www, $"host-{id}.txt"), "host\n");
-        File.WriteAllText(Path.Combine(nginx.Www, $"ctr-{id}.txt"), "container\n");
+        foreach (var name in new[] { "host", "service", "ctr" })
+            File.WriteAllText(Path.Combine(nginx.Www, $"{name}-{id}.txt"), name + "\n");
         Shell.Check("curl", $"-s --fail http://127.0.0.1:{nginx.PlainPort}/host-{id}.txt");
-        Shell.Check("unshare", $"--mount curl -s --fail http://127.0.0.1:{nginx.PlainPort}/ctr-{id}.txt");
+        // a host service with a private mount namespace only (systemd's PrivateTmp): not a container
+        Shell.Check("unshare", $"--mount curl -s --fail http://127.0.0.1:{nginx.PlainPort}/service-{id}.txt");
+        // a container: its own mount and pid namespaces
+        Shell.Check("unshare", $"--mount --pid --fork curl -s --fail http://127.0.0.1:{nginx.PlainPort}/ctr-{id}.txt");
         var found = await collector.WaitForAsync(PathIs($"/ctr-{id}.txt"), 1);
         var single = Assert.Single(found);
-        Assert.Equal("2", single.GetProperty("direction").GetString()); // curl in its own mount namespace; nginx is a host process
+        Assert.Equal("2", single.GetProperty("direction").GetString()); // curl in the container; nginx is a host process
         await Task.Delay(500);
         Assert.DoesNotContain(collector.Messages(), m => PathIs($"/host-{id}.txt")(m));
+        Assert.DoesNotContain(collector.Messages(), m => PathIs($"/service-{id}.txt")(m));
     }
 
     [Fact]

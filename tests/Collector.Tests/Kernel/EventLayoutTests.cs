@@ -39,6 +39,7 @@ public sealed class EventLayoutTests
         ["bind_event.tls_ctx", typeof(BindEvent), nameof(BindEvent.TlsCtx)],
         ["collector_config.collector_tgid", typeof(CollectorConfig), nameof(CollectorConfig.CollectorTgid)],
         ["collector_config.host_mnt_ns", typeof(CollectorConfig), nameof(CollectorConfig.HostMntNs)],
+        ["collector_config.host_pid_ns", typeof(CollectorConfig), nameof(CollectorConfig.HostPidNs)],
         ["collector_config.capture_plain", typeof(CollectorConfig), nameof(CollectorConfig.CapturePlain)],
         ["collector_config.capture_tls", typeof(CollectorConfig), nameof(CollectorConfig.CaptureTls)],
         ["collector_config.probe_all_pid", typeof(CollectorConfig), nameof(CollectorConfig.ProbeAllPid)],
