@@ -164,8 +164,10 @@ public static class CollectorHost
             state.Ready = false;
             var stopping = Stopwatch.StartNew();
             log.LogInformation("stopping: detaching probes, then flushing what is complete");
-            await tlsTask;
-            await rulesTask;
+            // a failed background task must not skip the rest of the shutdown (the reader thread
+            // still polls the ring buffer that the using blocks free)
+            await LogIfFailed(tlsTask, log, "TLS library scanning");
+            await LogIfFailed(rulesTask, log, "discovery rules reloading");
             var detached = ProbeDetach.All(kernel, tls);
             metrics.TracepointsAttached = 0;
             var detachMs = stopping.ElapsedMilliseconds;
@@ -211,6 +213,22 @@ public static class CollectorHost
         finally
         {
             table.EndAll("shutdown");
+        }
+    }
+
+    private static async Task LogIfFailed(Task task, ILogger log, string what)
+    {
+        try
+        {
+            await task;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            log.LogError(e, "{What} failed", what);
+        }
+        catch (OperationCanceledException)
+        {
+            // stopping is how these tasks end
         }
     }
 
