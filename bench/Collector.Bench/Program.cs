@@ -139,11 +139,17 @@ public sealed class Driver : IDisposable
         }
     }
 
+    public long OutputAllocated, OutputTicks;
+
     private void HandleInline(HttpExchange x)
     {
         _emitted++;
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var t0 = Stopwatch.GetTimestamp();
         try { _pipeline.Handle(x, _buffer); }
         finally { x.Dispose(); }
+        OutputTicks += Stopwatch.GetTimestamp() - t0;
+        OutputAllocated += GC.GetAllocatedBytesForCurrentThread() - before;
     }
 
     private void EnqueueExchange(HttpExchange x)
@@ -185,6 +191,7 @@ public sealed class Driver : IDisposable
         var allocAll = GC.GetTotalAllocatedBytes(true);
         var allocThread = GC.GetAllocatedBytesForCurrentThread();
         var emitted0 = _emitted;
+        var output0 = OutputAllocated;
         var processed0 = Interlocked.Read(ref _pipeline.Processed);
         long events = 0, payload = 0;
         var sw = Stopwatch.StartNew();
@@ -204,6 +211,9 @@ public sealed class Driver : IDisposable
             if (sw.ElapsedTicks >= stopAt) break;
         }
         var eventThreadAlloc = GC.GetAllocatedBytesForCurrentThread() - allocThread;
+        if (Environment.GetEnvironmentVariable("BENCH_DIAG") is not null)
+            Console.Error.WriteLine($"  output share of time: {(double)OutputTicks / sw.ElapsedTicks:P0}, output bytes {_sink.Bytes / Math.Max(1, _sink.Messages)}/msg");
+        OutputTicks = 0;
         if (_threaded)
         {
             while (Interlocked.Read(ref _pipeline.Processed) - processed0 < _emitted - emitted0) Thread.SpinWait(100);
@@ -214,7 +224,7 @@ public sealed class Driver : IDisposable
         var secs = sw.Elapsed.TotalSeconds;
         return new Result("", events / secs, exchanges / secs, payload / secs / 1e6,
             exchanges == 0 ? 0 : (double)allocated / exchanges,
-            _threaded ? (double)eventThreadAlloc / events : double.NaN,
+            _threaded ? (double)eventThreadAlloc / events : (double)(eventThreadAlloc - (OutputAllocated - output0)) / events,
             $"{GC.CollectionCount(0) - gc0}/{GC.CollectionCount(1) - gc1}/{GC.CollectionCount(2) - gc2}",
             Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0);
     }

@@ -80,7 +80,7 @@ public static class CollectorHost
         using var kernelLifetime = kernel;
         var limits = new ReassemblyLimits(settings.InactivityThreshold, settings.MaxActiveConnections,
             settings.BufferThresholdBytes, new HttpLimits(settings.MaxHeaderBytes, settings.MaxBodyBytes));
-        var table = new ConnectionTable(limits, metrics, output.Enqueue);
+        var table = new ConnectionTable(limits, metrics, output.Enqueue) { Dump = CaptureDump.Open(settings.CaptureDumpPath) };
         using var tls = new TlsProbes(kernel, settings, metrics, loggerFactory.CreateLogger("tls"));
         table.ExecObserver = tls.OnExec;
         using var reader = new RingBufferReader(kernel.EventsMapFd, table, metrics, loggerFactory.CreateLogger("events"));

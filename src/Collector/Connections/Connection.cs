@@ -11,7 +11,19 @@ public readonly record struct ConnectionId(uint Tgid, uint Fd, uint Generation);
 /// <summary>What the kernel told us about a connection when it first saw it.</summary>
 public sealed record ConnectionInfo(
     IPAddress LocalAddress, int LocalPort, IPAddress RemoteAddress, int RemotePort,
-    ConnectionOrigin Origin, string ProcessName);
+    ConnectionOrigin Origin, string ProcessName)
+{
+    private string? _local, _remote;
+
+    /// <summary>"addr:port" ("[v6]:port"), made once per connection.</summary>
+    public string LocalEndpoint => _local ??= Endpoint(LocalAddress, LocalPort);
+    public string RemoteEndpoint => _remote ??= Endpoint(RemoteAddress, RemotePort);
+
+    public static string Endpoint(IPAddress address, int port) =>
+        address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
+            ? $"[{address}]:{port}"
+            : $"{address}:{port}";
+}
 
 /// <summary>A request paired with its response, ready for filtering and output.</summary>
 public sealed class HttpExchange : IDisposable
@@ -31,39 +43,67 @@ public sealed class HttpExchange : IDisposable
     }
 }
 
-/// <summary>One traced connection: its two byte streams, their parsers, and the requests waiting
-/// for their responses (FIFO: HTTP/1.1 pipelining answers in order).</summary>
+/// <summary>One traced connection: its two byte streams with their parsers, and the requests in
+/// the order they were sent, each waiting for its response (HTTP/1.1 answers in order).
+///
+/// Roles come from the bytes: the stream that carries a request line is the client's. Pairing is
+/// FIFO. When messages may have been lost without a trace (a gap at a message boundary,
+/// malformed bytes), kernel timestamps keep pairing honest: a response never answers a request
+/// that began after it, and on a connection that is not pipelined a request whose successor
+/// began before the response did was answered by a response that was lost. A pipelined
+/// connection that loses messages cannot be paired provably any more: from then on its messages
+/// are counted, not emitted.</summary>
 internal sealed class Connection : IHttpMessageSink, IDisposable
 {
     private const int MaxPendingRequests = 128;
 
+    private struct Entry
+    {
+        public HttpMessage Request;
+        public HttpMessage? Response;
+        public bool RequestDone;
+        public bool Unanswerable; // its response was lost
+    }
+
     private readonly ConnectionTable _table;
     private readonly HttpLimits _limits;
-    private readonly Queue<HttpMessage> _pending = new();
     private DirectionStream _egress;
     private DirectionStream _ingress;
-    private bool _responseGap;
+    private Entry[] _entries = new Entry[4];
+    private int _head, _count, _answered; // entries [0, _answered) have their response (or lost it)
+    private bool _lossSeen, _pipelined, _abandoned, _resumeRequests;
 
     public Connection(ConnectionTable table, ConnectionId id, HttpLimits limits)
     {
         _table = table;
         _limits = limits;
         Id = id;
-        _egress = new DirectionStream(limits);
-        _ingress = new DirectionStream(limits);
+        _egress = new DirectionStream(StreamDirection.Egress, limits);
+        _ingress = new DirectionStream(StreamDirection.Ingress, limits);
     }
 
     public ConnectionId Id { get; }
-    public ConnectionInfo? Info { get; set; }
+    public ConnectionInfo? Info { get; private set; }
     /// <summary>The streams carry TLS plaintext from a library probe, not syscall bytes.</summary>
     public bool Tls { get; private set; }
     public EventSource Source { get; private set; }
     public long LastActivity { get; set; }
     public LinkedListNode<Connection>? LruNode { get; set; }
-    /// <summary>Bytes this connection holds (pipes, bodies in progress, waiting requests).</summary>
+    /// <summary>Bytes this connection holds (carried lines, messages in progress, waiting requests).</summary>
     public long Retained { get; private set; }
+    public int PendingRequests => _count;
 
-    public string? PendingRequestMethod => _pending.TryPeek(out var r) ? r.Method : null;
+    public void SetInfo(ConnectionInfo info)
+    {
+        Info = info;
+        if (info.Origin == ConnectionOrigin.Unknown)
+        {
+            // a connection that existed before the collector: its first bytes may be mid-message
+            _egress.Parser.StartAsCandidate();
+            _ingress.Parser.StartAsCandidate();
+            _lossSeen = true; // what went by before is unknown: pairing consults the clock
+        }
+    }
 
     private DirectionStream Stream(StreamDirection d) => d == StreamDirection.Egress ? _egress : _ingress;
     private DirectionStream Other(HttpStreamParser p) => ReferenceEquals(p, _egress.Parser) ? _ingress : _egress;
@@ -76,14 +116,16 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
             // First plaintext from a TLS library: whatever the syscalls showed was not the
             // application's bytes. Start both streams afresh at plaintext position 0.
             Tls = true;
-            DropStreams("tls_switch");
+            ResetStreams("tls_switch");
         }
         else if (!tls && Tls)
         {
+            _table.Metrics.CountHttpDrop("tls_ciphertext_ignored");
             return; // ciphertext of a TLS connection: never parsed (the kernel normally withholds it)
         }
         Source = h.Source;
         var stream = Stream(h.Direction);
+        var parser = stream.Parser;
         var position = h.Position;
         if (position < stream.NextPosition)
         {
@@ -93,170 +135,387 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
             payload = payload[(int)overlap..];
             position = stream.NextPosition;
         }
+        var other = Other(parser).Parser;
+        var skipped = parser.SkippedBytes + other.SkippedBytes;
+        var opaque = parser.OpaqueBytes + other.OpaqueBytes;
         if (position > stream.NextPosition)
         {
             var gap = (long)(position - stream.NextPosition);
             _table.Metrics.GapBytes.Add(gap);
-            stream.Process(h.Header.TimestampNs, this); // parse what came before the hole
-            if (!stream.Parser.OnGap(gap, this))
-            {
-                _table.Metrics.CountHttpDrop("gap_lost_message");
-                var dropped = stream.Discard();
-                if (stream.Parser.Role == StreamRole.Responses) _responseGap = true;
-                _ = dropped;
-            }
-            else
-            {
-                stream.Parser.CompleteIfBodyDone(h.Header.TimestampNs, this);
-            }
+            parser.OnGap(gap, h.Header.TimestampNs, this);
         }
         stream.NextPosition = position + (ulong)payload.Length;
-        if (stream.Parser.IsOpaque)
+        parser.Feed(payload, h.Header.TimestampNs, this);
+        if (_resumeRequests)
         {
-            _table.Metrics.OpaqueBytes.Add(payload.Length);
+            // a CONNECT or Upgrade request was answered without a switch: parse what it held back
+            _resumeRequests = false;
+            other.ResumeAfterUpgrade(h.Header.TimestampNs, this);
         }
-        else
-        {
-            stream.Write(payload);
-            stream.Process(h.Header.TimestampNs, this);
-        }
+        // both parsers: an event on one side can end the other's wait (upgrade, CONNECT, HTTP/2)
+        var skippedNow = parser.SkippedBytes + other.SkippedBytes;
+        var opaqueNow = parser.OpaqueBytes + other.OpaqueBytes;
+        if (skippedNow != skipped) _table.Metrics.ResyncSkippedBytes.Add(skippedNow - skipped);
+        if (opaqueNow != opaque) _table.Metrics.OpaqueBytes.Add(opaqueNow - opaque);
         UpdateRetained();
     }
 
-    /// <summary>The connection is finished (close, process exit, idle, evicted): complete what
-    /// the close completes and count what stays unanswered.</summary>
+    /// <summary>The connection is finished. closed: its fd was closed (close, process exit, fd
+    /// reused), which completes a close-delimited body; otherwise it is forgotten (idle, evicted,
+    /// shutdown) and what is in progress is cut. Requests left without a response are counted.</summary>
     public void Finish(ulong nowNs, string reason)
     {
-        _ingress.Parser.OnClose(nowNs, this);
-        _egress.Parser.OnClose(nowNs, this);
-        while (_pending.TryDequeue(out var r))
+        var closed = reason is "close" or "process_exit" or "fd_reused";
+        // requests first: a response completed by the close then finds its request complete
+        var (requests, responses) = _ingress.Parser.Role == StreamRole.Responses || _egress.Parser.Role == StreamRole.Requests
+            ? (_egress, _ingress) : (_ingress, _egress);
+        requests.Parser.OnEnd(closed, nowNs, this);
+        responses.Parser.OnEnd(closed, nowNs, this);
+        Flush();
+        while (_count > 0)
         {
-            _table.Metrics.CountHttpDrop(reason == "close" ? "request_without_response" : $"request_without_response_{reason}");
+            var e = Pop();
+            var r = e.Request;
+            _table.Metrics.CountHttpDrop(r.IsLost ? DropLabels.Request(r.LostReason!)
+                : e.Unanswerable ? "response_lost"
+                : DropLabels.WithoutResponse(reason));
             r.Dispose();
+            e.Response?.Dispose();
         }
         UpdateRetained();
     }
 
-    /// <summary>Memory shed: drops everything buffered and in progress; returns the bytes freed.</summary>
+    /// <summary>Memory shed: every byte held is dropped. The messages involved are marked lost
+    /// (counted when their exchange completes) but keep their place, and parsers inside a body
+    /// stay in step, so pairing survives. Returns the bytes freed.</summary>
     public long Shed()
     {
         var before = Retained;
-        DropStreams(null);
-        while (_pending.TryDequeue(out var r)) r.Dispose();
+        _egress.Parser.Shed(this);
+        _ingress.Parser.Shed(this);
+        for (var i = 0; i < _count; i++)
+        {
+            ref var e = ref At(i);
+            e.Request.MarkLost("shed");
+            e.Response?.MarkLost("shed");
+        }
         UpdateRetained();
-        return before;
+        return before - Retained;
     }
 
-    private void DropStreams(string? reason)
+    private void ResetStreams(string reason)
     {
-        var lost = _egress.Buffered + _ingress.Buffered;
-        if (reason is not null && lost > 0) _table.Metrics.CountHttpDrop(reason);
-        var egressPos = _egress.NextPosition;
-        var ingressPos = _ingress.NextPosition;
-        var egressRole = _egress.Parser.Role;
-        var ingressRole = _ingress.Parser.Role;
+        var lost = _count + (_egress.Parser.Current is null ? 0 : 1) + (_ingress.Parser.Current is null ? 0 : 1);
+        if (lost > 0) _table.Metrics.CountHttpDrop(reason);
         _egress.Dispose();
         _ingress.Dispose();
-        _egress = new DirectionStream(_limits);
-        _ingress = new DirectionStream(_limits);
-        if (reason is null)
+        while (_count > 0)
         {
-            // shed: stay in step with the kernel's positions and resume at the next message
-            _egress.NextPosition = egressPos;
-            _ingress.NextPosition = ingressPos;
-            _egress.Parser.Role = egressRole;
-            _ingress.Parser.Role = ingressRole;
-            _egress.Parser.Reset();
-            _ingress.Parser.Reset();
+            var e = Pop();
+            e.Request.Dispose();
+            e.Response?.Dispose();
         }
+        _egress = new DirectionStream(StreamDirection.Egress, _limits);
+        _ingress = new DirectionStream(StreamDirection.Ingress, _limits);
+        _lossSeen = _pipelined = _abandoned = _resumeRequests = false;
     }
 
     private void UpdateRetained()
     {
-        long r = _egress.Buffered + _ingress.Buffered + _egress.Parser.RetainedBytes + _ingress.Parser.RetainedBytes;
-        foreach (var m in _pending) r += m.RetainedBytes;
-        _table.AdjustRetained(r - Retained);
-        Retained = r;
+        long r = _egress.Parser.CarryBytes + _ingress.Parser.CarryBytes;
+        if (_egress.Parser.Current is { Queued: false } ec) r += ec.RetainedBytes;
+        if (_ingress.Parser.Current is { Queued: false } ic) r += ic.RetainedBytes;
+        for (var i = 0; i < _count; i++)
+        {
+            ref var e = ref At(i);
+            r += e.Request.RetainedBytes + (e.Response?.RetainedBytes ?? 0);
+        }
+        if (r != Retained)
+        {
+            _table.AdjustRetained(r - Retained);
+            Retained = r;
+        }
+    }
+
+    // ---- the FIFO of requests ----
+
+    private ref Entry At(int i) => ref _entries[(_head + i) & (_entries.Length - 1)];
+
+    private void Push(HttpMessage request)
+    {
+        if (_count == _entries.Length)
+        {
+            var bigger = new Entry[_entries.Length * 2];
+            for (var i = 0; i < _count; i++) bigger[i] = At(i);
+            _entries = bigger;
+            _head = 0;
+        }
+        request.Queued = true;
+        _entries[(_head + _count) & (_entries.Length - 1)] = new Entry { Request = request };
+        _count++;
+    }
+
+    private Entry Pop()
+    {
+        ref var slot = ref _entries[_head];
+        var e = slot;
+        slot = default;
+        _head = (_head + 1) & (_entries.Length - 1);
+        _count--;
+        if (_answered > 0) _answered--;
+        return e;
+    }
+
+    /// <summary>Emits (or counts) exchanges from the head of the FIFO while they are complete.</summary>
+    private void Flush()
+    {
+        while (_count > 0)
+        {
+            ref var head = ref At(0);
+            if (!head.RequestDone) return;
+            if (head.Unanswerable)
+            {
+                var lost = Pop();
+                _table.Metrics.CountHttpDrop(lost.Request.IsLost ? DropLabels.Request(lost.Request.LostReason!) : "response_lost");
+                lost.Request.Dispose();
+                continue;
+            }
+            if (head.Response is null) return;
+            var e = Pop();
+            if (e.Request.IsLost || e.Response!.IsLost)
+            {
+                _table.Metrics.CountHttpDrop(e.Request.IsLost ? DropLabels.Request(e.Request.LostReason!) : DropLabels.Response(e.Response!.LostReason!));
+                e.Request.Dispose();
+                e.Response!.Dispose();
+                continue;
+            }
+            CountCut(e.Request);
+            CountCut(e.Response);
+            var requestDirection = _ingress.Parser.Role == StreamRole.Requests ? StreamDirection.Ingress
+                : _egress.Parser.Role == StreamRole.Requests ? StreamDirection.Egress
+                : StreamDirection.Ingress;
+            _table.Emit(new HttpExchange
+            {
+                Connection = Id,
+                Info = Info,
+                Direction = requestDirection == StreamDirection.Ingress ? 1 : 2,
+                Source = Source,
+                Request = e.Request,
+                Response = e.Response,
+            });
+        }
+    }
+
+    /// <summary>Bodies emitted with a part missing (the output marks them in the headers).</summary>
+    private void CountCut(HttpMessage m)
+    {
+        if (m.BodyTruncated) _table.Metrics.BodiesCut["cap"].Increment();
+        if (m.BodyHasGap) _table.Metrics.BodiesCut["gap"].Increment();
+        if (m.Incomplete) _table.Metrics.BodiesCut["incomplete"].Increment();
+    }
+
+    /// <summary>Gives up pairing (a pipelined connection lost messages): what is waiting is
+    /// counted as it completes, and so is everything after.</summary>
+    private void Abandon()
+    {
+        if (_abandoned) return;
+        _abandoned = true;
+        _table.Metrics.CountHttpDrop("pipelined_pairing_lost");
+        for (var i = 0; i < _count; i++)
+        {
+            ref var e = ref At(i);
+            e.Request.MarkLost("pairing_lost");
+            e.Response?.MarkLost("pairing_lost");
+            if (e.Response is null) e.Unanswerable = true;
+        }
+        _answered = _count;
+    }
+
+    private void NoteLoss()
+    {
+        _lossSeen = true;
+        if (_pipelined) Abandon();
+    }
+
+    // ---- IHttpMessageSink ----
+
+    public string? PendingRequestMethod
+    {
+        get
+        {
+            for (var i = _answered; i < _count; i++)
+            {
+                ref var e = ref At(i);
+                if (!e.Unanswerable) return e.Request.Method;
+            }
+            return null;
+        }
+    }
+
+    void IHttpMessageSink.OnRequestHeaders(HttpStreamParser from, HttpMessage request)
+    {
+        var other = Other(from).Parser;
+        if (other.Role == StreamRole.Unknown) other.Role = StreamRole.Responses;
+        if (_abandoned) return;
+        Enqueue(request);
+    }
+
+    private void Enqueue(HttpMessage request)
+    {
+        if (_count >= MaxPendingRequests)
+        {
+            // far more unanswered requests than any client pipelines: this is not a request/response
+            // conversation we can pair; everything waiting is counted and the connection gives up pairing
+            _table.Metrics.CountHttpDrop("too_many_pending_requests");
+            Abandon();
+            request.MarkLost("pairing_lost"); // counted when it ends
+            return;
+        }
+        Push(request);
     }
 
     void IHttpMessageSink.OnMessage(HttpStreamParser from, HttpMessage message)
     {
-        var other = Other(from);
         if (message.IsRequest)
         {
-            if (other.Parser.Role == StreamRole.Unknown) other.Parser.Role = StreamRole.Responses;
-            if (_pending.Count >= MaxPendingRequests)
-            {
-                _pending.Dequeue().Dispose();
-                _table.Metrics.CountHttpDrop("too_many_pending_requests");
-            }
-            _pending.Enqueue(message);
+            OnRequestEnd(message);
             return;
         }
-        if (other.Parser.Role == StreamRole.Unknown) other.Parser.Role = StreamRole.Requests;
-
-        // A response never starts before its request: a head request that started later than this
-        // response lost its own response to a gap, or this response's request was lost.
-        while (_pending.TryPeek(out var head) && _responseGap && _pending.Count > 1 &&
-               _pending.ElementAt(1).FirstByteNs < message.FirstByteNs && !head.Incomplete)
+        var requests = Other(from);
+        if (requests.Parser.Role == StreamRole.Unknown) requests.Parser.Role = StreamRole.Requests;
+        if (message.IsInterim)
         {
-            _pending.Dequeue().Dispose();
-            _table.Metrics.CountHttpDrop("request_response_lost_in_gap");
-        }
-        _responseGap = false;
-        if (!_pending.TryPeek(out var request) || request.FirstByteNs > message.FirstByteNs)
-        {
-            _table.Metrics.CountHttpDrop("response_without_request");
+            _table.Metrics.CountHttpDrop("interim_response"); // 100 Continue, 103 Early Hints: not the answer
             message.Dispose();
             return;
         }
-        _pending.Dequeue();
-        var switched = message.StatusCode == 101 || (request.Method == "CONNECT" && message.StatusCode is >= 200 and < 300);
-        if (request.Method == "CONNECT" || message.StatusCode == 101 || other.Parser.IsOpaque == false && switched)
+        if (message.StatusCode == 101 && !requests.Parser.IsOpaque)
         {
-            if (switched)
+            // Switching Protocols: neither direction is HTTP/1.x from here on
+            _table.Metrics.CountHttpDrop("connection_upgraded");
+            requests.Parser.BecomeOpaque(this);
+        }
+        if (_abandoned)
+        {
+            _table.Metrics.CountHttpDrop(DropLabels.Response("pairing_lost"));
+            message.Dispose();
+            return;
+        }
+        Pair(message, requests.Parser);
+        Flush();
+    }
+
+    private void OnRequestEnd(HttpMessage request)
+    {
+        if (!request.Queued)
+        {
+            if (_abandoned || request.LostReason == "pairing_lost")
             {
-                other.Parser.BecomeOpaque();
-                var freed = other.Discard();
-                _table.Metrics.OpaqueBytes.Add(freed);
-                _table.Metrics.CountHttpDrop("upgraded_connection");
+                _table.Metrics.CountHttpDrop(DropLabels.Request("pairing_lost"));
+                request.Dispose();
+                return;
+            }
+            // lost before its header block ended: it still takes its place, so that its response
+            // (if it comes) is not paired with the next request
+            Enqueue(request);
+        }
+        for (var i = 0; i < _count; i++)
+        {
+            ref var e = ref At(i);
+            if (!ReferenceEquals(e.Request, request)) continue;
+            e.RequestDone = true;
+            break;
+        }
+        Flush();
+    }
+
+    private void Pair(HttpMessage response, HttpStreamParser requests)
+    {
+        var i = _answered;
+        // Without a loss, FIFO is exact and no clock is consulted (threads of one process can see
+        // their syscalls' exits in a different order than the bytes moved).
+        if (_lossSeen && !_pipelined)
+        {
+            // not pipelined: every request was sent after the previous response arrived, so a
+            // request whose successor began before this response did was answered by a lost one
+            while (i + 1 < _count && At(i + 1).Request.FirstByteNs < response.FirstByteNs)
+            {
+                ref var skipped = ref At(i);
+                if (!skipped.Unanswerable) skipped.Unanswerable = true;
+                i++;
+                _answered = i;
             }
         }
-        if (!switched)
+        while (i < _count && At(i).Unanswerable) i++;
+        if (i >= _count || (_lossSeen && At(i).Request.FirstByteNs > response.FirstByteNs))
         {
-            other.Parser.ResumeAfterUpgrade();
+            // its request was never seen (lost, or sent before the collector looked)
+            _table.Metrics.CountHttpDrop("response_without_request");
+            response.Dispose();
+            return;
         }
-        var requestDirection = ReferenceEquals(other, _ingress) ? StreamDirection.Ingress : StreamDirection.Egress;
-        _table.Emit(new HttpExchange
+        ref var e = ref At(i);
+        if (!_lossSeen && i + 1 < _count && At(i + 1).Request.FirstByteNs < response.FirstByteNs)
+            _pipelined = true; // the next request was sent before this response began
+        e.Response = response;
+        _answered = i + 1;
+        if (IsTunnel(e.Request, response))
         {
-            Connection = Id,
-            Info = Info,
-            Direction = requestDirection == StreamDirection.Ingress ? 1 : 2,
-            Source = Source,
-            Request = request,
-            Response = message,
-        });
-        if (!switched && other.HasBufferedBytes)
-            other.Process(message.LastByteNs, this); // pipelined bytes held back by an Upgrade request
+            _table.Metrics.CountHttpDrop("connect_tunnel");
+            requests.BecomeOpaque(this);
+        }
+        else if (requests.AwaitingUpgrade && response.StatusCode != 101)
+        {
+            _resumeRequests = true; // after this event: the request stream may parse again
+        }
     }
 
-    void IHttpMessageSink.OnInterim(HttpStreamParser from, HttpMessage message)
+    private static bool IsTunnel(HttpMessage? request, HttpMessage response) =>
+        request?.Method == "CONNECT" && response.StatusCode is >= 200 and < 300;
+
+    void IHttpMessageSink.OnSyncLost(HttpStreamParser from, string reason)
     {
-        _table.Metrics.CountHttpDrop("interim_response_skipped");
-        message.Dispose();
+        _table.Metrics.CountHttpDrop(DropLabels.SyncLost(reason));
+        NoteLoss();
     }
 
-    void IHttpMessageSink.OnMalformed(HttpStreamParser from, string reason)
+    void IHttpMessageSink.OnMalformed(HttpStreamParser from, string reason) =>
+        _table.Metrics.CountHttpDrop(DropLabels.Malformed(reason));
+
+    void IHttpMessageSink.OnOpaque(HttpStreamParser from, string reason)
     {
-        _table.Metrics.CountHttpDrop("malformed_" + reason.Replace(' ', '_').Replace("-", "_"));
+        _table.Metrics.CountHttpDrop("opaque_" + reason);
+        Other(from).Parser.BecomeOpaque(this);
     }
 
     public void Dispose()
     {
-        _egress.Dispose();
+        _egress.Dispose(); // parsers first: a request in progress may also wait in the FIFO
         _ingress.Dispose();
-        while (_pending.TryDequeue(out var r)) r.Dispose();
+        while (_count > 0)
+        {
+            var e = Pop();
+            e.Request.Dispose();
+            e.Response?.Dispose();
+        }
         _table.AdjustRetained(-Retained);
         Retained = 0;
     }
+}
+
+/// <summary>Metric labels of HttpDrops, made once (a bounded set: the parser's reasons are constants).</summary>
+internal static class DropLabels
+{
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string, string), string> Cache = new();
+
+    private static string Label(string prefix, string reason) =>
+        Cache.TryGetValue((prefix, reason), out var s) ? s : Cache.GetOrAdd((prefix, reason), k => k.Item1 + k.Item2);
+
+    public static string Request(string reason) => Label("request_", reason);
+    public static string Response(string reason) => Label("response_", reason);
+    public static string SyncLost(string reason) => Label("sync_lost_", reason);
+    public static string Malformed(string reason) => Label("malformed_", reason);
+
+    public static string WithoutResponse(string endReason) =>
+        endReason == "close" ? "request_without_response" : Label("request_without_response_", endReason);
 }

@@ -21,6 +21,8 @@ public sealed class CollectorMetrics
     public Counter GapBytes { get; } = new();
     public Counter OpaqueBytes { get; } = new();
     public Counter ShedBytes { get; } = new();
+    public Counter ResyncSkippedBytes { get; } = new();
+    public LabeledCounter BodiesCut { get; } = new("reason", 8);
     public Counter ProcessScans { get; } = new();
     public Counter ProbeAttachFailures { get; } = new();
     public Counter OutputQueueDrops { get; } = new();
@@ -79,6 +81,8 @@ public sealed class CollectorMetrics
             .Counter("collector_gap_bytes_total", "Bytes missing from captured streams (kernel positions).", GapBytes.Value)
             .Counter("collector_opaque_bytes_total", "Bytes of upgraded (101/CONNECT) connections, not parsed.", OpaqueBytes.Value)
             .Counter("collector_shed_bytes_total", "Buffered bytes shed to stay within TRAFFIC_BUFFER_THRESHOLD.", ShedBytes.Value)
+            .Counter("collector_resync_skipped_bytes_total", "Bytes skipped while looking for the next HTTP message after a loss.", ResyncSkippedBytes.Value)
+            .Labeled("collector_bodies_cut_total", "Bodies emitted with a part missing, marked in their headers (cap, gap, incomplete).", "counter", BodiesCut)
             .Counter("collector_process_scans_total", "Scans of processes for TLS libraries.", ProcessScans.Value)
             .Counter("collector_probe_attach_failures_total", "Uprobe attachments that failed.", ProbeAttachFailures.Value)
             .Counter("collector_output_queue_drops_total", "Exchanges dropped because the output stage was full.", OutputQueueDrops.Value)
