@@ -47,12 +47,19 @@ public sealed class HttpExchange : IDisposable
 /// the order they were sent, each waiting for its response (HTTP/1.1 answers in order).
 ///
 /// Roles come from the bytes: the stream that carries a request line is the client's. Pairing is
-/// FIFO. When messages may have been lost without a trace (a gap at a message boundary,
-/// malformed bytes), kernel timestamps keep pairing honest: a response never answers a request
-/// that began after it, and on a connection that is not pipelined a request whose successor
-/// began before the response did was answered by a response that was lost. A pipelined
-/// connection that loses messages cannot be paired provably any more: from then on its messages
-/// are counted, not emitted.</summary>
+/// FIFO, and every message a parser saw begin keeps its place (a lost one as a placeholder), so a
+/// message that cannot be kept never shifts the pairing of the others.
+///
+/// Messages can also go by without a trace (a gap at a message boundary, malformed bytes). Then:
+/// - responses lost unseen: every request still waiting may have been answered by one of them, so
+///   none of them is paired any more (counted);
+/// - requests lost unseen: a client that waits for each answer before it sends the next request
+///   cannot have an unseen request between a known one and its answer, and kernel timestamps show
+///   an answer to an unseen request (it began before the next known request did);
+/// - a pipelining client breaks both arguments: once pipelining is seen, a connection that loses
+///   messages gives up pairing and counts everything after. A connection that has not shown
+///   either way is treated as waiting for answers (clients that pipeline are rare) until it shows
+///   pipelining.</summary>
 internal sealed class Connection : IHttpMessageSink, IDisposable
 {
     private const int MaxPendingRequests = 128;
@@ -71,7 +78,12 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
     private DirectionStream _ingress;
     private Entry[] _entries = new Entry[4];
     private int _head, _count, _answered; // entries [0, _answered) have their response (or lost it)
-    private bool _lossSeen, _pipelined, _abandoned, _resumeRequests;
+    private bool _lossSeen;   // a parser lost its place: messages may have gone by unseen
+    private bool _timeChecks; // pairing consults kernel timestamps (after a loss, or joined mid-stream)
+    private bool _sequential; // seen: a request sent only after the previous one was answered
+    private bool _pipelined;  // seen: a request sent before the previous one's answer began
+    private bool _abandoned, _resumeRequests;
+    private int _paired;
 
     public Connection(ConnectionTable table, ConnectionId id, HttpLimits limits)
     {
@@ -101,12 +113,14 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
             // a connection that existed before the collector: its first bytes may be mid-message
             _egress.Parser.StartAsCandidate();
             _ingress.Parser.StartAsCandidate();
-            _lossSeen = true; // what went by before is unknown: pairing consults the clock
+            _timeChecks = true; // what went by before is unknown: pairing consults the clock
         }
     }
 
     private DirectionStream Stream(StreamDirection d) => d == StreamDirection.Egress ? _egress : _ingress;
     private DirectionStream Other(HttpStreamParser p) => ReferenceEquals(p, _egress.Parser) ? _ingress : _egress;
+    private DirectionStream Own(HttpStreamParser p) => ReferenceEquals(p, _egress.Parser) ? _egress : _ingress;
+    private ulong _eventNs;
 
     public void OnData(in DataEventHeader h, ReadOnlySpan<byte> payload)
     {
@@ -124,6 +138,7 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
             return; // ciphertext of a TLS connection: never parsed (the kernel normally withholds it)
         }
         Source = h.Source;
+        _eventNs = h.Header.TimestampNs;
         var stream = Stream(h.Direction);
         var parser = stream.Parser;
         var position = h.Position;
@@ -136,13 +151,14 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
             position = stream.NextPosition;
         }
         var other = Other(parser).Parser;
-        var skipped = parser.SkippedBytes + other.SkippedBytes;
+        var parserSkipped = parser.SkippedBytes;
+        var otherSkipped = other.SkippedBytes;
         var opaque = parser.OpaqueBytes + other.OpaqueBytes;
         if (position > stream.NextPosition)
         {
             var gap = (long)(position - stream.NextPosition);
             _table.Metrics.GapBytes.Add(gap);
-            parser.OnGap(gap, h.Header.TimestampNs, this);
+            if (!parser.OnGap(gap, h.Header.TimestampNs, this)) stream.LossNs = _eventNs; // messages may be in the hole
         }
         stream.NextPosition = position + (ulong)payload.Length;
         parser.Feed(payload, h.Header.TimestampNs, this);
@@ -153,9 +169,15 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
             other.ResumeAfterUpgrade(h.Header.TimestampNs, this);
         }
         // both parsers: an event on one side can end the other's wait (upgrade, CONNECT, HTTP/2)
-        var skippedNow = parser.SkippedBytes + other.SkippedBytes;
+        var skipped = parser.SkippedBytes - parserSkipped + other.SkippedBytes - otherSkipped;
+        if (skipped != 0)
+        {
+            // bytes skipped while resynchronizing may have held whole messages
+            if (parser.SkippedBytes != parserSkipped) stream.LossNs = _eventNs;
+            if (other.SkippedBytes != otherSkipped) Own(other).LossNs = _eventNs;
+            _table.Metrics.ResyncSkippedBytes.Add(skipped);
+        }
         var opaqueNow = parser.OpaqueBytes + other.OpaqueBytes;
-        if (skippedNow != skipped) _table.Metrics.ResyncSkippedBytes.Add(skippedNow - skipped);
         if (opaqueNow != opaque) _table.Metrics.OpaqueBytes.Add(opaqueNow - opaque);
         UpdateRetained();
     }
@@ -217,7 +239,8 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
         }
         _egress = new DirectionStream(StreamDirection.Egress, _limits);
         _ingress = new DirectionStream(StreamDirection.Ingress, _limits);
-        _lossSeen = _pipelined = _abandoned = _resumeRequests = false;
+        _lossSeen = _timeChecks = _sequential = _pipelined = _abandoned = _resumeRequests = false;
+        _paired = 0;
     }
 
     private void UpdateRetained()
@@ -333,8 +356,15 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
 
     private void NoteLoss()
     {
-        _lossSeen = true;
+        _lossSeen = _timeChecks = true;
         if (_pipelined) Abandon();
+    }
+
+    /// <summary>Pipelining seen: after a loss, FIFO order cannot be restored provably.</summary>
+    private void NotePipelined()
+    {
+        _pipelined = true;
+        if (_lossSeen) Abandon();
     }
 
     // ---- IHttpMessageSink ----
@@ -343,19 +373,41 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
     {
         get
         {
-            for (var i = _answered; i < _count; i++)
-            {
-                ref var e = ref At(i);
-                if (!e.Unanswerable) return e.Request.Method;
-            }
-            return null;
+            var responses = _egress.Parser.Role == StreamRole.Responses || _ingress.Parser.Role == StreamRole.Requests ? _egress : _ingress;
+            var i = NextToAnswer(responses.LossNs);
+            return i < _count ? At(i).Request.Method : null;
         }
     }
 
-    void IHttpMessageSink.OnRequestHeaders(HttpStreamParser from, HttpMessage request)
+    /// <summary>The entry the next response answers: the first one still waiting that began after
+    /// responses last went by unseen (an earlier one may have been answered by one of those).</summary>
+    private int NextToAnswer(ulong responseLossNs)
     {
-        var other = Other(from).Parser;
-        if (other.Role == StreamRole.Unknown) other.Role = StreamRole.Responses;
+        var i = _answered;
+        while (i < _count && (At(i).Unanswerable || At(i).Request.FirstByteNs < responseLossNs)) i++;
+        return i;
+    }
+
+    void IHttpMessageSink.OnRequestStart(HttpStreamParser from, HttpMessage request)
+    {
+        var responses = Other(from).Parser;
+        if (responses.Role == StreamRole.Unknown) responses.Role = StreamRole.Responses;
+        if (_abandoned) return;
+        // How does this client use the connection? Requests still waiting for an answer whose
+        // response has not begun mean pipelining, unless the client is known to wait for answers
+        // (then one of those answers was lost and the loss is not seen yet).
+        var waiting = 0;
+        for (var i = _answered; i < _count; i++)
+            if (!At(i).Unanswerable) waiting++;
+        if (waiting > 0 && responses.Current is not null) waiting--; // its answer is arriving
+        if (waiting > 0)
+        {
+            if (!_sequential) NotePipelined();
+        }
+        else if (_paired > 0 || _count > 0)
+        {
+            _sequential = true;
+        }
         if (_abandoned) return;
         Enqueue(request);
     }
@@ -415,8 +467,8 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
                 request.Dispose();
                 return;
             }
-            // lost before its header block ended: it still takes its place, so that its response
-            // (if it comes) is not paired with the next request
+            // not announced (it cannot happen today: every request the parser hands on was
+            // announced first); it still takes its place so that its response is not paired with the next
             Enqueue(request);
         }
         for (var i = 0; i < _count; i++)
@@ -431,23 +483,15 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
 
     private void Pair(HttpMessage response, HttpStreamParser requests)
     {
-        var i = _answered;
-        // Without a loss, FIFO is exact and no clock is consulted (threads of one process can see
-        // their syscalls' exits in a different order than the bytes moved).
-        if (_lossSeen && !_pipelined)
-        {
-            // not pipelined: every request was sent after the previous response arrived, so a
-            // request whose successor began before this response did was answered by a lost one
-            while (i + 1 < _count && At(i + 1).Request.FirstByteNs < response.FirstByteNs)
-            {
-                ref var skipped = ref At(i);
-                if (!skipped.Unanswerable) skipped.Unanswerable = true;
-                i++;
-                _answered = i;
-            }
-        }
-        while (i < _count && At(i).Unanswerable) i++;
-        if (i >= _count || (_lossSeen && At(i).Request.FirstByteNs > response.FirstByteNs))
+        // A request that began before responses last went by unseen may have been answered by one
+        // of them: it cannot be paired. One that began after has this as its first answer.
+        var i = NextToAnswer(Other(requests).LossNs);
+        for (var k = _answered; k < i; k++) At(k).Unanswerable = true;
+        _answered = i;
+        // Without a loss FIFO is exact and no clock is consulted (threads of one process can see
+        // their syscalls' exits in a different order than the bytes moved). After one, a response
+        // never answers a request that began after it: that request's answer is still to come.
+        if (i >= _count || (_timeChecks && At(i).Request.FirstByteNs > response.FirstByteNs))
         {
             // its request was never seen (lost, or sent before the collector looked)
             _table.Metrics.CountHttpDrop("response_without_request");
@@ -455,10 +499,12 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
             return;
         }
         ref var e = ref At(i);
-        if (!_lossSeen && i + 1 < _count && At(i + 1).Request.FirstByteNs < response.FirstByteNs)
-            _pipelined = true; // the next request was sent before this response began
         e.Response = response;
         _answered = i + 1;
+        _paired++;
+        if (i + 1 < _count && At(i + 1).Request.FirstByteNs < response.FirstByteNs)
+            NotePipelined(); // the next request was sent before this response began
+        if (_abandoned) return;
         if (IsTunnel(e.Request, response))
         {
             _table.Metrics.CountHttpDrop("connect_tunnel");
@@ -476,6 +522,7 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
     void IHttpMessageSink.OnSyncLost(HttpStreamParser from, string reason)
     {
         _table.Metrics.CountHttpDrop(DropLabels.SyncLost(reason));
+        Own(from).LossNs = _eventNs;
         NoteLoss();
     }
 

@@ -25,5 +25,9 @@ internal sealed class DirectionStream : IDisposable
     /// <summary>Position (within this direction) of the next byte expected from the kernel.</summary>
     public ulong NextPosition { get; set; }
 
+    /// <summary>Kernel time of the last event at which messages of this direction may have gone by
+    /// unseen (a gap the parser could not stay in step across, bytes skipped while resynchronizing).</summary>
+    public ulong LossNs { get; set; }
+
     public void Dispose() => Parser.Release();
 }

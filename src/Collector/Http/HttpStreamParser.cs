@@ -11,9 +11,11 @@ public interface IHttpMessageSink
     /// response's framing depends on it (HEAD: no body; CONNECT 2xx: a tunnel).</summary>
     string? PendingRequestMethod { get; }
 
-    /// <summary>A request's header block is complete: it takes its place in the connection's
-    /// FIFO now, before its body, so that an early response (100 Continue, 413 …) finds it.</summary>
-    void OnRequestHeaders(HttpStreamParser from, HttpMessage request);
+    /// <summary>A request began (its request line parsed; after a resynchronization, once its
+    /// header block parsed too): it takes its place in the connection's FIFO now, before its body,
+    /// so that an early response (100 Continue, 413 …) finds it, and so that the FIFO knows when
+    /// it began even if the rest of it is lost.</summary>
+    void OnRequestStart(HttpStreamParser from, HttpMessage request);
 
     /// <summary>A message ended: whole, cut by the end of the connection (Incomplete), lost
     /// (a placeholder whose LostReason says why) or interim (1xx). The sink owns it from now on.</summary>
@@ -85,6 +87,8 @@ public sealed class HttpStreamParser
     private long _contentLength;
     private bool _contentLengthInvalid, _transferEncoding, _chunked, _upgrade, _connectionUpgrade;
 
+    private int _lastByte = '\n'; // the byte before the next event (-1: unknown, after a gap)
+
     // bytes of an incomplete line (or, during AwaitUpgrade, every byte held back)
     private byte[]? _carry;
     private int _carryLength;
@@ -120,15 +124,20 @@ public sealed class HttpStreamParser
         if (data.IsEmpty) return;
         if (_state == State.Resync)
         {
-            // an event boundary: the only place a resynchronization may begin
-            if (!LooksLikeStartLine(data))
+            // An event boundary: the only place a resynchronization may begin, and only with a
+            // whole start line inside this event (a line joined across events could begin with
+            // the tail of a lost message: a method "v73qLA" made of a body's last byte and the
+            // next request's method).
+            if (!LooksLikeStartLine(data) || data.IndexOf((byte)'\n') < 0 || !StartsProvably(data))
             {
                 SkippedBytes += data.Length;
+                _lastByte = data[^1];
                 return;
             }
             _state = State.StartLine;
             _candidate = true;
         }
+        _lastByte = data[^1];
         while (true)
         {
             if (_carryLength == 0)
@@ -171,21 +180,23 @@ public sealed class HttpStreamParser
     /// <summary>Bytes are missing from this direction (the kernel's positions say how many).
     /// Inside a body of known length the parser stays in step and the hole is marked; a message
     /// whose framing is lost is reported lost; at a boundary nothing is known of what went by,
-    /// so the parser resynchronizes.</summary>
-    public void OnGap(long bytes, ulong eventNs, IHttpMessageSink sink)
+    /// so the parser resynchronizes. Returns true when the parser stayed in step (no message can
+    /// have gone by unseen).</summary>
+    public bool OnGap(long bytes, ulong eventNs, IHttpMessageSink sink)
     {
+        _lastByte = -1; // what came just before the next event is unknown
         switch (_state)
         {
             case State.BodyFixed when bytes < _remaining:
             case State.ChunkData when bytes < _remaining:
                 _current!.SkipBody(bytes);
                 _remaining -= bytes;
-                return;
+                return true;
             case State.ChunkData when bytes == _remaining:
                 _current!.SkipBody(bytes);
                 _remaining = 0;
                 _state = State.ChunkDataEnd;
-                return;
+                return true;
             case State.BodyFixed:
                 // the body ends inside the hole: the message is complete (holed); what followed it is unknown
             {
@@ -193,33 +204,34 @@ public sealed class HttpStreamParser
                 _current!.SkipBody(_remaining);
                 _remaining = 0;
                 Complete(eventNs, sink);
-                if (beyond > 0) EnterResync(sink, "gap"); // else the hole ended exactly at the message's end
-                return;
+                if (beyond == 0) return true; // the hole ended exactly at the message's end
+                EnterResync(sink, "gap");
+                return false;
             }
             case State.BodyUntilClose:
                 _current!.SkipBody(bytes);
-                return;
+                return true;
             case State.Trailers when _carryLength == 0:
                 // the body is whole; only trailer fields went missing
                 ReleaseCarry();
                 Complete(eventNs, sink);
                 EnterResync(sink, "gap");
-                return;
+                return false;
             case State.Opaque:
                 OpaqueBytes += bytes;
-                return;
+                return true;
             case State.Resync:
                 SkippedBytes += bytes;
-                return;
+                return false;
             case State.AwaitUpgrade:
                 // held bytes and the hole: useless if the upgrade fails; decided by the response
                 ReleaseCarry();
                 _resumeToResync = true;
-                return;
+                return false;
             default:
                 Lose("gap", sink);
                 EnterResync(sink, "gap");
-                return;
+                return false;
         }
     }
 
@@ -484,6 +496,7 @@ public sealed class HttpStreamParser
             Role = StreamRole.Requests;
         }
         _current = m;
+        if (m.IsRequest && !_candidate) sink.OnRequestStart(this, m);
         _headerBytes = line.Length + 2;
         _contentLength = -1;
         _contentLengthInvalid = _transferEncoding = _chunked = _upgrade = _connectionUpgrade = false;
@@ -546,10 +559,11 @@ public sealed class HttpStreamParser
     private void EndHeaders(ulong eventNs, IHttpMessageSink sink)
     {
         var m = _current!;
+        var wasCandidate = _candidate;
         _candidate = false; // a whole header block: this is a message
         if (m.IsRequest)
         {
-            sink.OnRequestHeaders(this, m);
+            if (wasCandidate) sink.OnRequestStart(this, m);
             if (m.Method == HttpStrings.Connect)
             {
                 Complete(eventNs, sink); // CONNECT has no content; the response decides what follows
@@ -753,6 +767,18 @@ public sealed class HttpStreamParser
 
     // ---- syntax ----
 
+    /// <summary>Can a resynchronization trust that this event starts at a message's first byte?
+    /// A status line or a standard method, yes: a cut could not make one. Any other method token
+    /// only when the byte before the event ended a line: otherwise it may be the tail of a longer
+    /// token ("E" of "DELETE", the rest lost or skipped).</summary>
+    private bool StartsProvably(ReadOnlySpan<byte> data)
+    {
+        if (data.StartsWith("HTTP/1."u8)) return true;
+        var sp = data.IndexOf((byte)' ');
+        if (sp > 0 && HttpStrings.IsStandardMethod(data[..sp])) return true;
+        return _lastByte == '\n';
+    }
+
     /// <summary>Could an event that starts with these bytes start a message of this stream?</summary>
     private bool LooksLikeStartLine(ReadOnlySpan<byte> data)
     {
@@ -863,6 +889,13 @@ internal static class HttpStrings
         for (var i = 0; i < MethodBytes.Length; i++)
             if (m.SequenceEqual(MethodBytes[i])) return Methods[i];
         return Encoding.ASCII.GetString(m);
+    }
+
+    public static bool IsStandardMethod(ReadOnlySpan<byte> m)
+    {
+        foreach (var b in MethodBytes)
+            if (m.SequenceEqual(b)) return true;
+        return false;
     }
 
     public static string Version(ReadOnlySpan<byte> v) =>

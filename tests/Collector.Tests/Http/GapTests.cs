@@ -68,12 +68,18 @@ public sealed class GapTests
         h.Response(c, "HTTP/1.1 200 OK\r\nContent-Le");
         h.Gap(c, c.ResponseDirection, 500); // the rest of response 1 and what followed
         h.Request(c, "GET /2 HTTP/1.1\r\nHost: a\r\n\r\n");
+        // /2 was sent before the hole showed: its answer may have been in it, so this one cannot be
+        // proven to be /2's and is not paired
         h.Response(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n#2");
+        h.Request(c, "GET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.Response(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n#3");
         var x = Assert.Single(h.Exchanges);
-        Assert.Equal("/2", x.Target);
-        Assert.Equal("#2", x.ResponseText);
+        Assert.Equal("/3", x.Target);
+        Assert.Equal("#3", x.ResponseText);
         Assert.Equal(1, h.Drops("sync_lost_gap"));
         Assert.Equal(1, h.Drops("response_gap")); // response 1 was seen starting: it went with request 1
+        Assert.Equal(1, h.Drops("response_lost")); // /2
+        Assert.Equal(1, h.Drops("response_without_request")); // #2
         Assert.Equal(500, h.Metrics.GapBytes.Value);
     }
 
@@ -115,19 +121,41 @@ public sealed class GapTests
     }
 
     [Fact]
-    public void Lost_responses_do_not_shift_pairing_on_a_connection_that_is_not_pipelined()
+    public void Lost_responses_do_not_shift_pairing_on_a_connection_that_waits_for_answers()
+    {
+        using var h = new Harness();
+        var c = h.Open(5);
+        h.Request(c, "GET /0 HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.Response(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n#0");
+        h.Request(c, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"); // the client waited for #0: it waits for answers
+        h.Gap(c, c.ResponseDirection, 60); // response 1 lost whole
+        h.Request(c, "GET /2 HTTP/1.1\r\nHost: a\r\n\r\n");
+        // the gap shows with the next response: /1 and /2 were both waiting, and which of them this
+        // answers cannot be proven (/2's own request could have been lost too): neither is paired
+        h.Response(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n#2");
+        h.Request(c, "GET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.Response(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n#3");
+        Assert.Equal(["/0", "/3"], h.Exchanges.Select(x => x.Target));
+        Assert.Equal(["#0", "#3"], h.Exchanges.Select(x => x.ResponseText));
+        Assert.Equal(2, h.Drops("response_lost"));
+        Assert.Equal(1, h.Drops("response_without_request"));
+        Assert.Equal(0, h.Drops("pipelined_pairing_lost"));
+    }
+
+    [Fact]
+    public void An_answer_to_a_request_lost_unseen_is_told_apart_by_the_clock()
     {
         using var h = new Harness();
         var c = h.Open(5);
         h.Request(c, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n");
-        h.Gap(c, c.ResponseDirection, 60); // response 1 lost whole
-        h.Request(c, "GET /2 HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.Response(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n#1");
+        h.Gap(c, c.RequestDirection, 30); // request /2 lost whole: nothing shows it yet
         h.Response(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n#2");
         h.Request(c, "GET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
         h.Response(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n#3");
-        Assert.Equal(["/2", "/3"], h.Exchanges.Select(x => x.Target));
-        Assert.Equal(["#2", "#3"], h.Exchanges.Select(x => x.ResponseText));
-        Assert.Equal(1, h.Drops("response_lost"));
+        Assert.Equal(["/1", "/3"], h.Exchanges.Select(x => x.Target));
+        Assert.Equal(["#1", "#3"], h.Exchanges.Select(x => x.ResponseText));
+        Assert.Equal(1, h.Drops("response_without_request"));
     }
 
     [Fact]
