@@ -566,9 +566,15 @@ int sys_exit_write(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
+/* MSG_PEEK leaves the bytes in the socket: the next read returns them again (Kestrel peeks one
+ * byte of every new connection). Only reads that consume bytes move the stream. */
+#define MSG_PEEK_FLAG 2
+
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
 {
+	if (ctx->args[3] & MSG_PEEK_FLAG)
+		return 0;
 	enter_io(ctx->args[0], ctx->args[1], 0, IO_BUF, DIRECTION_INGRESS);
 	return 0;
 }
@@ -625,6 +631,8 @@ int sys_exit_writev(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
 int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
 {
+	if (ctx->args[2] & MSG_PEEK_FLAG)
+		return 0;
 	enter_io(ctx->args[0], ctx->args[1], 0, IO_MSG, DIRECTION_INGRESS);
 	return 0;
 }
@@ -653,6 +661,8 @@ int sys_exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_recvmmsg")
 int sys_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
 {
+	if (ctx->args[3] & MSG_PEEK_FLAG)
+		return 0;
 	enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_MMSG, DIRECTION_INGRESS);
 	return 0;
 }

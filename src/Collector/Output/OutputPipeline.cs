@@ -134,7 +134,7 @@ public sealed class OutputPipeline
         for (var attempt = 0; ; attempt++)
         {
             buffer.ResetWrittenCount();
-            AktoMessage.Write(buffer, x, _identity, seconds, cap, _metrics);
+            AktoMessage.Write(buffer, x, _identity, seconds, cap);
             if (buffer.WrittenCount <= _maxMessageBytes) break;
             if (attempt == 6)
             {
