@@ -1,6 +1,7 @@
 using System.Net;
 using Collector.Events;
 using Collector.Http;
+using Collector.Metrics;
 
 namespace Collector.Connections;
 
@@ -35,6 +36,8 @@ public sealed class HttpExchange : IDisposable
     public required EventSource Source { get; init; }
     public required HttpMessage Request { get; init; }
     public required HttpMessage Response { get; init; }
+    /// <summary>Where the output stage counts what it does to the bodies (decoding); set by the table.</summary>
+    internal CollectorMetrics? Metrics { get; init; }
 
     public void Dispose()
     {
@@ -325,6 +328,7 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
                 Source = Source,
                 Request = e.Request,
                 Response = e.Response,
+                Metrics = _table.Metrics,
             });
         }
     }

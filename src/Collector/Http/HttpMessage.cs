@@ -26,16 +26,44 @@ public sealed class HttpMessage : IDisposable
     private string? _target, _reason, _host;
     private byte[]? _body;
 
-    public bool IsRequest { get; internal set; }
-    /// <summary>The method token as sent (common methods are interned).</summary>
-    public string Method { get; internal set; } = "";
-    public string Version { get; internal set; } = "";
-    public int StatusCode { get; internal set; }
+    private bool _isRequest;
+    private string _method = "", _version = "";
+    private int _status;
+
+    // The init accessors build a message by hand (tests, tools); the parser fills it in place.
+    public bool IsRequest { get => _isRequest; init => _isRequest = value; }
+    /// <summary>The method token as sent.</summary>
+    public string Method { get => _method; init => _method = value; }
+    public string Version { get => _version; init => _version = value; }
+    public int StatusCode { get => _status; init => _status = value; }
 
     /// <summary>The request-target exactly as sent (origin, absolute, authority or asterisk form).</summary>
-    public string Target => _target ??= HttpText.Decode(TargetBytes);
+    public string Target
+    {
+        get => _target ??= HttpText.Decode(TargetBytes);
+        init
+        {
+            var bytes = Encoding.UTF8.GetBytes(value);
+            _targetStart = Append(bytes);
+            _targetLength = bytes.Length;
+            _target = value;
+        }
+    }
+
     public ReadOnlySpan<byte> TargetBytes => _head is null ? default : _head.AsSpan(_targetStart, _targetLength);
-    public string Reason => _reason ??= HttpText.Decode(ReasonBytes);
+
+    public string Reason
+    {
+        get => _reason ??= HttpText.Decode(ReasonBytes);
+        init
+        {
+            var bytes = Encoding.UTF8.GetBytes(value);
+            _reasonStart = Append(bytes);
+            _reasonLength = bytes.Length;
+            _reason = value;
+        }
+    }
+
     public ReadOnlySpan<byte> ReasonBytes => _head is null ? default : _head.AsSpan(_reasonStart, _reasonLength);
 
     /// <summary>Kernel time (CLOCK_MONOTONIC ns) of the event that carried the first byte.</summary>
@@ -69,15 +97,35 @@ public sealed class HttpMessage : IDisposable
         return _head.AsSpan(f.ValueStart, f.ValueLength);
     }
 
-    /// <summary>Header fields as strings, in order, repeats kept (allocates: for tests and tools).</summary>
-    public IReadOnlyList<KeyValuePair<string, string>> Headers
+    /// <summary>Header fields as strings, in order, repeats kept (each read decodes: for filters,
+    /// tests and tools; the output reads the bytes). Add appends a field to a message built by hand.</summary>
+    public HeaderList Headers => new(this);
+
+    public readonly struct HeaderList(HttpMessage message) : IReadOnlyList<KeyValuePair<string, string>>
     {
-        get
+        public int Count => message._fieldCount;
+
+        public KeyValuePair<string, string> this[int index] =>
+            (uint)index < (uint)message._fieldCount
+                ? new(HttpText.Decode(message.HeaderName(index)), HttpText.Decode(message.HeaderValue(index)))
+                : throw new ArgumentOutOfRangeException(nameof(index));
+
+        public void Add(KeyValuePair<string, string> field) =>
+            message.AddHeader(Encoding.UTF8.GetBytes(field.Key), Encoding.UTF8.GetBytes(field.Value));
+
+        public Enumerator GetEnumerator() => new(message);
+        IEnumerator<KeyValuePair<string, string>> IEnumerable<KeyValuePair<string, string>>.GetEnumerator() => GetEnumerator();
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+
+        public struct Enumerator(HttpMessage message) : IEnumerator<KeyValuePair<string, string>>
         {
-            var list = new List<KeyValuePair<string, string>>(_fieldCount);
-            for (var i = 0; i < _fieldCount; i++)
-                list.Add(new(HttpText.Decode(HeaderName(i)), HttpText.Decode(HeaderValue(i))));
-            return list;
+            private int _i = -1;
+            public bool MoveNext() => ++_i < message._fieldCount;
+            public readonly KeyValuePair<string, string> Current =>
+                new(HttpText.Decode(message.HeaderName(_i)), HttpText.Decode(message.HeaderValue(_i)));
+            readonly object System.Collections.IEnumerator.Current => Current;
+            public void Reset() => _i = -1;
+            public readonly void Dispose() { }
         }
     }
 
@@ -136,18 +184,18 @@ public sealed class HttpMessage : IDisposable
 
     internal void SetRequestLine(string method, ReadOnlySpan<byte> target, string version)
     {
-        IsRequest = true;
-        Method = method;
-        Version = version;
+        _isRequest = true;
+        _method = method;
+        _version = version;
         _targetStart = Append(target);
         _targetLength = target.Length;
     }
 
     internal void SetStatusLine(string version, int status, ReadOnlySpan<byte> reason)
     {
-        IsRequest = false;
-        Version = version;
-        StatusCode = status;
+        _isRequest = false;
+        _version = version;
+        _status = status;
         _reasonStart = Append(reason);
         _reasonLength = reason.Length;
     }
@@ -290,9 +338,9 @@ public sealed class HttpMessage : IDisposable
     {
         if (_inPool) return;
         ReleaseBuffers();
-        IsRequest = false;
-        Method = Version = "";
-        StatusCode = 0;
+        _isRequest = false;
+        _method = _version = "";
+        _status = 0;
         _target = _reason = _host = null;
         FirstByteNs = LastByteNs = 0;
         LostReason = null;

@@ -45,13 +45,13 @@ public static class AktoMessage
     [ThreadStatic] private static Encoder? t_encoder;
 
     /// <summary>Writes the message. bodyCap: payload bytes kept per body (the output cuts harder
-    /// than HTTP_MAX_BODY_BYTES when a message would pass the Kafka limit). metrics: counts decoding.</summary>
-    public static void Write(IBufferWriter<byte> output, HttpExchange x, AktoIdentity id, long unixSeconds, int bodyCap,
-        CollectorMetrics? metrics = null)
+    /// than HTTP_MAX_BODY_BYTES when a message would pass the Kafka limit). Decoding is counted in
+    /// the metrics of the table that made the exchange.</summary>
+    public static void Write(IBufferWriter<byte> output, HttpExchange x, AktoIdentity id, long unixSeconds, int bodyCap)
     {
         var e = t_encoder ??= new Encoder();
-        Decode(x.Request, bodyCap, metrics);
-        Decode(x.Response, bodyCap, metrics);
+        Decode(x.Request, bodyCap, x.Metrics);
+        Decode(x.Response, bodyCap, x.Metrics);
         e.Write(output, x, id, unixSeconds, bodyCap);
     }
 

@@ -75,7 +75,7 @@ public sealed class Harness : IDisposable
         {
             Inspect?.Invoke(x);
             _json.ResetWrittenCount();
-            AktoMessage.Write(_json, x, Identity, 1764000000, OutputBodyCap, Metrics);
+            AktoMessage.Write(_json, x, Identity, 1764000000, OutputBodyCap);
             var json = Encoding.UTF8.GetString(_json.WrittenSpan);
             Exchanges.Add(new Captured(x.Direction, x.Request.Method, x.Request.Target, x.Request.Version,
                 x.Response.StatusCode, x.Response.Reason, x.Request.Headers, x.Response.Headers,

@@ -170,6 +170,38 @@ public sealed class OutputTests
     }
 
     [Fact]
+    public void A_message_built_by_hand_encodes_like_a_parsed_one()
+    {
+        // filters and tools build exchanges without the parser
+        var request = new Collector.Http.HttpMessage { IsRequest = true, Method = "GET", Target = "/items?id=1", Version = "HTTP/1.1" };
+        request.Headers.Add(new("Host", "api.example.com"));
+        request.Headers.Add(new("X-Tag", "a"));
+        request.Headers.Add(new("x-tag", "b"));
+        var response = new Collector.Http.HttpMessage { StatusCode = 200, Reason = "OK", Version = "HTTP/1.1" };
+        using var x = new Collector.Connections.HttpExchange
+        {
+            Connection = new Collector.Connections.ConnectionId(4121, 17, 0),
+            Info = new Collector.Connections.ConnectionInfo(System.Net.IPAddress.Parse("10.0.0.9"), 8080,
+                System.Net.IPAddress.Parse("10.0.0.7"), 51334, Collector.Events.ConnectionOrigin.Accept, "server"),
+            Direction = 1,
+            Source = Collector.Events.EventSource.Syscall,
+            Request = request,
+            Response = response,
+        };
+        Assert.Equal("api.example.com", request.Header("host"));
+        Assert.Equal("a, b", request.Header("X-TAG"));
+        Assert.Equal([("Host", "api.example.com"), ("X-Tag", "a"), ("x-tag", "b")], request.Headers.Select(kv => (kv.Key, kv.Value)));
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        Collector.Output.AktoMessage.Write(buffer, x, new Collector.Output.AktoIdentity("1", "0", "d", []), 1, 1000);
+        var m = JsonDocument.Parse(buffer.WrittenMemory).RootElement;
+        Assert.Equal("/items?id=1", m.GetProperty("path").GetString());
+        Assert.Equal("200 OK", m.GetProperty("status").GetString());
+        Assert.Equal("{\"Host\":\"api.example.com\",\"X-Tag\":\"a, b\"}", m.GetProperty("requestHeaders").GetString());
+        Assert.Equal("10.0.0.7:51334", m.GetProperty("ip").GetString());
+        Assert.Equal("api.example.com|GET|/items?id=1", Collector.Output.AktoMessage.CollectionDetails(x));
+    }
+
+    [Fact]
     public void A_status_line_without_a_reason_gives_the_code_alone()
     {
         using var h = new Harness();
