@@ -20,6 +20,11 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        if (args.Contains("--micro"))
+        {
+            Micro.Run(args.SkipWhile(a => a != "--micro").Skip(1).FirstOrDefault());
+            return 0;
+        }
         var seconds = args.SkipWhile(a => a != "--seconds").Skip(1).Select(double.Parse).FirstOrDefault(3.0);
         if (args.Contains("--quick")) seconds = 0.5;
         var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault();

@@ -26,23 +26,65 @@ public sealed record ConnectionInfo(
             : $"{address}:{port}";
 }
 
-/// <summary>A request paired with its response, ready for filtering and output.</summary>
+/// <summary>A request paired with its response, ready for filtering and output. Made by the table
+/// from a pool and returned to it by Dispose (with both messages); one built by hand works the same.</summary>
 public sealed class HttpExchange : IDisposable
 {
-    public required ConnectionId Connection { get; init; }
-    public required ConnectionInfo? Info { get; init; }
-    /// <summary>1: the traced process is the server (inbound); 2: it is the client (outbound).</summary>
-    public required int Direction { get; init; }
-    public required EventSource Source { get; init; }
-    public required HttpMessage Request { get; init; }
-    public required HttpMessage Response { get; init; }
-    /// <summary>Where the output stage counts what it does to the bodies (decoding); set by the table.</summary>
-    internal CollectorMetrics? Metrics { get; init; }
+    private ConnectionId _connection;
+    private ConnectionInfo? _info;
+    private int _direction;
+    private EventSource _source;
+    private HttpMessage _request = null!, _response = null!;
 
+    public required ConnectionId Connection { get => _connection; init => _connection = value; }
+    public required ConnectionInfo? Info { get => _info; init => _info = value; }
+    /// <summary>1: the traced process is the server (inbound); 2: it is the client (outbound).</summary>
+    public required int Direction { get => _direction; init => _direction = value; }
+    public required EventSource Source { get => _source; init => _source = value; }
+    public required HttpMessage Request { get => _request; init => _request = value; }
+    public required HttpMessage Response { get => _response; init => _response = value; }
+    /// <summary>Where the output stage counts what it does to the bodies (decoding); set by the table.</summary>
+    internal CollectorMetrics? Metrics { get; private set; }
+
+    private const int MaxPooled = 4096;
+    private static readonly Stack<HttpExchange> Pool = new();
+    private static readonly Lock PoolLock = new();
+    private bool _inPool;
+
+    internal static HttpExchange Rent(ConnectionId connection, ConnectionInfo? info, int direction, EventSource source,
+        HttpMessage request, HttpMessage response, CollectorMetrics metrics)
+    {
+        HttpExchange? x = null;
+        lock (PoolLock)
+        {
+            if (Pool.TryPop(out var pooled)) x = pooled;
+        }
+        x ??= new HttpExchange { Connection = connection, Info = info, Direction = direction, Source = source, Request = request, Response = response };
+        x._inPool = false;
+        x._connection = connection;
+        x._info = info;
+        x._direction = direction;
+        x._source = source;
+        x._request = request;
+        x._response = response;
+        x.Metrics = metrics;
+        return x;
+    }
+
+    /// <summary>Returns both messages and the exchange to their pools; it must not be used after.</summary>
     public void Dispose()
     {
-        Request.Dispose();
-        Response.Dispose();
+        if (_inPool) return;
+        _request?.Dispose();
+        _response?.Dispose();
+        _request = _response = null!;
+        _info = null;
+        Metrics = null;
+        _inPool = true;
+        lock (PoolLock)
+        {
+            if (Pool.Count < MaxPooled) Pool.Push(this);
+        }
     }
 }
 
@@ -102,6 +144,7 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
     /// <summary>The streams carry TLS plaintext from a library probe, not syscall bytes.</summary>
     public bool Tls { get; private set; }
     public EventSource Source { get; private set; }
+    /// <summary>Environment.TickCount64 of the last event.</summary>
     public long LastActivity { get; set; }
     public LinkedListNode<Connection>? LruNode { get; set; }
     /// <summary>Bytes this connection holds (carried lines, messages in progress, waiting requests).</summary>
@@ -320,16 +363,8 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
             var requestDirection = _ingress.Parser.Role == StreamRole.Requests ? StreamDirection.Ingress
                 : _egress.Parser.Role == StreamRole.Requests ? StreamDirection.Egress
                 : StreamDirection.Ingress;
-            _table.Emit(new HttpExchange
-            {
-                Connection = Id,
-                Info = Info,
-                Direction = requestDirection == StreamDirection.Ingress ? 1 : 2,
-                Source = Source,
-                Request = e.Request,
-                Response = e.Response,
-                Metrics = _table.Metrics,
-            });
+            _table.Emit(HttpExchange.Rent(Id, Info, requestDirection == StreamDirection.Ingress ? 1 : 2, Source,
+                e.Request, e.Response!, _table.Metrics));
         }
     }
 

@@ -97,15 +97,15 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
     /// <summary>Flushes connections idle longer than the inactivity threshold.</summary>
     public void Sweep()
     {
-        Sweep(Stopwatch.GetTimestamp());
+        Sweep(Environment.TickCount64);
         Dump?.Flush();
     }
 
-    /// <summary>Sweep as if the clock read now (Stopwatch ticks): tests drive time with it.</summary>
-    public void Sweep(long now)
+    /// <summary>Sweep as if the clock read nowMs (Environment.TickCount64): tests drive time with it.</summary>
+    public void Sweep(long nowMs)
     {
-        var idleTicks = (long)(_limits.Inactivity.TotalSeconds * Stopwatch.Frequency);
-        while (_lru.First is { } node && now - node.Value.LastActivity > idleTicks)
+        var idleMs = (long)_limits.Inactivity.TotalMilliseconds;
+        while (_lru.First is { } node && nowMs - node.Value.LastActivity > idleMs)
             End(node.Value, MonotonicNowNs(), "idle");
     }
 
@@ -146,14 +146,14 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
         conn = new Connection(this, id, _limits.Http);
         _connections[key] = conn;
         conn.LruNode = _lru.AddLast(conn);
-        conn.LastActivity = Stopwatch.GetTimestamp();
+        conn.LastActivity = Environment.TickCount64; // a coarse clock: idle thresholds are seconds
         Interlocked.Exchange(ref Metrics.ConnectionsTracked, _connections.Count);
         return conn;
     }
 
     private void Touch(Connection conn)
     {
-        conn.LastActivity = Stopwatch.GetTimestamp();
+        conn.LastActivity = Environment.TickCount64; // a coarse clock: idle thresholds are seconds
         if (conn.LruNode is { } node && node != _lru.Last)
         {
             _lru.Remove(node);

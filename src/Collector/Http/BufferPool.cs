@@ -17,6 +17,7 @@ public static class BufferPool
     private sealed class Bucket(int size)
     {
         public readonly int Size = size;
+        public readonly Lock Lock = new();
         public readonly byte[]?[] Items = new byte[Math.Max(4, (int)Math.Min(8192, MaxIdleBytes / size))][];
         public int Count;
     }
@@ -35,7 +36,7 @@ public static class BufferPool
         var shift = size <= 1 << MinShift ? MinShift : 32 - int.LeadingZeroCount(size - 1);
         if (shift > MaxShift) return GC.AllocateUninitializedArray<byte>(size);
         var b = Buckets[shift - MinShift];
-        lock (b)
+        lock (b.Lock)
         {
             if (b.Count > 0)
             {
@@ -54,7 +55,7 @@ public static class BufferPool
         if (len < 1 << MinShift || len > 1 << MaxShift || (len & (len - 1)) != 0) return;
         if (Interlocked.Read(ref s_idle) + len > MaxIdleBytes) return;
         var b = Buckets[int.Log2(len) - MinShift];
-        lock (b)
+        lock (b.Lock)
         {
             if (b.Count == b.Items.Length) return;
             b.Items[b.Count++] = array;

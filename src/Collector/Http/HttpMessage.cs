@@ -98,7 +98,8 @@ public sealed class HttpMessage : IDisposable
     }
 
     /// <summary>Header fields as strings, in order, repeats kept (each read decodes: for filters,
-    /// tests and tools; the output reads the bytes). Add appends a field to a message built by hand.</summary>
+    /// tests and tools; the output reads the bytes). Add appends a field to a message built by hand.
+    /// A view of the message: copy what must outlive its Dispose.</summary>
     public HeaderList Headers => new(this);
 
     public readonly struct HeaderList(HttpMessage message) : IReadOnlyList<KeyValuePair<string, string>>
@@ -235,7 +236,7 @@ public sealed class HttpMessage : IDisposable
         var need = _headLength + data.Length;
         if (_head is null || _head.Length < need)
         {
-            var bigger = BufferPool.Rent(Math.Max(need, _head is null ? 512 : _head.Length * 2));
+            var bigger = BufferPool.Rent(Math.Max(need, _head is null ? SmallHead : _head.Length * 2));
             if (_head is not null)
             {
                 _head.AsSpan(0, _headLength).CopyTo(bigger);
@@ -287,6 +288,7 @@ public sealed class HttpMessage : IDisposable
     internal void MarkLost(string reason)
     {
         LostReason ??= reason;
+        if (_target is null && _head is not null && IsRequest) _target = HttpText.Decode(TargetBytes); // kept for logs and tests
         ReleaseBuffers();
     }
 
@@ -300,14 +302,13 @@ public sealed class HttpMessage : IDisposable
         DecodedTruncated = cut;
     }
 
-    private void ReleaseBuffers()
+    private void ReleaseBuffers(bool keepSmallHead = false)
     {
         if (_body is not null) BufferPool.Return(_body);
         _body = null;
         BodyLength = 0;
-        if (_target is null && _head is not null && IsRequest) _target = HttpText.Decode(TargetBytes); // keep for logs and tests
-        if (_head is not null) BufferPool.Return(_head);
-        _head = null;
+        if (_head is not null && !(keepSmallHead && _head.Length <= SmallHead)) BufferPool.Return(_head);
+        if (!keepSmallHead || _head is { Length: > SmallHead }) _head = null;
         _headLength = 0;
         _targetLength = _reasonLength = 0;
         _fieldCount = 0;
@@ -315,14 +316,18 @@ public sealed class HttpMessage : IDisposable
 
     // ---- object pool: messages live from their first byte to the output, across threads ----
 
-    private const int MaxPooled = 16384;
+    // A pooled message keeps a header buffer of this size: most header blocks fit, and then a
+    // message costs no buffer rent at all.
+    private const int SmallHead = 1024;
+    private const int MaxPooled = 4096;
     private static readonly Stack<HttpMessage> Pool = new();
+    private static readonly Lock PoolLock = new();
     private bool _inPool;
 
     /// <summary>A clean message from the pool.</summary>
     internal static HttpMessage Rent()
     {
-        lock (Pool)
+        lock (PoolLock)
         {
             if (Pool.TryPop(out var m))
             {
@@ -337,7 +342,7 @@ public sealed class HttpMessage : IDisposable
     public void Dispose()
     {
         if (_inPool) return;
-        ReleaseBuffers();
+        ReleaseBuffers(keepSmallHead: true);
         _isRequest = false;
         _method = _version = "";
         _status = 0;
@@ -350,10 +355,16 @@ public sealed class HttpMessage : IDisposable
         DecodedFrom = null;
         DecodedTruncated = DecodeAttempted = false;
         _inPool = true;
-        lock (Pool)
+        lock (PoolLock)
         {
-            if (Pool.Count < MaxPooled) Pool.Push(this);
+            if (Pool.Count < MaxPooled)
+            {
+                Pool.Push(this);
+                return;
+            }
         }
+        if (_head is not null) BufferPool.Return(_head); // not pooled: its buffer goes back on its own
+        _head = null;
     }
 
     public override string ToString() =>

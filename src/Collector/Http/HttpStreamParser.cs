@@ -849,23 +849,11 @@ public sealed class HttpStreamParser
 
     private static bool IsDigit(byte c) => (uint)(c - '0') <= 9;
 
-    private static bool IsToken(ReadOnlySpan<byte> s)
-    {
-        if (s.IsEmpty) return false;
-        foreach (var c in s)
-            if (!IsTokenChar(c)) return false;
-        return true;
-    }
+    private static bool IsToken(ReadOnlySpan<byte> s) => !s.IsEmpty && s.IndexOfAnyExcept(TokenChars) < 0;
 
     /// <summary>Any request-target form: origin ("/p?q"), absolute ("http://h/p"), authority
     /// ("h:443", CONNECT) and asterisk ("*", OPTIONS). No spaces or controls.</summary>
-    private static bool IsTarget(ReadOnlySpan<byte> s)
-    {
-        if (s.IsEmpty) return false;
-        foreach (var c in s)
-            if (c <= 0x20 || c == 0x7f) return false;
-        return true;
-    }
+    private static bool IsTarget(ReadOnlySpan<byte> s) => !s.IsEmpty && s.IndexOfAnyInRange((byte)0, (byte)0x20) < 0 && s.IndexOf((byte)0x7f) < 0;
 
     // RFC 9110 tchar
     private static readonly SearchValues<byte> TokenChars = SearchValues.Create(

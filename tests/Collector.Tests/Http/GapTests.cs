@@ -200,7 +200,7 @@ public sealed class GapTests
         h.Close(closed);
         var idle = h.Open(6);
         h.Request(idle, "GET /never-idle HTTP/1.1\r\nHost: a\r\n\r\n");
-        h.Table.Sweep(System.Diagnostics.Stopwatch.GetTimestamp() + 10 * System.Diagnostics.Stopwatch.Frequency);
+        h.Table.Sweep(Environment.TickCount64 + 10_000);
         Assert.Empty(h.Exchanges);
         Assert.Equal(1, h.Drops("request_without_response"));
         Assert.Equal(1, h.Drops("request_without_response_idle"));

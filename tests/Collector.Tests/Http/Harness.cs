@@ -78,7 +78,7 @@ public sealed class Harness : IDisposable
             AktoMessage.Write(_json, x, Identity, 1764000000, OutputBodyCap);
             var json = Encoding.UTF8.GetString(_json.WrittenSpan);
             Exchanges.Add(new Captured(x.Direction, x.Request.Method, x.Request.Target, x.Request.Version,
-                x.Response.StatusCode, x.Response.Reason, x.Request.Headers, x.Response.Headers,
+                x.Response.StatusCode, x.Response.Reason, x.Request.Headers.ToArray(), x.Response.Headers.ToArray(),
                 x.Request.Body.ToArray(), x.Response.Body.ToArray(),
                 x.Request.BodyTruncated || x.Request.BodyHasGap || x.Request.Incomplete,
                 x.Response.BodyTruncated || x.Response.BodyHasGap || x.Response.Incomplete,

@@ -1,3 +1,4 @@
+using FsCheck;
 using System.IO.Compression;
 using System.Text;
 using System.Text.Json;
@@ -128,6 +129,29 @@ public sealed class OutputTests
         var x = Exchange(h, Harness.Bytes($"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {bytes.Length}\r\n\r\n"), bytes);
         Assert.Equal(text, x.Akto("responsePayload"));
         Assert.False(x.AktoHeaders("responseHeaders").ContainsKey("x-collector-body-encoding"));
+    }
+
+    [Fact]
+    public void Json_escaping_round_trips_any_text_at_any_length()
+    {
+        // long enough for the 32-byte blocks, with escapes at every position in a block
+        const string alphabet = "ab\"\\\n\r\t\u0001\u001f\u007f é日🙂{}:,/<>&'";
+        var gen = FsCheck.Fluent.Gen.Zip(FsCheck.Fluent.Gen.Choose(0, 700), FsCheck.Fluent.Gen.Choose(0, int.MaxValue));
+        FsCheck.Fluent.Prop.ForAll(FsCheck.Fluent.Arb.ToArbitrary(gen), t =>
+        {
+            var r = new Random(t.Item2);
+            var sb = new StringBuilder();
+            while (sb.Length < t.Item1)
+            {
+                var c = alphabet[r.Next(alphabet.Length)];
+                if (char.IsSurrogate(c)) continue; // the emoji is added whole below
+                sb.Append(r.Next(10) == 0 ? "\ud83d\ude42" : c.ToString());
+            }
+            var text = sb.ToString();
+            var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+            Collector.Output.AktoMessage.EscapeForBench(buffer, Encoding.UTF8.GetBytes(text));
+            Assert.Equal(text, JsonDocument.Parse(buffer.WrittenMemory).RootElement.GetString());
+        }).Check(FsCheck.Config.QuickThrowOnFailure.WithMaxTest(500)); // FsCheck.CheckExtensions
     }
 
     [Fact]
