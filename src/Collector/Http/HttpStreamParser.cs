@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Buffers.Text;
 using System.Text;
 
 namespace Collector.Http;
@@ -110,7 +109,6 @@ public sealed class HttpStreamParser
     /// <summary>Between messages with nothing carried over.</summary>
     public bool AtMessageBoundary => _state == State.StartLine && _carryLength == 0 && _current is null;
 
-
     /// <summary>The next bytes are to be trusted only after a start line and header block parse
     /// (a stream joined in the middle, or resumed after a loss).</summary>
     public void StartAsCandidate()
@@ -211,7 +209,7 @@ public sealed class HttpStreamParser
             case State.BodyUntilClose:
                 _current!.SkipBody(bytes);
                 return true;
-            case State.Trailers when _carryLength == 0:
+            case State.Trailers:
                 // the body is whole; only trailer fields went missing
                 ReleaseCarry();
                 Complete(eventNs, sink);
@@ -456,8 +454,7 @@ public sealed class HttpStreamParser
             Invalid("start_line_too_long", sink);
             return;
         }
-        var m = HttpMessage.Rent();
-        m.FirstByteNs = ns;
+        HttpMessage m;
         if (line.StartsWith("HTTP/"u8))
         {
             // HTTP-version SP 3DIGIT SP [reason]; a missing reason (and its space) is tolerated
@@ -468,6 +465,7 @@ public sealed class HttpStreamParser
                 Invalid("invalid_status_line", sink);
                 return;
             }
+            m = HttpMessage.Rent();
             m.SetStatusLine(HttpStrings.Version(line[..8]), (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0'),
                 line.Length > 13 ? line[13..] : default);
             Role = StreamRole.Responses;
@@ -477,7 +475,6 @@ public sealed class HttpStreamParser
             if (line.SequenceEqual("PRI * HTTP/2.0"u8))
             {
                 // HTTP/2 with prior knowledge: not ours to parse
-                DropCurrent();
                 ReleaseCarry();
                 _state = State.Opaque;
                 sink.OnOpaque(this, "http2_prior_knowledge");
@@ -492,9 +489,11 @@ public sealed class HttpStreamParser
                 Invalid("invalid_request_line", sink);
                 return;
             }
+            m = HttpMessage.Rent();
             m.SetRequestLine(HttpStrings.Method(line[..sp1]), line[(sp1 + 1)..sp2], HttpStrings.Version(line[(sp2 + 1)..]));
             Role = StreamRole.Requests;
         }
+        m.FirstByteNs = ns;
         _current = m;
         if (m.IsRequest && !_candidate) sink.OnRequestStart(this, m);
         _headerBytes = line.Length + 2;
@@ -865,10 +864,9 @@ public sealed class HttpStreamParser
 /// <summary>Interned strings for the common tokens.</summary>
 internal static class HttpStrings
 {
-    public const string Get = "GET";
     public const string Head = "HEAD";
     public const string Connect = "CONNECT";
-    private static readonly string[] Methods = [Get, "POST", "PUT", "DELETE", "PATCH", Head, "OPTIONS", Connect, "TRACE"];
+    private static readonly string[] Methods = ["GET", "POST", "PUT", "DELETE", "PATCH", Head, "OPTIONS", Connect, "TRACE"];
     private static readonly byte[][] MethodBytes = Methods.Select(Encoding.ASCII.GetBytes).ToArray();
 
     /// <summary>The method as sent: the standard ones interned, any other token as a new string.</summary>

@@ -12,7 +12,7 @@ public sealed class CollectorMetrics
     public LabeledCounter KernelDroppedBytes { get; } = new("reason", 16);
     public LabeledCounter ExchangesEmitted { get; } = new("direction", 4);
     public LabeledCounter ExchangesFiltered { get; } = new("reason", 16);
-    public LabeledCounter HttpDrops { get; } = new("reason", 64);
+    public LabeledCounter HttpDrops { get; } = new("reason", 128); // reassembly names ~70 reasons
     public LabeledCounter KafkaMessages { get; } = new("result", 8);
     public LabeledCounter KafkaFailures { get; } = new("error", 32);
     public LabeledCounter ProbesAttached { get; } = new("library", 256);
