@@ -28,8 +28,10 @@ public static class Program
         var seconds = args.SkipWhile(a => a != "--seconds").Skip(1).Select(double.Parse).FirstOrDefault(3.0);
         if (args.Contains("--quick")) seconds = 0.5;
         var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault();
+        if (args.Contains("--no-churn")) Driver.ExchangesPerConnection = int.MaxValue;
         Console.WriteLine($"collector bench: {Environment.ProcessorCount} cores, .NET {Environment.Version}, " +
-                          $"GC {(GCSettings.IsServerGC ? "server" : "workstation")}, {seconds}s per scenario, 2000 connections");
+                          $"GC {(GCSettings.IsServerGC ? "server" : "workstation")}, {seconds}s per scenario, 2000 connections" +
+                          (Driver.ExchangesPerConnection == int.MaxValue ? " (never closed)" : $" (each closed after {Driver.ExchangesPerConnection} exchanges)"));
         var scenarios = new (string Name, Func<int, StreamDirection, ExchangeTemplate> Make, bool Threaded)[]
         {
             ("plain 4 KiB", (v, d) => Traffic.Plain(4096, v, d), false),
@@ -94,7 +96,9 @@ public sealed class DiscardSink : IMessageSink
 public sealed class Driver : IDisposable
 {
     private const int Variants = 64;
-    private const int ExchangesPerConnection = 200; // then the connection closes and a new one opens
+    // then the connection closes and a new one opens (its objects are the only allocations of
+    // reassembly); --no-churn: keep-alive for ever
+    public static int ExchangesPerConnection = 200;
 
     private sealed class Conn
     {
