@@ -100,7 +100,7 @@ public static class CollectorHost
         using var kernelLifetime = kernel;
         var limits = new ReassemblyLimits(settings.InactivityThreshold, settings.MaxActiveConnections,
             settings.BufferThresholdBytes, new HttpLimits(settings.MaxHeaderBytes, settings.MaxBodyBytes));
-        var table = new ConnectionTable(limits, metrics, output.Enqueue);
+        var table = new ConnectionTable(limits, metrics, output.Enqueue) { Dump = CaptureDump.Open(settings.CaptureDumpPath) };
         using var tls = new TlsProbes(kernel, settings, metrics, loggerFactory.CreateLogger("tls"));
         table.ExecObserver = tls.OnExec;
         table.ForgetKernelConnection = kernel.ForgetConnection;

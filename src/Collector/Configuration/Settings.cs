@@ -56,6 +56,8 @@ public sealed record Settings
     public int CaptureChunksPerCall { get; init; } = 8;
     public string BpfObjectPath { get; init; } = Path.Combine(AppContext.BaseDirectory, "collector.bpf.o");
     public string HostProc { get; init; } = "/proc";
+    /// <summary>Debug only: append every kernel event to this file as JSON lines (off when unset).</summary>
+    public string? CaptureDumpPath { get; init; }
 
     // Identity and output
     public string AccountId { get; init; } = "1000000";
@@ -134,6 +136,7 @@ public static class SettingsReader
         ("CAPTURE_CHUNKS_PER_CALL", "8", "kernel events per syscall (8 × 16 KiB covers curl's 100 KiB reads); the rest of the call is a counted gap"),
         ("BPF_OBJECT_PATH", "collector.bpf.o beside the binary", "the compiled eBPF object"),
         ("HOST_PROC", "/proc", "the host's /proc (mounted elsewhere in a container)"),
+        ("CAPTURE_DUMP_PATH", "unset", "debug: append every kernel event (payloads in base64) to this file as JSON lines; for bug reports and the test corpus"),
         ("AKTO_ACCOUNT_ID", "1000000", "the akto_account_id field"),
         ("AKTO_VXLAN_ID", "0", "the akto_vxlan_id field (digits)"),
         ("AKTO_MONGO_CONN", "unset", "not supported yet (see README); refused when set"),
@@ -222,6 +225,7 @@ public static class SettingsReader
             CaptureChunksPerCall = Int(Get, "CAPTURE_CHUNKS_PER_CALL", d.CaptureChunksPerCall, 1, 64),
             BpfObjectPath = Get("BPF_OBJECT_PATH") ?? d.BpfObjectPath,
             HostProc = Get("HOST_PROC") ?? d.HostProc,
+            CaptureDumpPath = Get("CAPTURE_DUMP_PATH"),
             AccountId = Digits(Get, "AKTO_ACCOUNT_ID", d.AccountId),
             VxlanId = Digits(Get, "AKTO_VXLAN_ID", d.VxlanId),
             MongoConnection = Get("AKTO_MONGO_CONN"),

@@ -19,6 +19,7 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
     private readonly LinkedList<Connection> _lru = new();
     private readonly ReassemblyLimits _limits;
     private readonly Action<HttpExchange> _emit;
+    private readonly Counter _inbound, _outbound;
     private long _retained;
 
     public ConnectionTable(ReassemblyLimits limits, CollectorMetrics metrics, Action<HttpExchange> emit)
@@ -26,18 +27,25 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
         _limits = limits;
         Metrics = metrics;
         _emit = emit;
+        _inbound = metrics.ExchangesEmitted["inbound"];
+        _outbound = metrics.ExchangesEmitted["outbound"];
         Interlocked.Exchange(ref metrics.BufferBudgetBytes, limits.BufferBudgetBytes);
     }
 
     public CollectorMetrics Metrics { get; }
     public int Count => _connections.Count;
+    /// <summary>Bytes held in reassembly: carried lines, messages in progress, requests waiting.</summary>
     public long RetainedBytes => _retained;
 
-    /// <summary>Process names by tgid, learned from open events (for connections whose open event was lost).</summary>
+    /// <summary>Hidden debug option (CAPTURE_DUMP_PATH): every event is also written here.</summary>
+    public CaptureDump? Dump { get; set; }
+
+    /// <summary>Process names by tgid, learned from open events.</summary>
     private readonly Dictionary<uint, string> _processNames = new();
 
     public unsafe void OnOpen(in OpenEvent e)
     {
+        Dump?.Open(e);
         var id = new ConnectionId(e.Header.Tgid, e.Header.Fd, e.Header.Generation);
         var conn = GetOrCreate(id);
         if (conn is null) return;
@@ -47,15 +55,16 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
         {
             var name = CString(new ReadOnlySpan<byte>(comm, EventLayout.CommLength));
             _processNames[e.Header.Tgid] = name;
-            conn.Info = new ConnectionInfo(
+            conn.SetInfo(new ConnectionInfo(
                 Address(e.Family, new ReadOnlySpan<byte>(local, 16)), e.LocalPort,
                 Address(e.Family, new ReadOnlySpan<byte>(remote, 16)), e.RemotePort,
-                e.Origin, name);
+                e.Origin, name));
         }
     }
 
     public void OnData(in DataEventHeader h, ReadOnlySpan<byte> payload)
     {
+        Dump?.Data(h, payload);
         if (h.Header.Fd == EventLayout.UnboundFd)
         {
             HoldUnbound(h, payload);
@@ -69,11 +78,12 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
             return;
         }
         conn.OnData(h, payload);
-        EnforceBudget(conn);
+        if (_retained > _limits.BufferBudgetBytes) EnforceBudget(conn);
     }
 
     public void OnClose(in CloseEvent e)
     {
+        Dump?.Close(e);
         if ((e.Flags & EventLayout.CloseTls) != 0 && (e.Flags & EventLayout.CloseTlsPlaintext) == 0)
         {
             // TLS whose plaintext no probe saw (a library we do not probe, or one that bypasses
@@ -173,6 +183,7 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
 
     public void OnExit(uint tgid, ulong timestampNs)
     {
+        Dump?.Exit(tgid, timestampNs);
         _processNames.Remove(tgid);
         List<Connection>? ended = null;
         foreach (var c in _lru)
@@ -189,22 +200,30 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
     /// <summary>Flushes connections idle longer than the inactivity threshold.</summary>
     public void Sweep()
     {
-        var now = Stopwatch.GetTimestamp();
-        var idleTicks = (long)(_limits.Inactivity.TotalSeconds * Stopwatch.Frequency);
-        while (_lru.First is { } node && now - node.Value.LastActivity > idleTicks)
+        Sweep(Environment.TickCount64);
+        Dump?.Flush();
+    }
+
+    /// <summary>Sweep as if the clock read nowMs (Environment.TickCount64): tests drive time with it.</summary>
+    public void Sweep(long nowMs)
+    {
+        var idleMs = (long)_limits.Inactivity.TotalMilliseconds;
+        while (_lru.First is { } node && nowMs - node.Value.LastActivity > idleMs)
             End(node.Value, MonotonicNowNs(), "idle");
-        if (_unbound.Count > 0) ExpireUnbound(now, idleTicks);
+        if (_unbound.Count > 0)
+            ExpireUnbound(Stopwatch.GetTimestamp(), (long)(_limits.Inactivity.TotalSeconds * Stopwatch.Frequency));
     }
 
     /// <summary>Ends every connection: shutdown emits what is complete.</summary>
     public void EndAll(string reason)
     {
         while (_lru.First is { } node) End(node.Value, MonotonicNowNs(), reason);
+        Dump?.Flush();
     }
 
     internal void Emit(HttpExchange exchange)
     {
-        Metrics.ExchangesEmitted[exchange.Direction == 1 ? "inbound" : "outbound"].Increment();
+        (exchange.Direction == 1 ? _inbound : _outbound).Increment();
         _emit(exchange);
     }
 
@@ -226,24 +245,22 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
             }
             if (id.Generation < conn.Id.Generation)
                 return null; // a late event of the connection this fd carried before: it has ended
-            // The fd number was reused: the old connection ended even if its close was not seen.
+            // The fd number was reused: the old connection was closed even if its close was not seen.
             End(conn, MonotonicNowNs(), "fd_reused");
         }
         if (_connections.Count >= _limits.MaxConnections && _lru.First is { } oldest)
-            End(oldest.Value, MonotonicNowNs(), "evicted_max_connections");
+            End(oldest.Value, MonotonicNowNs(), "evicted_max_connections"); // the least recently active makes room
         conn = new Connection(this, id, _limits.Http);
-        if (_processNames.TryGetValue(id.Tgid, out var name))
-            conn.Info = null; // addresses unknown until the open event; the name is kept for output
         _connections[key] = conn;
         conn.LruNode = _lru.AddLast(conn);
-        conn.LastActivity = Stopwatch.GetTimestamp();
+        conn.LastActivity = Environment.TickCount64; // a coarse clock: idle thresholds are seconds
         Interlocked.Exchange(ref Metrics.ConnectionsTracked, _connections.Count);
         return conn;
     }
 
     private void Touch(Connection conn)
     {
-        conn.LastActivity = Stopwatch.GetTimestamp();
+        conn.LastActivity = Environment.TickCount64; // a coarse clock: idle thresholds are seconds
         if (conn.LruNode is { } node && node != _lru.Last)
         {
             _lru.Remove(node);
@@ -262,26 +279,28 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
         Interlocked.Exchange(ref Metrics.ConnectionsTracked, _connections.Count);
     }
 
-    /// <summary>Keeps all buffered, unpaired bytes under TRAFFIC_BUFFER_THRESHOLD by shedding the
-    /// least recently active connections' buffers first (the one just written to goes last).</summary>
+    /// <summary>Keeps all buffered, unpaired bytes under TRAFFIC_BUFFER_THRESHOLD, as bytes arrive:
+    /// the least recently active connections' bytes are shed first (the one just written to goes
+    /// last), down to 7/8 of the budget so that shedding is not paid again on the next event.</summary>
     private void EnforceBudget(Connection current)
     {
-        if (_retained <= _limits.BufferBudgetBytes) return;
+        var budget = _limits.BufferBudgetBytes;
+        var target = budget - budget / 8;
         if (_unbound.Count > 0)
         {
             // TLS plaintext still waiting for its socket goes first: the least certain to be used
             ExpireUnbound(long.MaxValue, 0);
-            if (_retained <= _limits.BufferBudgetBytes) return;
+            if (_retained <= target) return;
         }
         var node = _lru.First;
-        while (_retained > _limits.BufferBudgetBytes && node is not null)
+        while (_retained > target && node is not null)
         {
             var next = node.Next;
             if (node.Value.Retained > 0 && node.Value != current)
                 Metrics.ShedBytes.Add(node.Value.Shed());
             node = next;
         }
-        if (_retained > _limits.BufferBudgetBytes)
+        if (_retained > budget)
             Metrics.ShedBytes.Add(current.Shed());
     }
 
@@ -302,7 +321,11 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
 
     public string? ProcessName(uint tgid) => _processNames.GetValueOrDefault(tgid);
 
-    public void Dispose() => EndAll("shutdown");
+    public void Dispose()
+    {
+        EndAll("shutdown");
+        Dump?.Dispose();
+    }
 }
 
 /// <summary>What the ring-buffer reader hands each decoded event to.</summary>

@@ -12,7 +12,7 @@ public sealed class CollectorMetrics
     public LabeledCounter KernelDroppedBytes { get; } = new("reason", 16);
     public LabeledCounter ExchangesEmitted { get; } = new("direction", 4);
     public LabeledCounter ExchangesFiltered { get; } = new("reason", 16);
-    public LabeledCounter HttpDrops { get; } = new("reason", 64);
+    public LabeledCounter HttpDrops { get; } = new("reason", 128); // reassembly names ~70 reasons
     public LabeledCounter KafkaMessages { get; } = new("result", 8);
     public LabeledCounter KafkaFailures { get; } = new("error", 32);
     public LabeledCounter KafkaControlMessages { get; } = new("result", 8);
@@ -25,6 +25,8 @@ public sealed class CollectorMetrics
     public Counter TlsUnboundDroppedBytes { get; } = new();
     public Counter OpaqueBytes { get; } = new();
     public Counter ShedBytes { get; } = new();
+    public Counter ResyncSkippedBytes { get; } = new();
+    public LabeledCounter BodiesCut { get; } = new("reason", 8);
     public Counter ProcessScans { get; } = new();
     public Counter ProcessExecScans { get; } = new();
     public Counter ProbeAttachFailures { get; } = new();
@@ -140,6 +142,8 @@ public sealed class CollectorMetrics
             .Counter("collector_tls_unbound_dropped_bytes_total", "TLS plaintext dropped because its socket was never learned.", TlsUnboundDroppedBytes.Value)
             .Counter("collector_opaque_bytes_total", "Bytes of upgraded (101/CONNECT) connections, not parsed.", OpaqueBytes.Value)
             .Counter("collector_shed_bytes_total", "Buffered bytes shed to stay within TRAFFIC_BUFFER_THRESHOLD.", ShedBytes.Value)
+            .Counter("collector_resync_skipped_bytes_total", "Bytes skipped while looking for the next HTTP message after a loss.", ResyncSkippedBytes.Value)
+            .Labeled("collector_bodies_cut_total", "Bodies emitted with a part missing, marked in their headers (cap, gap, incomplete).", "counter", BodiesCut)
             .Family("collector_process_scans_total", "Scans of processes for TLS libraries: every process (start, UPROBE_POLL_INTERVAL) or one that just called exec.", "counter",
                 [([("trigger", "full")], ProcessScans.Value), ([("trigger", "exec")], ProcessExecScans.Value)])
             .Counter("collector_probe_attach_failures_total", "Uprobe attachments that failed.", ProbeAttachFailures.Value)

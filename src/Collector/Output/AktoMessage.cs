@@ -1,12 +1,14 @@
 using System.Buffers;
-using System.Globalization;
+using System.Buffers.Text;
 using System.IO.Compression;
-using System.Net;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Text;
-using System.Text.Encodings.Web;
-using System.Text.Json;
 using Collector.Connections;
 using Collector.Http;
+using Collector.Metrics;
 
 namespace Collector.Output;
 
@@ -14,59 +16,47 @@ namespace Collector.Output;
 public sealed record AktoIdentity(string AccountId, string VxlanId, string DaemonsetId, IReadOnlyCollection<string> RedactHeaders);
 
 /// <summary>Writes an exchange as the Akto traffic message (shared/spec/akto-wire-format.md): one
-/// flat JSON object whose every value is a string.</summary>
+/// flat JSON object whose every value is a string.
+///
+/// Bodies, as the processor receives them:
+/// - Content-Encoding gzip, x-gzip, deflate (zlib-wrapped or raw) and br are decoded here; the
+///   content-encoding field is then left out of the headers and `x-collector-decoded: &lt;coding&gt;`
+///   says what was undone. A body that does not decode is sent as it came, header kept.
+/// - A body that is valid UTF-8 is sent as text. Any other body (images, protobuf, Latin-1 text …)
+///   is sent in base64 and its headers carry `x-collector-body-encoding: base64`: JSON strings
+///   cannot carry arbitrary bytes, and base64 is lossless and the processor already stores payloads
+///   as strings.
+/// - A body that is not whole is marked with `x-collector-body-truncated: &lt;reasons&gt;; kept=N; wire=M`
+///   (reasons: cap — longer than HTTP_MAX_BODY_BYTES or the Kafka message limit; gap — bytes missing
+///   in the capture, only the bytes before the hole are kept; incomplete — the connection ended or
+///   was forgotten first; kept: payload bytes sent, wire: body bytes on the wire). A JSON body
+///   that is not whole is withheld (empty payload, "; json body withheld" in the marker): the
+///   processor drops samples whose JSON body is cut off.
+///
+/// Headers: a flat object name → value, names as sent (first spelling), repeated fields joined with
+/// ", " in order; values that are not UTF-8 are read as ISO-8859-1. A request without a Host field
+/// gets one from its absolute-form target, its CONNECT authority, or the server address.
+///
+/// The writer escapes JSON itself (vectorized search for the bytes that need it) into the caller's
+/// buffer: no strings are made for bodies or fields.</summary>
 public static class AktoMessage
 {
     public const string TruncatedHeader = "x-collector-body-truncated";
     public const string EncodingHeader = "x-collector-body-encoding";
+    public const string DecodedHeader = "x-collector-decoded";
     public const string RedactedValue = "<redacted>";
 
-    private static readonly JsonWriterOptions WriterOptions = new()
-    {
-        // the processor reads JSON, not HTML: keep '<', '&', '+' … readable and bodies exact
-        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-        SkipValidation = true,
-    };
+    [ThreadStatic] private static Encoder? t_encoder;
 
-    /// <summary>Body as it leaves the collector: decoded, cut to the cap, with its markers.</summary>
-    public readonly record struct PreparedBody(string Text, string? TruncationNote, bool Base64, string? DecodedFrom);
-
+    /// <summary>Writes the message. bodyCap: payload bytes kept per body (the output cuts harder
+    /// than HTTP_MAX_BODY_BYTES when a message would pass the Kafka limit). Decoding is counted in
+    /// the metrics of the table that made the exchange.</summary>
     public static void Write(IBufferWriter<byte> output, HttpExchange x, AktoIdentity id, long unixSeconds, int bodyCap)
     {
-        using var w = new Utf8JsonWriter(output, WriterOptions);
-        var req = x.Request;
-        var resp = x.Response;
-        var info = x.Info;
-        var client = info is null ? "" : x.Direction == 1 ? Endpoint(info.RemoteAddress, info.RemotePort) : Endpoint(info.LocalAddress, info.LocalPort);
-        var server = info is null ? "" : x.Direction == 1 ? Endpoint(info.LocalAddress, info.LocalPort) : Endpoint(info.RemoteAddress, info.RemotePort);
-
-        var reqBody = Prepare(req, bodyCap);
-        var respBody = Prepare(resp, bodyCap);
-
-        w.WriteStartObject();
-        w.WriteString("method"u8, req.Method);
-        w.WriteString("path"u8, req.Target);
-        w.WriteString("type"u8, req.Version);
-        w.WriteString("statusCode"u8, resp.StatusCode.ToString(CultureInfo.InvariantCulture));
-        w.WriteString("status"u8, resp.Reason.Length > 0 ? $"{resp.StatusCode} {resp.Reason}" : resp.StatusCode.ToString(CultureInfo.InvariantCulture));
-        w.WriteString("requestHeaders"u8, HeadersJson(req, reqBody, id.RedactHeaders, server));
-        w.WriteString("responseHeaders"u8, HeadersJson(resp, respBody, id.RedactHeaders, null));
-        w.WriteString("requestPayload"u8, reqBody.Text);
-        w.WriteString("responsePayload"u8, respBody.Text);
-        w.WriteString("ip"u8, client);
-        w.WriteString("destIp"u8, server);
-        w.WriteString("time"u8, unixSeconds.ToString(CultureInfo.InvariantCulture));
-        w.WriteString("akto_account_id"u8, id.AccountId);
-        w.WriteString("akto_vxlan_id"u8, id.VxlanId);
-        w.WriteString("is_pending"u8, "false");
-        w.WriteString("source"u8, "MIRRORING");
-        w.WriteString("direction"u8, x.Direction == 1 ? "1" : "2");
-        w.WriteString("process_id"u8, x.Connection.Tgid.ToString(CultureInfo.InvariantCulture));
-        w.WriteString("socket_id"u8, x.Connection.Fd.ToString(CultureInfo.InvariantCulture));
-        w.WriteString("daemonset_id"u8, id.DaemonsetId);
-        w.WriteString("process_name"u8, info?.ProcessName ?? "");
-        w.WriteString("enable_graph"u8, "true");
-        w.WriteEndObject();
+        var e = t_encoder ??= new Encoder();
+        Decode(x.Request, bodyCap, x.Metrics);
+        Decode(x.Response, bodyCap, x.Metrics);
+        e.Write(output, x, id, unixSeconds, bodyCap);
     }
 
     /// <summary>The collection_details Kafka header: host|method|path, or null when a part is empty.</summary>
@@ -78,146 +68,537 @@ public static class AktoMessage
         return $"{host}|{x.Request.Method}|{x.Request.Target}";
     }
 
-    public static string Endpoint(IPAddress address, int port) =>
-        address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
-            ? $"[{address}]:{port}"
-            : $"{address}:{port}";
+    public static string Endpoint(System.Net.IPAddress address, int port) => ConnectionInfo.Endpoint(address, port);
 
-    private static string HeadersJson(HttpMessage m, PreparedBody body, IReadOnlyCollection<string> redact, string? serverForHost)
+    // ---- content-coding ----
+
+    /// <summary>Decodes a gzip / deflate / br body once (in place), to at most limit bytes. A cut
+    /// body (cap, gap, incomplete) decodes as far as its bytes go.</summary>
+    public static void Decode(HttpMessage m, int limit, CollectorMetrics? metrics)
     {
-        // flat object name → value; repeated headers joined with ", " (first spelling of the name kept)
-        var order = new List<string>();
-        var values = new Dictionary<string, (string Name, string Value)>(StringComparer.OrdinalIgnoreCase);
-        foreach (var (name, value) in m.Headers)
+        if (m.DecodeAttempted || m.BodyLength == 0) return;
+        m.DecodeAttempted = true;
+        var i = m.FindHeader("content-encoding"u8);
+        if (i < 0 || m.FindHeader("content-encoding"u8, i + 1) >= 0) return; // none, or several codings: sent as is
+        var value = HttpText.Trim(m.HeaderValue(i));
+        string coding;
+        if (HttpText.EqualsLower(value, "gzip"u8) || HttpText.EqualsLower(value, "x-gzip"u8)) coding = "gzip";
+        else if (HttpText.EqualsLower(value, "deflate"u8)) coding = "deflate";
+        else if (HttpText.EqualsLower(value, "br"u8)) coding = "br";
+        else return; // identity, compress, zstd, lists of codings: left as they are (header kept)
+        var body = m.BodyArray!;
+        var length = m.BodyLength;
+        var cut = m.BodyTruncated || m.BodyHasGap || m.Incomplete;
+        var output = BufferPool.Rent(Math.Min(Math.Max(length * 4, 4096), limit + 1));
+        var written = 0;
+        var overflow = false;
+        try
         {
-            if (body.DecodedFrom is not null && name.Equals("content-encoding", StringComparison.OrdinalIgnoreCase))
-                continue; // the payload is sent decoded: the coding no longer applies
-            if (values.TryGetValue(name, out var prev))
-                values[name] = (prev.Name, prev.Value + ", " + value);
+            if (coding == "br")
+            {
+                using var decoder = new BrotliDecoder();
+                var src = body.AsSpan(0, length);
+                while (true)
+                {
+                    var status = decoder.Decompress(src, output.AsSpan(written), out var used, out var n);
+                    src = src[used..];
+                    written += n;
+                    if (status == OperationStatus.DestinationTooSmall)
+                    {
+                        if (written > limit) { overflow = true; break; }
+                        Grow(ref output, written, limit);
+                        continue;
+                    }
+                    if (status == OperationStatus.InvalidData || (status == OperationStatus.NeedMoreData && !cut))
+                        throw new InvalidDataException("brotli stream is invalid or ends early");
+                    break; // Done, or a cut body whose end is missing
+                }
+            }
             else
             {
-                values[name] = (name, value);
-                order.Add(name);
-            }
-        }
-        if (serverForHost is not null && !values.ContainsKey("host") && serverForHost.Length > 0)
-        {
-            values["host"] = ("host", serverForHost); // HTTP/1.0 without Host: the address it was sent to
-            order.Add("host");
-        }
-        if (body.TruncationNote is not null) { values[TruncatedHeader] = (TruncatedHeader, body.TruncationNote); order.Add(TruncatedHeader); }
-        if (body.Base64) { values[EncodingHeader] = (EncodingHeader, "base64"); order.Add(EncodingHeader); }
-        var buffer = new ArrayBufferWriter<byte>(256);
-        using (var w = new Utf8JsonWriter(buffer, WriterOptions))
-        {
-            w.WriteStartObject();
-            foreach (var key in order)
-            {
-                var (name, value) = values[key];
-                var redacted = redact.Count > 0 && redact.Contains(name.ToLowerInvariant());
-                w.WriteString(name, redacted ? RedactedValue : value);
-            }
-            w.WriteEndObject();
-        }
-        return Encoding.UTF8.GetString(buffer.WrittenSpan);
-    }
-
-    /// <summary>Decodes the content-encoding, cuts to the cap and picks a text form: UTF-8 text as
-    /// is, anything else base64 (marked). A cut body is marked; a cut JSON body is not sent at all,
-    /// since the processor drops samples whose JSON body is cut off.</summary>
-    public static PreparedBody Prepare(HttpMessage m, int cap)
-    {
-        var raw = m.Body;
-        string? decodedFrom = null;
-        byte[]? decoded = null;
-        var decodedLength = 0;
-        var truncated = m.BodyTruncated;
-        var coding = m.Header("content-encoding")?.Trim().ToLowerInvariant();
-        if (!raw.IsEmpty && coding is "gzip" or "x-gzip" or "deflate" or "br" && !m.BodyTruncated && !m.BodyHasGap)
-        {
-            if (TryDecode(raw, coding, cap, out decoded, out decodedLength, out var cut))
-            {
-                decodedFrom = coding;
-                truncated |= cut;
-                raw = decoded!.AsSpan(0, decodedLength);
-            }
-        }
-        try
-        {
-            if (raw.Length > cap)
-            {
-                raw = raw[..cap];
-                truncated = true;
-            }
-            string? note = null;
-            if (m.BodyHasGap) note = $"gap; kept={raw.Length}";
-            else if (truncated || m.Incomplete) note = $"kept={raw.Length}; total={(decodedFrom is null ? m.BodyTotalBytes.ToString(CultureInfo.InvariantCulture) : "unknown")}";
-            if (note is not null && IsJson(m))
-                return new PreparedBody("", note + "; json body withheld", false, decodedFrom);
-            if (raw.IsEmpty) return new PreparedBody("", note, false, decodedFrom);
-            if (IsUtf8(raw, note is not null))
-                return new PreparedBody(Encoding.UTF8.GetString(raw), note, false, decodedFrom);
-            return new PreparedBody(Convert.ToBase64String(raw), note, true, decodedFrom);
-        }
-        finally
-        {
-            if (decoded is not null) ArrayPool<byte>.Shared.Return(decoded);
-        }
-    }
-
-    private static bool IsJson(HttpMessage m) =>
-        m.Header("content-type")?.Contains("json", StringComparison.OrdinalIgnoreCase) ?? false;
-
-    /// <summary>Valid UTF-8; a cut body may end inside a multi-byte character, which is allowed.</summary>
-    private static bool IsUtf8(ReadOnlySpan<byte> s, bool mayBeCut)
-    {
-        if (System.Text.Unicode.Utf8.IsValid(s)) return true;
-        if (!mayBeCut) return false;
-        for (var trim = 1; trim <= 3 && trim < s.Length; trim++)
-            if (System.Text.Unicode.Utf8.IsValid(s[..^trim])) return true;
-        return false;
-    }
-
-    private static bool TryDecode(ReadOnlySpan<byte> body, string coding, int cap, out byte[]? decoded, out int length, out bool cut)
-    {
-        decoded = ArrayPool<byte>.Shared.Rent(Math.Min(Math.Max(body.Length * 4, 4096), cap + 1));
-        length = 0;
-        cut = false;
-        try
-        {
-            using var input = new MemoryStream(body.ToArray(), writable: false);
-            using Stream stream = coding switch
-            {
-                "gzip" or "x-gzip" => new GZipStream(input, CompressionMode.Decompress),
-                "br" => new BrotliStream(input, CompressionMode.Decompress),
-                // "deflate" is zlib-wrapped by the RFC, but raw deflate is common in the field
-                _ => body.Length >= 2 && (body[0] & 0x0f) == 8 && ((body[0] << 8) | body[1]) % 31 == 0
-                    ? new ZLibStream(input, CompressionMode.Decompress)
-                    : new DeflateStream(input, CompressionMode.Decompress),
-            };
-            while (true)
-            {
-                if (length == decoded.Length)
+                using var input = new MemoryStream(body, 0, length, writable: false);
+                using Stream stream = coding == "gzip" ? new GZipStream(input, CompressionMode.Decompress)
+                    // RFC 9110 says zlib-wrapped; raw deflate is common in the field: tell them apart by the zlib header
+                    : length >= 2 && (body[0] & 0x0f) == 8 && (body[0] >> 4) <= 7 && ((body[0] << 8) | body[1]) % 31 == 0
+                        ? new ZLibStream(input, CompressionMode.Decompress)
+                        : new DeflateStream(input, CompressionMode.Decompress);
+                while (true)
                 {
-                    if (length > cap) { cut = true; break; } // bounded: a decompression bomb stops here
-                    var bigger = ArrayPool<byte>.Shared.Rent(Math.Min(decoded.Length * 2, cap + 1));
-                    decoded.AsSpan(0, length).CopyTo(bigger);
-                    ArrayPool<byte>.Shared.Return(decoded);
-                    decoded = bigger;
-                    if (length == decoded.Length) { cut = true; break; }
+                    if (written == output.Length)
+                    {
+                        if (written > limit) { overflow = true; break; } // a decompression bomb stops here
+                        Grow(ref output, written, limit);
+                    }
+                    int n;
+                    try
+                    {
+                        n = stream.Read(output, written, output.Length - written);
+                    }
+                    catch (InvalidDataException) when (cut && written > 0)
+                    {
+                        break; // the cut end of a cut body
+                    }
+                    if (n == 0) break;
+                    written += n;
                 }
-                var n = stream.Read(decoded, length, decoded.Length - length);
-                if (n == 0) break;
-                length += n;
             }
-            if (length > cap) { length = cap; cut = true; }
-            return true;
         }
-        catch (Exception e) when (e is InvalidDataException or IOException)
+        catch (InvalidDataException)
         {
-            ArrayPool<byte>.Shared.Return(decoded!);
-            decoded = null;
+            BufferPool.Return(output);
+            metrics?.BodyDecodeFailures.Increment();
+            return;
+        }
+        if (written > limit)
+        {
+            written = limit;
+            overflow = true;
+        }
+        metrics?.BodiesDecoded.Increment();
+        m.ReplaceBodyDecoded(output, written, coding, overflow);
+    }
+
+    private static void Grow(ref byte[] buffer, int used, int limit)
+    {
+        var bigger = BufferPool.Rent(Math.Max(Math.Min(buffer.Length * 2, limit + 1), buffer.Length + 1));
+        buffer.AsSpan(0, used).CopyTo(bigger);
+        BufferPool.Return(buffer);
+        buffer = bigger;
+    }
+
+    /// <summary>JSON string escaping alone (the bench and its tests).</summary>
+    internal static void EscapeForBench(IBufferWriter<byte> o, ReadOnlySpan<byte> s) => Encoder.Escaped(o, s);
+
+    /// <summary>The message's fields, written with reusable buffers (one encoder per thread).</summary>
+    private sealed class Encoder
+    {
+        private readonly ArrayBufferWriter<byte> _headers = new(2048);
+        private byte[] _scratch = new byte[1024];
+
+        public void Write(IBufferWriter<byte> o, HttpExchange x, AktoIdentity id, long unixSeconds, int bodyCap)
+        {
+            var req = x.Request;
+            var resp = x.Response;
+            var info = x.Info;
+            var client = info is null ? "" : x.Direction == 1 ? info.RemoteEndpoint : info.LocalEndpoint;
+            var server = info is null ? "" : x.Direction == 1 ? info.LocalEndpoint : info.RemoteEndpoint;
+            var reqBody = Body.Of(req, bodyCap);
+            var respBody = Body.Of(resp, bodyCap);
+            Span<byte> num = stackalloc byte[24];
+
+            Raw(o, "{\"method\":"u8);
+            Text(o, req.Method);
+            Raw(o, ",\"path\":"u8);
+            Bytes(o, req.TargetBytes);
+            Raw(o, ",\"type\":"u8);
+            Text(o, req.Version);
+            Raw(o, ",\"statusCode\":\""u8);
+            Utf8Formatter.TryFormat(resp.StatusCode, num, out var n);
+            Raw(o, num[..n]);
+            Raw(o, "\",\"status\":"u8);
+            if (resp.ReasonBytes.IsEmpty)
+            {
+                Raw(o, "\""u8);
+                Raw(o, num[..n]);
+                Raw(o, "\""u8);
+            }
+            else
+            {
+                var reason = resp.ReasonBytes;
+                var status = Scratch(n + 1 + reason.Length);
+                num[..n].CopyTo(status);
+                status[n] = (byte)' ';
+                reason.CopyTo(status[(n + 1)..]);
+                Bytes(o, status[..(n + 1 + reason.Length)]);
+            }
+            Raw(o, ",\"requestHeaders\":"u8);
+            HeadersJson(req, reqBody, id.RedactHeaders, server);
+            Escaped(o, _headers.WrittenSpan);
+            Raw(o, ",\"responseHeaders\":"u8);
+            HeadersJson(resp, respBody, id.RedactHeaders, null);
+            Escaped(o, _headers.WrittenSpan);
+            Raw(o, ",\"requestPayload\":"u8);
+            Payload(o, req, reqBody);
+            Raw(o, ",\"responsePayload\":"u8);
+            Payload(o, resp, respBody);
+            Raw(o, ",\"ip\":"u8);
+            Text(o, client);
+            Raw(o, ",\"destIp\":"u8);
+            Text(o, server);
+            Raw(o, ",\"time\":\""u8);
+            Utf8Formatter.TryFormat(unixSeconds, num, out n);
+            Raw(o, num[..n]);
+            Raw(o, "\",\"akto_account_id\":"u8);
+            Text(o, id.AccountId);
+            Raw(o, ",\"akto_vxlan_id\":"u8);
+            Text(o, id.VxlanId);
+            Raw(o, ",\"is_pending\":\"false\",\"source\":\"MIRRORING\",\"direction\":\""u8);
+            Raw(o, x.Direction == 1 ? "1"u8 : "2"u8);
+            Raw(o, "\",\"process_id\":\""u8);
+            Utf8Formatter.TryFormat(x.Connection.Tgid, num, out n);
+            Raw(o, num[..n]);
+            Raw(o, "\",\"socket_id\":\""u8);
+            Utf8Formatter.TryFormat(x.Connection.Fd, num, out n);
+            Raw(o, num[..n]);
+            Raw(o, "\",\"daemonset_id\":"u8);
+            Text(o, id.DaemonsetId);
+            Raw(o, ",\"process_name\":"u8);
+            Text(o, info?.ProcessName ?? "");
+            Raw(o, ",\"enable_graph\":\"true\"}"u8);
+        }
+
+        /// <summary>What of a body is sent, and how it is marked.</summary>
+        private readonly struct Body
+        {
+            public readonly int Length;      // payload bytes sent (text or before base64)
+            public readonly bool Base64;
+            public readonly bool Withheld;   // a cut JSON body
+            public readonly bool Cap, Gap, Incomplete;
+
+            private Body(int length, bool base64, bool withheld, bool cap, bool gap, bool incomplete)
+            {
+                Length = length;
+                Base64 = base64;
+                Withheld = withheld;
+                Cap = cap;
+                Gap = gap;
+                Incomplete = incomplete;
+            }
+
+            public bool Cut => Cap || Gap || Incomplete;
+
+            public static Body Of(HttpMessage m, int cap)
+            {
+                var raw = m.Body;
+                var capped = m.BodyTruncated || m.DecodedTruncated;
+                if (raw.Length > cap)
+                {
+                    raw = raw[..cap];
+                    capped = true;
+                }
+                var gap = m.BodyHasGap;
+                var incomplete = m.Incomplete;
+                var cut = capped || gap || incomplete;
+                if (cut && IsJson(m)) return new Body(raw.Length, false, true, capped, gap, incomplete);
+                if (System.Text.Unicode.Utf8.IsValid(raw)) return new Body(raw.Length, false, false, capped, gap, incomplete);
+                if (cut)
+                {
+                    // a cut may fall inside a multi-byte character: drop that partial character
+                    for (var trim = 1; trim <= 3 && trim < raw.Length; trim++)
+                        if (IsPartialCharAtEnd(raw, trim) && System.Text.Unicode.Utf8.IsValid(raw[..^trim]))
+                            return new Body(raw.Length - trim, false, false, capped, gap, incomplete);
+                }
+                return new Body(raw.Length, true, false, capped, gap, incomplete);
+            }
+
+            private static bool IsPartialCharAtEnd(ReadOnlySpan<byte> s, int trim) =>
+                (s[^trim] & 0xC0) == 0xC0; // the last `trim` bytes begin with a lead byte
+        }
+
+        private static bool IsJson(HttpMessage m)
+        {
+            var i = m.FindHeader("content-type"u8);
+            return i >= 0 && ContainsIgnoreCase(m.HeaderValue(i), "json"u8);
+        }
+
+        private static bool ContainsIgnoreCase(ReadOnlySpan<byte> s, ReadOnlySpan<byte> lower)
+        {
+            for (var i = 0; i + lower.Length <= s.Length; i++)
+                if (HttpText.EqualsLower(s.Slice(i, lower.Length), lower)) return true;
             return false;
         }
+
+        private void Payload(IBufferWriter<byte> o, HttpMessage m, in Body b)
+        {
+            if (b.Withheld || b.Length == 0)
+            {
+                Raw(o, "\"\""u8);
+                return;
+            }
+            var bytes = m.Body[..b.Length];
+            if (!b.Base64)
+            {
+                Escaped(o, bytes);
+                return;
+            }
+            var size = Base64.GetMaxEncodedToUtf8Length(bytes.Length) + 2;
+            var span = o.GetSpan(size);
+            span[0] = (byte)'"';
+            Base64.EncodeToUtf8(bytes, span[1..], out _, out var written);
+            span[written + 1] = (byte)'"';
+            o.Advance(written + 2);
+        }
+
+        /// <summary>The headers object, into _headers (it is then escaped into the message as a string).</summary>
+        private void HeadersJson(HttpMessage m, in Body body, IReadOnlyCollection<string> redact, string? serverForHost)
+        {
+            var o = _headers;
+            o.ResetWrittenCount();
+            Raw(o, "{"u8);
+            var first = true;
+            var hasHost = false;
+            var count = m.HeaderCount;
+            for (var i = 0; i < count; i++)
+            {
+                var name = m.HeaderName(i);
+                if (m.DecodedFrom is not null && HttpText.EqualsLower(name, "content-encoding"u8))
+                    continue; // the payload is sent decoded: the coding no longer applies
+                var repeated = false;
+                for (var j = 0; j < i && !repeated; j++)
+                    repeated = HttpText.EqualsIgnoreCase(m.HeaderName(j), name);
+                if (repeated) continue; // joined into its first occurrence
+                if (!hasHost && HttpText.EqualsLower(name, "host"u8)) hasHost = true;
+                if (!first) Raw(o, ","u8);
+                first = false;
+                Bytes(o, name);
+                Raw(o, ":"u8);
+                if (redact.Count > 0 && IsRedacted(name, redact))
+                {
+                    Text(o, RedactedValue);
+                    continue;
+                }
+                var next = NextSame(m, name, i + 1);
+                if (next < 0)
+                {
+                    Bytes(o, m.HeaderValue(i));
+                    continue;
+                }
+                // repeated field: every value kept, joined with ", " in the order sent
+                var joined = 0;
+                var buffer = Scratch(m.HeaderValue(i).Length);
+                m.HeaderValue(i).CopyTo(buffer);
+                joined = m.HeaderValue(i).Length;
+                for (var k = next; k >= 0; k = NextSame(m, name, k + 1))
+                {
+                    var v = m.HeaderValue(k);
+                    buffer = ScratchKeep(joined + 2 + v.Length, joined);
+                    buffer[joined] = (byte)',';
+                    buffer[joined + 1] = (byte)' ';
+                    v.CopyTo(buffer[(joined + 2)..]);
+                    joined += 2 + v.Length;
+                }
+                Bytes(o, _scratch.AsSpan(0, joined));
+            }
+            if (serverForHost is not null && !hasHost)
+            {
+                var host = HostFallback(m, serverForHost);
+                if (host.Length > 0)
+                {
+                    if (!first) Raw(o, ","u8);
+                    first = false;
+                    Raw(o, "\"host\":"u8);
+                    Text(o, host);
+                }
+            }
+            if (m.DecodedFrom is not null)
+            {
+                if (!first) Raw(o, ","u8);
+                first = false;
+                Raw(o, "\"x-collector-decoded\":"u8);
+                Text(o, m.DecodedFrom);
+            }
+            if (body.Cut)
+            {
+                if (!first) Raw(o, ","u8);
+                first = false;
+                Raw(o, "\"x-collector-body-truncated\":"u8);
+                Text(o, TruncationNote(m, body));
+            }
+            if (body.Base64)
+            {
+                if (!first) Raw(o, ","u8);
+                Raw(o, "\"x-collector-body-encoding\":\"base64\""u8);
+            }
+            Raw(o, "}"u8);
+        }
+
+        private static int NextSame(HttpMessage m, ReadOnlySpan<byte> name, int from)
+        {
+            for (var k = from; k < m.HeaderCount; k++)
+                if (HttpText.EqualsIgnoreCase(m.HeaderName(k), name)) return k;
+            return -1;
+        }
+
+        private static bool IsRedacted(ReadOnlySpan<byte> name, IReadOnlyCollection<string> redact)
+        {
+            foreach (var r in redact)
+                if (HttpText.EqualsIgnoreCase(name, r)) return true;
+            return false;
+        }
+
+        private static string TruncationNote(HttpMessage m, in Body b)
+        {
+            var reasons = (b.Cap ? "cap," : "") + (b.Gap ? "gap," : "") + (b.Incomplete ? "incomplete," : "");
+            var note = $"{reasons.TrimEnd(',')}; kept={(b.Withheld ? 0 : b.Length)}; wire={m.BodyTotalBytes}";
+            return b.Withheld ? note + "; json body withheld" : note;
+        }
+
+        /// <summary>Host of a request that sent none: its absolute-form authority, its CONNECT
+        /// target, or the address it was sent to (HTTP/1.0).</summary>
+        private static string HostFallback(HttpMessage m, string server)
+        {
+            if (!m.IsRequest) return "";
+            var target = m.Target;
+            var scheme = target.IndexOf("://", StringComparison.Ordinal);
+            if (scheme > 0)
+            {
+                var start = scheme + 3;
+                var end = target.IndexOfAny(['/', '?', '#'], start);
+                return end < 0 ? target[start..] : target[start..end];
+            }
+            if (m.Method == "CONNECT") return target;
+            return server;
+        }
+
+        private Span<byte> Scratch(int size)
+        {
+            if (_scratch.Length < size) _scratch = new byte[Math.Max(size, _scratch.Length * 2)];
+            return _scratch;
+        }
+
+        private Span<byte> ScratchKeep(int size, int keep)
+        {
+            if (_scratch.Length < size)
+            {
+                var bigger = new byte[Math.Max(size, _scratch.Length * 2)];
+                _scratch.AsSpan(0, keep).CopyTo(bigger);
+                _scratch = bigger;
+            }
+            return _scratch;
+        }
+
+        // ---- JSON primitives ----
+
+        private static void Raw(IBufferWriter<byte> o, ReadOnlySpan<byte> bytes)
+        {
+            var span = o.GetSpan(bytes.Length);
+            bytes.CopyTo(span);
+            o.Advance(bytes.Length);
+        }
+
+        /// <summary>A JSON string from a .NET string.</summary>
+        private void Text(IBufferWriter<byte> o, string s)
+        {
+            var max = Encoding.UTF8.GetMaxByteCount(s.Length);
+            var buffer = Scratch(max);
+            var n = Encoding.UTF8.GetBytes(s, buffer);
+            Escaped(o, buffer[..n]);
+        }
+
+        /// <summary>A JSON string from bytes that are UTF-8 when valid, else ISO-8859-1.</summary>
+        private void Bytes(IBufferWriter<byte> o, ReadOnlySpan<byte> bytes)
+        {
+            if (Ascii.IsValid(bytes) || System.Text.Unicode.Utf8.IsValid(bytes))
+            {
+                Escaped(o, bytes);
+                return;
+            }
+            // Latin-1 → UTF-8 (each byte at most two); the source may live in _scratch, so copy first
+            var source = ArrayPool<byte>.Shared.Rent(bytes.Length);
+            try
+            {
+                bytes.CopyTo(source);
+                var buffer = Scratch(bytes.Length * 2);
+                var n = 0;
+                foreach (var c in source.AsSpan(0, bytes.Length))
+                {
+                    if (c < 0x80) buffer[n++] = c;
+                    else
+                    {
+                        buffer[n++] = (byte)(0xC0 | (c >> 6));
+                        buffer[n++] = (byte)(0x80 | (c & 0x3F));
+                    }
+                }
+                Escaped(o, buffer[..n]);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(source);
+            }
+        }
+
+        /// <summary>A JSON string from valid UTF-8: quotes, backslashes and control characters
+        /// escaped, everything else copied as it is. 32 bytes at a time: one compare finds every
+        /// byte of the block that needs escaping, and the runs between them are moved with 32-byte
+        /// copies (a JSON body has a quote every few bytes: a byte-by-byte loop or a search per
+        /// escape costs 2-4 times as much).</summary>
+        internal static void Escaped(IBufferWriter<byte> o, ReadOnlySpan<byte> s)
+        {
+            var span = o.GetSpan(s.Length * 6 + 2 + Vector256<byte>.Count);
+            span[0] = (byte)'"';
+            var written = 1 + Escape(s, span[1..]);
+            span[written++] = (byte)'"';
+            o.Advance(written);
+        }
+
+        /// <summary>Escapes s into d (room for 6 bytes per input byte plus 32); returns bytes written.</summary>
+        private static int Escape(ReadOnlySpan<byte> s, Span<byte> d)
+        {
+            ref var src = ref MemoryMarshal.GetReference(s);
+            ref var dst = ref MemoryMarshal.GetReference(d);
+            nuint i = 0, o = 0, n = (nuint)s.Length;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var space = Vector256.Create((byte)0x20);
+                var quote = Vector256.Create((byte)'"');
+                var backslash = Vector256.Create((byte)'\\');
+                // a run is copied with a 32-byte load from where it starts: keep 64 bytes ahead in the input
+                while (i + 2 * (nuint)Vector256<byte>.Count <= n)
+                {
+                    var v = Vector256.LoadUnsafe(ref src, i);
+                    var bits = (Vector256.LessThan(v, space) | Vector256.Equals(v, quote) | Vector256.Equals(v, backslash)).ExtractMostSignificantBits();
+                    if (bits == 0)
+                    {
+                        v.StoreUnsafe(ref dst, o);
+                        i += (nuint)Vector256<byte>.Count;
+                        o += (nuint)Vector256<byte>.Count;
+                        continue;
+                    }
+                    nuint start = 0;
+                    do
+                    {
+                        var at = (nuint)BitOperations.TrailingZeroCount(bits);
+                        bits &= bits - 1;
+                        Vector256.LoadUnsafe(ref src, i + start).StoreUnsafe(ref dst, o); // the run [start, at), and more
+                        o += at - start;
+                        o += EscapeOne(Unsafe.Add(ref src, i + at), ref Unsafe.Add(ref dst, o));
+                        start = at + 1;
+                    } while (bits != 0);
+                    Vector256.LoadUnsafe(ref src, i + start).StoreUnsafe(ref dst, o); // the block's tail
+                    o += (nuint)Vector256<byte>.Count - start;
+                    i += (nuint)Vector256<byte>.Count;
+                }
+            }
+            for (; i < n; i++)
+            {
+                var c = Unsafe.Add(ref src, i);
+                if (c >= 0x20 && c != (byte)'"' && c != (byte)'\\') Unsafe.Add(ref dst, o++) = c;
+                else o += EscapeOne(c, ref Unsafe.Add(ref dst, o));
+            }
+            return (int)o;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static nuint EscapeOne(byte c, ref byte d)
+        {
+            Unsafe.Add(ref d, 0) = (byte)'\\';
+            switch (c)
+            {
+                case (byte)'"': Unsafe.Add(ref d, 1) = (byte)'"'; return 2;
+                case (byte)'\\': Unsafe.Add(ref d, 1) = (byte)'\\'; return 2;
+                case (byte)'\n': Unsafe.Add(ref d, 1) = (byte)'n'; return 2;
+                case (byte)'\r': Unsafe.Add(ref d, 1) = (byte)'r'; return 2;
+                case (byte)'\t': Unsafe.Add(ref d, 1) = (byte)'t'; return 2;
+                default:
+                    Unsafe.Add(ref d, 1) = (byte)'u';
+                    Unsafe.Add(ref d, 2) = (byte)'0';
+                    Unsafe.Add(ref d, 3) = (byte)'0';
+                    Unsafe.Add(ref d, 4) = Hex(c >> 4);
+                    Unsafe.Add(ref d, 5) = Hex(c & 0xF);
+                    return 6;
+            }
+        }
+
+        private static byte Hex(int v) => (byte)(v < 10 ? '0' + v : 'a' + v - 10);
     }
 }

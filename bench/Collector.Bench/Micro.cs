@@ -1,0 +1,59 @@
+using System.Buffers;
+using System.Diagnostics;
+using Collector.Connections;
+using Collector.Events;
+using Collector.Http;
+using Collector.Metrics;
+using Collector.Output;
+
+namespace Collector.Bench;
+
+/// <summary>`--micro`: the cost of single stages on one exchange, for profiling.</summary>
+public static class Micro
+{
+    public static void Run(string? only = null)
+    {
+        var t = Traffic.Plain(4096, 1, StreamDirection.Ingress);
+        HttpExchange? kept = null;
+        var table = new ConnectionTable(new ReassemblyLimits(TimeSpan.FromSeconds(30), 4096, 1L << 30, new HttpLimits()),
+            new CollectorMetrics(), x => kept = x);
+        ulong pos0 = 0, pos1 = 0, now = 1;
+        void Feed(uint fd)
+        {
+            foreach (var ev in t.Events)
+            {
+                ref var pos = ref ev.Direction == StreamDirection.Egress ? ref pos0 : ref pos1;
+                var h = new DataEventHeader
+                {
+                    Header = new EventHeader { TimestampNs = now++, Type = EventType.Data, Tgid = 1, Fd = fd, Generation = 1 },
+                    Position = pos, DataLength = (uint)ev.Payload.Length, Direction = ev.Direction,
+                };
+                pos += (ulong)ev.Payload.Length;
+                table.OnData(h, ev.Payload);
+            }
+        }
+        Feed(3);
+        var x = kept!;
+        var id = new AktoIdentity("1000000", "0", Guid.NewGuid().ToString(), []);
+        var buffer = new ArrayBufferWriter<byte>(1 << 16);
+        if (only == "reassembly") { Time("reassembly of one exchange (3 events)", 2_000_000, () => { Feed(3); kept!.Dispose(); }); return; }
+        Time("AktoMessage.Write (4 KiB JSON body)", 200_000, () => { buffer.ResetWrittenCount(); AktoMessage.Write(buffer, x, id, 1, 262144); });
+        Time("reassembly of one exchange (3 events)", 200_000, () => { Feed(3); kept!.Dispose(); });
+        Time("CollectionDetails", 200_000, () => AktoMessage.CollectionDetails(x));
+        var body = x.Response.Body.ToArray();
+        var writer = new ArrayBufferWriter<byte>(1 << 16);
+        Time("JSON escaping of the 4 KiB body", 200_000, () => { writer.ResetWrittenCount(); AktoMessage.EscapeForBench(writer, body); });
+    }
+
+    private static void Time(string what, int n, Action a)
+    {
+        for (var i = 0; i < n / 10; i++) a();
+        var alloc = GC.GetAllocatedBytesForCurrentThread();
+        var cpu = Process.GetCurrentProcess().TotalProcessorTime;
+        var sw = Stopwatch.StartNew();
+        for (var i = 0; i < n; i++) a();
+        sw.Stop();
+        var cpuNs = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMilliseconds * 1e6 / n;
+        Console.WriteLine($"{what}: {sw.Elapsed.TotalMilliseconds * 1e6 / n:N0} ns wall, {cpuNs:N0} ns CPU, {(GC.GetAllocatedBytesForCurrentThread() - alloc) / (double)n:N0} B allocated");
+    }
+}

@@ -1,0 +1,236 @@
+using FsCheck;
+using System.IO.Compression;
+using System.Text;
+using System.Text.Json;
+
+namespace Collector.Tests.Http;
+
+/// <summary>Bodies and fields as the processor receives them: content-codings decoded (and said so),
+/// binary bodies in base64 (marked), cuts marked, every value a JSON string.</summary>
+public sealed class OutputTests
+{
+    private static readonly string Json = "{\"users\":[" + string.Join(",", Enumerable.Range(0, 200).Select(i => $"{{\"id\":{i},\"name\":\"user {i}\"}}")) + "]}";
+
+    private static byte[] Compress(string coding, byte[] data)
+    {
+        using var ms = new MemoryStream();
+        using (Stream s = coding switch
+               {
+                   "gzip" => new GZipStream(ms, CompressionLevel.Optimal),
+                   "deflate" => new ZLibStream(ms, CompressionLevel.Optimal),
+                   "raw-deflate" => new DeflateStream(ms, CompressionLevel.Optimal),
+                   "br" => new BrotliStream(ms, CompressionLevel.Optimal),
+                   _ => throw new ArgumentException(coding),
+               })
+            s.Write(data);
+        return ms.ToArray();
+    }
+
+    private static Captured Exchange(Harness h, byte[] responseHead, byte[] body, string requestHead = "GET /r HTTP/1.1\r\nHost: a\r\n\r\n")
+    {
+        var c = h.Open((uint)(5 + h.Exchanges.Count));
+        h.Request(c, requestHead);
+        h.Response(c, responseHead.Concat(body).ToArray());
+        return h.Exchanges[^1];
+    }
+
+    [Theory]
+    [InlineData("gzip", "gzip")]
+    [InlineData("x-gzip", "gzip")]
+    [InlineData("deflate", "deflate")]
+    [InlineData("raw-deflate", "deflate")]
+    [InlineData("br", "br")]
+    public void Content_encodings_are_decoded_and_the_headers_say_so(string how, string coding)
+    {
+        using var h = new Harness();
+        var body = Compress(how == "x-gzip" ? "gzip" : how, Encoding.UTF8.GetBytes(Json));
+        var wire = how is "raw-deflate" ? "deflate" : how;
+        var x = Exchange(h, Harness.Bytes($"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: {wire}\r\nContent-Length: {body.Length}\r\n\r\n"), body);
+        Assert.Equal(Json, x.Akto("responsePayload"));
+        var headers = x.AktoHeaders("responseHeaders");
+        Assert.False(headers.ContainsKey("content-encoding"));
+        Assert.Equal(coding, headers["x-collector-decoded"]);
+        Assert.Equal(body.Length.ToString(), headers["content-length"]); // as it was on the wire
+        Assert.False(headers.ContainsKey("x-collector-body-truncated"));
+        Assert.Equal(1, h.Metrics.BodiesDecoded.Value);
+    }
+
+    [Fact]
+    public void A_chunked_gzip_request_body_is_decoded_too()
+    {
+        using var h = new Harness();
+        var body = Compress("gzip", Encoding.UTF8.GetBytes(Json));
+        var c = h.Open(5);
+        var head = $"POST /up HTTP/1.1\r\nHost: a\r\nContent-Encoding: GZIP\r\nTransfer-Encoding: chunked\r\n\r\n{body.Length:x}\r\n";
+        h.Request(c, Harness.Bytes(head).Concat(body).Concat(Harness.Bytes("\r\n0\r\n\r\n")).ToArray());
+        h.Response(c, "HTTP/1.1 204 No Content\r\n\r\n");
+        var x = Assert.Single(h.Exchanges);
+        Assert.Equal(Json, x.Akto("requestPayload"));
+        Assert.Equal("gzip", x.AktoHeaders("requestHeaders")["x-collector-decoded"]);
+    }
+
+    [Fact]
+    public void A_body_that_does_not_decode_is_sent_as_it_came_with_its_coding()
+    {
+        using var h = new Harness();
+        var junk = new byte[] { 0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 0xff, 0xfe, 0xfd, 0x00, 0x80 };
+        var x = Exchange(h, Harness.Bytes($"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {junk.Length}\r\n\r\n"), junk);
+        var headers = x.AktoHeaders("responseHeaders");
+        Assert.Equal("gzip", headers["content-encoding"]);
+        Assert.Equal("base64", headers["x-collector-body-encoding"]);
+        Assert.Equal(junk, Convert.FromBase64String(x.Akto("responsePayload")));
+        Assert.Equal(1, h.Metrics.BodyDecodeFailures.Value);
+    }
+
+    [Fact]
+    public void A_decompression_bomb_stops_at_the_cap_and_is_marked()
+    {
+        using var h = new Harness(maxBodyBytes: 64 * 1024);
+        var bomb = Compress("gzip", new byte[50 << 20]); // 50 MiB of zeros, about 50 KiB compressed
+        Assert.True(bomb.Length < 64 * 1024);
+        var x = Exchange(h, Harness.Bytes($"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\nContent-Length: {bomb.Length}\r\n\r\n"), bomb);
+        var payload = x.Akto("responsePayload");
+        Assert.Equal(64 * 1024, payload.Length);
+        Assert.All(payload, ch => Assert.Equal('\0', ch));
+        Assert.StartsWith("cap; kept=65536;", x.AktoHeaders("responseHeaders")["x-collector-body-truncated"]);
+    }
+
+    [Fact]
+    public void A_cut_compressed_body_decodes_as_far_as_it_goes()
+    {
+        using var h = new Harness(maxBodyBytes: 2000);
+        var text = string.Concat(Enumerable.Range(0, 3000).Select(i => (char)('a' + i % 26) + (i % 7 == 0 ? " " : "")));
+        var gz = Compress("gzip", new Random(3).GetItems<byte>(Encoding.ASCII.GetBytes(text), 20000).ToArray());
+        var x = Exchange(h, Harness.Bytes($"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\nContent-Length: {gz.Length}\r\n\r\n"), gz);
+        var headers = x.AktoHeaders("responseHeaders");
+        Assert.Equal("gzip", headers["x-collector-decoded"]);
+        Assert.StartsWith("cap;", headers["x-collector-body-truncated"]);
+        Assert.True(x.Akto("responsePayload").Length > 0);
+        Assert.DoesNotContain("x-collector-body-encoding", headers.Keys);
+    }
+
+    [Fact]
+    public void Binary_bodies_are_base64_and_marked()
+    {
+        using var h = new Harness();
+        var png = new byte[] { 0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0x49, 0x48, 0x44, 0x52, 0xff, 0xd8 };
+        var x = Exchange(h, Harness.Bytes($"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {png.Length}\r\n\r\n"), png);
+        Assert.Equal(png, Convert.FromBase64String(x.Akto("responsePayload")));
+        Assert.Equal("base64", x.AktoHeaders("responseHeaders")["x-collector-body-encoding"]);
+        Assert.False(x.AktoHeaders("requestHeaders").ContainsKey("x-collector-body-encoding"));
+    }
+
+    [Fact]
+    public void Text_is_sent_as_text_exactly_with_every_character_escaped_correctly()
+    {
+        using var h = new Harness();
+        var text = "quote \" backslash \\ slash / tab \t cr \r lf \n nul \0 bell \u0007 del \u007f é 日本 🙂 \u2028 <script>&amp;";
+        var bytes = Encoding.UTF8.GetBytes(text);
+        var x = Exchange(h, Harness.Bytes($"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {bytes.Length}\r\n\r\n"), bytes);
+        Assert.Equal(text, x.Akto("responsePayload"));
+        Assert.False(x.AktoHeaders("responseHeaders").ContainsKey("x-collector-body-encoding"));
+    }
+
+    [Fact]
+    public void Json_escaping_round_trips_any_text_at_any_length()
+    {
+        // long enough for the 32-byte blocks, with escapes at every position in a block
+        const string alphabet = "ab\"\\\n\r\t\u0001\u001f\u007f é日🙂{}:,/<>&'";
+        var gen = FsCheck.Fluent.Gen.Zip(FsCheck.Fluent.Gen.Choose(0, 700), FsCheck.Fluent.Gen.Choose(0, int.MaxValue));
+        FsCheck.Fluent.Prop.ForAll(FsCheck.Fluent.Arb.ToArbitrary(gen), t =>
+        {
+            var r = new Random(t.Item2);
+            var sb = new StringBuilder();
+            while (sb.Length < t.Item1)
+            {
+                var c = alphabet[r.Next(alphabet.Length)];
+                if (char.IsSurrogate(c)) continue; // the emoji is added whole below
+                sb.Append(r.Next(10) == 0 ? "\ud83d\ude42" : c.ToString());
+            }
+            var text = sb.ToString();
+            var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+            Collector.Output.AktoMessage.EscapeForBench(buffer, Encoding.UTF8.GetBytes(text));
+            Assert.Equal(text, JsonDocument.Parse(buffer.WrittenMemory).RootElement.GetString());
+        }).Check(FsCheck.Config.QuickThrowOnFailure.WithMaxTest(500)); // FsCheck.CheckExtensions
+    }
+
+    [Fact]
+    public void A_cap_inside_a_multibyte_character_drops_the_partial_character()
+    {
+        using var h = new Harness(maxBodyBytes: 10);
+        var bytes = Encoding.UTF8.GetBytes("123456789é and more");
+        var x = Exchange(h, Harness.Bytes($"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {bytes.Length}\r\n\r\n"), bytes);
+        Assert.Equal("123456789", x.Akto("responsePayload"));
+        Assert.Equal($"cap; kept=9; wire={bytes.Length}", x.AktoHeaders("responseHeaders")["x-collector-body-truncated"]);
+    }
+
+    [Fact]
+    public void Every_field_of_the_akto_message_is_a_string()
+    {
+        using var h = new Harness();
+        var x = Exchange(h, Harness.Bytes("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"), [],
+            "DELETE /users/7?force=true HTTP/1.1\r\nHost: api.example\r\n\r\n");
+        var m = x.Message;
+        foreach (var p in m.EnumerateObject()) Assert.Equal(JsonValueKind.String, p.Value.ValueKind);
+        Assert.Equal("DELETE", m.GetProperty("method").GetString());
+        Assert.Equal("/users/7?force=true", m.GetProperty("path").GetString());
+        Assert.Equal("HTTP/1.1", m.GetProperty("type").GetString());
+        Assert.Equal("404", m.GetProperty("statusCode").GetString());
+        Assert.Equal("404 Not Found", m.GetProperty("status").GetString());
+        Assert.Equal("10.0.0.2:40005", m.GetProperty("ip").GetString());
+        Assert.Equal("10.0.0.1:8080", m.GetProperty("destIp").GetString());
+        Assert.Equal("1764000000", m.GetProperty("time").GetString());
+        Assert.Equal("1", m.GetProperty("direction").GetString());
+        Assert.Equal("100", m.GetProperty("process_id").GetString());
+        Assert.Equal("5", m.GetProperty("socket_id").GetString());
+        Assert.Equal("testproc", m.GetProperty("process_name").GetString());
+        Assert.Equal("MIRRORING", m.GetProperty("source").GetString());
+        Assert.Equal("false", m.GetProperty("is_pending").GetString());
+        Assert.Equal("1000000", m.GetProperty("akto_account_id").GetString());
+        Assert.Equal("0", m.GetProperty("akto_vxlan_id").GetString());
+        Assert.Equal("true", m.GetProperty("enable_graph").GetString());
+        Assert.Equal("", m.GetProperty("requestPayload").GetString());
+        Assert.Equal(22, m.EnumerateObject().Count());
+    }
+
+    [Fact]
+    public void A_message_built_by_hand_encodes_like_a_parsed_one()
+    {
+        // filters and tools build exchanges without the parser
+        var request = new Collector.Http.HttpMessage { IsRequest = true, Method = "GET", Target = "/items?id=1", Version = "HTTP/1.1" };
+        request.Headers.Add(new("Host", "api.example.com"));
+        request.Headers.Add(new("X-Tag", "a"));
+        request.Headers.Add(new("x-tag", "b"));
+        var response = new Collector.Http.HttpMessage { StatusCode = 200, Reason = "OK", Version = "HTTP/1.1" };
+        using var x = new Collector.Connections.HttpExchange
+        {
+            Connection = new Collector.Connections.ConnectionId(4121, 17, 0),
+            Info = new Collector.Connections.ConnectionInfo(System.Net.IPAddress.Parse("10.0.0.9"), 8080,
+                System.Net.IPAddress.Parse("10.0.0.7"), 51334, Collector.Events.ConnectionOrigin.Accept, "server"),
+            Direction = 1,
+            Source = Collector.Events.EventSource.Syscall,
+            Request = request,
+            Response = response,
+        };
+        Assert.Equal("api.example.com", request.Header("host"));
+        Assert.Equal("a, b", request.Header("X-TAG"));
+        Assert.Equal([("Host", "api.example.com"), ("X-Tag", "a"), ("x-tag", "b")], request.Headers.Select(kv => (kv.Key, kv.Value)));
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        Collector.Output.AktoMessage.Write(buffer, x, new Collector.Output.AktoIdentity("1", "0", "d", []), 1, 1000);
+        var m = JsonDocument.Parse(buffer.WrittenMemory).RootElement;
+        Assert.Equal("/items?id=1", m.GetProperty("path").GetString());
+        Assert.Equal("200 OK", m.GetProperty("status").GetString());
+        Assert.Equal("{\"Host\":\"api.example.com\",\"X-Tag\":\"a, b\"}", m.GetProperty("requestHeaders").GetString());
+        Assert.Equal("10.0.0.7:51334", m.GetProperty("ip").GetString());
+        Assert.Equal("api.example.com|GET|/items?id=1", Collector.Output.AktoMessage.CollectionDetails(x));
+    }
+
+    [Fact]
+    public void A_status_line_without_a_reason_gives_the_code_alone()
+    {
+        using var h = new Harness();
+        var x = Exchange(h, Harness.Bytes("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n"), []);
+        Assert.Equal("200", x.Akto("status"));
+        Assert.Equal("200", x.Akto("statusCode"));
+    }
+}
