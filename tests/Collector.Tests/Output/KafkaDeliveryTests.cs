@@ -406,7 +406,7 @@ public sealed class KafkaDeliveryTests : IDisposable
             Assert.Equal(new string('b', body.Length), body);
             var headers = WalkingSkeletonTests.ParseHeaders(m.GetProperty("responseHeaders").GetString()!);
             Assert.True(headers.TryGetValue(AktoMessage.TruncatedHeader, out var note), m.GetProperty("responseHeaders").GetString());
-            Assert.Contains("total=40000", note);
+            Assert.Contains("wire=40000", note);
             Assert.Equal(path, PathOf(r));
         }
         Assert.Equal(0, await Kafka(collector, "failed"));
