@@ -88,9 +88,9 @@ public sealed class HttpStreamParser
 
     private int _lastByte = '\n'; // the byte before the next event (-1: unknown, after a gap)
 
-    // bytes of an incomplete line (or, during AwaitUpgrade, every byte held back)
-    private byte[]? _carry;
-    private int _carryLength;
+    // bytes of an incomplete line (or, during AwaitUpgrade, every byte held back), in a pipe
+    private readonly CarriedBytes _carry = new();
+    private int _carryLength => _carry.Length;
     private ulong _carryNs;
 
     public HttpStreamParser(HttpLimits limits) => _limits = limits;
@@ -159,13 +159,12 @@ public sealed class HttpStreamParser
                 CheckCarryLimit(sink);
                 return;
             }
-            var carried = _carry.AsSpan(0, _carryLength);
+            var carried = _carry.Contiguous();
             var used = ParseSpan(carried, _carryNs, eventNs, sink);
             if (used < carried.Length && _state is not (State.Resync or State.Opaque))
             {
                 // only when a message before the held bytes ended in an upgrade wait
-                carried[used..].CopyTo(_carry);
-                _carryLength = carried.Length - used;
+                _carry.Consume(used);
             }
             else
             {
@@ -266,7 +265,7 @@ public sealed class HttpStreamParser
     public void Shed(IHttpMessageSink sink)
     {
         _current?.MarkLost("shed");
-        if (_carryLength == 0 && _carry is null) return;
+        if (_carryLength == 0) return;
         if (_state == State.AwaitUpgrade)
         {
             ReleaseCarry();
@@ -295,10 +294,11 @@ public sealed class HttpStreamParser
             return;
         }
         if (_carryLength == 0) return;
-        var held = _carry!;
+        // what was held goes back through the parser, which may carry again: take it out first
         var length = _carryLength;
-        _carry = null;
-        _carryLength = 0;
+        var held = BufferPool.Rent(length);
+        _carry.Contiguous().CopyTo(held);
+        _carry.Clear();
         try
         {
             Feed(held.AsSpan(0, length), _carryNs, sink);
@@ -323,13 +323,13 @@ public sealed class HttpStreamParser
     /// <summary>Returns every pooled buffer (the connection is gone).</summary>
     public void Release()
     {
-        ReleaseCarry();
+        _carry.Release();
         DropCurrent();
         _state = State.Opaque;
     }
 
     /// <summary>Bytes of a line carried to the next event (or held during an upgrade wait).</summary>
-    public int CarryBytes => _carry?.Length ?? 0;
+    public int CarryBytes => _carry.Retained;
 
     /// <summary>The message being parsed, if any.</summary>
     public HttpMessage? Current => _current;
@@ -717,7 +717,7 @@ public sealed class HttpStreamParser
                 break;
             case State.Headers or State.Trailers when _headerBytes + _carryLength > _limits.MaxHeaderBytes:
             {
-                var line = _carry.AsSpan(0, _carryLength);
+                var line = _carry.Contiguous();
                 if (_state == State.Headers && IsFramingFieldPrefix(line))
                 {
                     Abandon("framing_field_too_long", sink); // its value cannot be known without buffering it
@@ -740,29 +740,9 @@ public sealed class HttpStreamParser
         return HttpText.EqualsLower(name, "content-length"u8) || HttpText.EqualsLower(name, "transfer-encoding"u8);
     }
 
-    private void AppendCarry(ReadOnlySpan<byte> data)
-    {
-        var need = _carryLength + data.Length;
-        if (_carry is null || _carry.Length < need)
-        {
-            var bigger = BufferPool.Rent(Math.Max(need, _carry is null ? 256 : _carry.Length * 2));
-            if (_carry is not null)
-            {
-                _carry.AsSpan(0, _carryLength).CopyTo(bigger);
-                BufferPool.Return(_carry);
-            }
-            _carry = bigger;
-        }
-        data.CopyTo(_carry.AsSpan(_carryLength));
-        _carryLength = need;
-    }
+    private void AppendCarry(ReadOnlySpan<byte> data) => _carry.Append(data);
 
-    private void ReleaseCarry()
-    {
-        if (_carry is not null) BufferPool.Return(_carry);
-        _carry = null;
-        _carryLength = 0;
-    }
+    private void ReleaseCarry() => _carry.Clear();
 
     // ---- syntax ----
 
