@@ -98,12 +98,13 @@ struct {
 	__type(value, struct io_args);
 } active_io SEC(".maps");
 
+/* The fd of a connect() or sendfile() in progress, per thread (a thread is in one call at a time). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, __u32);
-} active_connect SEC(".maps");
+} active_fd SEC(".maps");
 
 /* One entry per TLS call in progress per thread; two maps because SSL_write may call
  * SSL_read-like internals and a read and a write are never nested on one thread otherwise. */
@@ -838,7 +839,7 @@ int sys_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
 	if (!bpf_map_lookup_elem(&conns, &key))
 		return 0;
 	__u32 v = fd;
-	bpf_map_update_elem(&active_connect, &id, &v, BPF_ANY);
+	bpf_map_update_elem(&active_fd, &id, &v, BPF_ANY);
 	return 0;
 }
 
@@ -846,11 +847,11 @@ SEC("tracepoint/syscalls/sys_exit_sendfile64")
 int sys_exit_sendfile64(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 *fd = bpf_map_lookup_elem(&active_connect, &id);
+	__u32 *fd = bpf_map_lookup_elem(&active_fd, &id);
 	if (!fd)
 		return 0;
 	struct conn_key key = {.tgid = id >> 32, .fd = *fd};
-	bpf_map_delete_elem(&active_connect, &id);
+	bpf_map_delete_elem(&active_fd, &id);
 	struct conn_state *st = bpf_map_lookup_elem(&conns, &key);
 	if (!st || ctx->ret <= 0)
 		return 0;
@@ -896,7 +897,7 @@ int sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
 	if (!should_trace(id >> 32))
 		return 0;
 	__u32 fd = ctx->args[0];
-	bpf_map_update_elem(&active_connect, &id, &fd, BPF_ANY);
+	bpf_map_update_elem(&active_fd, &id, &fd, BPF_ANY);
 	return 0;
 }
 
@@ -904,11 +905,11 @@ SEC("tracepoint/syscalls/sys_exit_connect")
 int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 *fdp = bpf_map_lookup_elem(&active_connect, &id);
+	__u32 *fdp = bpf_map_lookup_elem(&active_fd, &id);
 	if (!fdp)
 		return 0;
 	__u32 fd = *fdp;
-	bpf_map_delete_elem(&active_connect, &id);
+	bpf_map_delete_elem(&active_fd, &id);
 	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
 		return 0;
 	struct sock *sk = tcp_sock_of_fd(fd);

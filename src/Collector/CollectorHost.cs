@@ -126,7 +126,6 @@ public static class CollectorHost
         LogKernelFeatures(log, settings, kernel, tls);
 
         var exitCode = 0;
-        var lastDrops = new long[(int)KernelDropReason.Count];
         var nextSummary = DateTime.UtcNow.AddMinutes(1);
         long lastSummaryTotal = 0;
         try
@@ -134,7 +133,7 @@ public static class CollectorHost
             while (!stop.IsCancellationRequested)
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(500), stop.Token).ContinueWith(_ => { });
-                PublishKernelDrops(kernel.ReadDropCounters(), lastDrops, metrics);
+                PublishKernelDrops(kernel.ReadDropCounters(), metrics);
                 var rss = Process.GetCurrentProcess().WorkingSet64;
                 if (rss > settings.MemoryRestartBytes)
                 {
@@ -232,7 +231,7 @@ public static class CollectorHost
         }
     }
 
-    private static void PublishKernelDrops(long[] totals, long[] last, CollectorMetrics metrics)
+    private static void PublishKernelDrops(long[] totals, CollectorMetrics metrics)
     {
         for (var i = 0; i < totals.Length; i++)
         {
@@ -243,7 +242,6 @@ public static class CollectorHost
                 or KernelDropReason.SendfileBytes or KernelDropReason.IovSkipped;
             if (isBytes) metrics.KernelDroppedBytes[label].Set(totals[i]);
             if (!isBytes || reason == KernelDropReason.IovSkipped) metrics.KernelDrops[label].Set(totals[i]);
-            last[i] = totals[i];
         }
     }
 

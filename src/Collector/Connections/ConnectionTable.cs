@@ -40,9 +40,6 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
     /// <summary>Hidden debug option (CAPTURE_DUMP_PATH): every event is also written here.</summary>
     public CaptureDump? Dump { get; set; }
 
-    /// <summary>Process names by tgid, learned from open events.</summary>
-    private readonly Dictionary<uint, string> _processNames = new();
-
     public unsafe void OnOpen(in OpenEvent e)
     {
         Dump?.Open(e);
@@ -54,7 +51,6 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
         fixed (byte* comm = e.Comm)
         {
             var name = CString(new ReadOnlySpan<byte>(comm, EventLayout.CommLength));
-            _processNames[e.Header.Tgid] = name;
             conn.SetInfo(new ConnectionInfo(
                 Address(e.Family, new ReadOnlySpan<byte>(local, 16)), e.LocalPort,
                 Address(e.Family, new ReadOnlySpan<byte>(remote, 16)), e.RemotePort,
@@ -184,7 +180,6 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
     public void OnExit(uint tgid, ulong timestampNs)
     {
         Dump?.Exit(tgid, timestampNs);
-        _processNames.Remove(tgid);
         List<Connection>? ended = null;
         foreach (var c in _lru)
             if (c.Id.Tgid == tgid) (ended ??= new()).Add(c);
@@ -319,7 +314,6 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
         return System.Text.Encoding.UTF8.GetString(end < 0 ? s : s[..end]);
     }
 
-    public string? ProcessName(uint tgid) => _processNames.GetValueOrDefault(tgid);
 
     public void Dispose()
     {
