@@ -2,8 +2,8 @@
 /* HTTP capture at the socket syscalls (tracepoints) and at the TLS libraries (uprobes).
  *
  * The kernel this runs on has no kprobes and no fentry, so everything here is a syscall
- * tracepoint or a uprobe. Arguments are saved at sys_enter keyed by pid_tgid and the data is
- * read at sys_exit, when the byte count is known. Sockets are recognised from the fd table of the
+ * tracepoint or a uprobe. Arguments are saved at sys_enter in the thread's local storage and the
+ * data is read at sys_exit, when the byte count is known. Sockets are recognised from the fd table of the
  * task (not from having seen accept/connect), so connections opened before the collector started
  * are captured too. */
 #include "vmlinux.h"
@@ -14,6 +14,14 @@
 #include "collector.h"
 
 char LICENSE[] SEC("license") = "GPL";
+
+/* Copies user memory straight into a ring-buffer record (kernel 6.16 and later). Weak: on an older
+ * kernel libbpf leaves it unresolved and the programs copy through a per-CPU scratch event. */
+extern int bpf_probe_read_user_dynptr(struct bpf_dynptr *dptr, __u64 off, __u64 size,
+				      const void *unsafe_ptr__ign) __weak __ksym;
+#define has_direct_copy() (bpf_probe_read_user_dynptr != NULL)
+#define DATA_HEADER_SIZE offsetof(struct data_event, data)
+#define MAX_SEGMENTS 4 /* buffers of one call coalesced into one data event */
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -91,37 +99,6 @@ struct {
 	__type(value, struct conn_state);
 } conns SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct io_args);
-} active_io SEC(".maps");
-
-/* The fd of a connect() or sendfile() in progress, per thread (a thread is in one call at a time). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, __u32);
-} active_fd SEC(".maps");
-
-/* One entry per TLS call in progress per thread; two maps because SSL_write may call
- * SSL_read-like internals and a read and a write are never nested on one thread otherwise. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct tls_args);
-} active_tls_read SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct tls_args);
-} active_tls_write SEC(".maps");
-
 /* SSL * → fd, for reads served from the library's buffer without a syscall. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -143,22 +120,36 @@ struct {
 	__type(value, struct tls_stream);
 } tls_streams SEC(".maps");
 
-/* Memory-BIO applications (node, .NET) encrypt in SSL_write and send the record with a syscall
- * after it returns, on the same thread: the session waiting for that syscall, per thread. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, __u64);
-} pending_bind SEC(".maps");
+/* What a thread has in progress, in task-local storage: one lookup per probe, no hashing, no
+ * bucket lock, freed with the thread. A thread is in one syscall at a time, and in at most one
+ * TLS read and one TLS write (SSL_write may call read-like internals).
+ * - io: the socket call between its enter and exit (active when io.kind_set)
+ * - call_fd: the fd of a connect() or sendfile() in progress
+ * - tls[DIRECTION]: the TLS call in progress, per direction
+ * - pending_bind: memory-BIO applications (node, .NET) encrypt in SSL_write and send the record
+ *   with a syscall after it returns, on the same thread: the session waiting for that syscall
+ * - last_ingress_fd: ... and read the record with a syscall before SSL_read: the last socket read */
+struct thread_state {
+	struct io_args io;
+	struct tls_args tls[2];
+	__u64 pending_bind;
+	__u32 call_fd;
+	__u32 last_ingress_fd;
+	__u8 io_active;
+	__u8 call_fd_active;
+	__u8 tls_active[2];
+	__u8 pending_bind_active;
+	__u8 last_ingress_active;
+	__u8 pad[2];
+};
 
-/* ... and read the record with a syscall before SSL_read: the last socket read, per thread. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, __u32);
-} last_ingress_fd SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct thread_state);
+} threads SEC(".maps");
+
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -190,6 +181,17 @@ static __always_inline void count_drop(__u32 reason, __u64 n)
 		*v += n;
 }
 
+/* This thread's state; created when create is set (a call worth remembering begins). */
+static __always_inline struct thread_state *thread_state(int create)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct thread_state *t = bpf_task_storage_get(&threads, task, 0,
+							create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+	if (!t && create)
+		count_drop(DROP_ACTIVE_CALLS_FULL, 1);
+	return t;
+}
+
 /* Wake user space in batches: only when this event makes the waiting data cross wakeup_bytes.
  * A wakeup (an irq_work and a context switch) costs far more than the copy; waking on every
  * event while a busy reader lags would multiply it. The reader also polls every 10 ms, so data
@@ -198,6 +200,14 @@ static __always_inline __u64 ringbuf_flags(__u64 size)
 {
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	return avail < settings.wakeup_bytes && avail + size >= settings.wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+										     : BPF_RB_NO_WAKEUP;
+}
+
+/* The same, for a record already reserved (it is counted in the available data). */
+static __always_inline __u64 ringbuf_flags_reserved(__u64 size)
+{
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	return avail < settings.wakeup_bytes + size && avail >= settings.wakeup_bytes ? BPF_RB_FORCE_WAKEUP
 										     : BPF_RB_NO_WAKEUP;
 }
 
@@ -396,6 +406,63 @@ struct {
 	__type(value, struct emit_ctx);
 } emit_state SEC(".maps");
 
+/* Up to MAX_SEGMENTS user buffers that follow each other in the stream. */
+struct segments {
+	__u64 base[MAX_SEGMENTS];
+	__u64 len[MAX_SEGMENTS];
+};
+
+/* One data event of n bytes from the segments, copied once, from user memory straight into the
+ * ring buffer (needs has_direct_copy()). */
+static __always_inline void emit_direct(const struct emit_ctx *c, const struct segments *segs, __u64 n)
+{
+	struct bpf_dynptr dp;
+	__u64 size = DATA_HEADER_SIZE + n;
+	if (bpf_ringbuf_reserve_dynptr(&events, size, 0, &dp) != 0) {
+		bpf_ringbuf_discard_dynptr(&dp, 0);
+		count_drop(DROP_RINGBUF_FULL, 1);
+		count_drop(DROP_RINGBUF_FULL_BYTES, n);
+		return;
+	}
+	struct data_event *e = bpf_dynptr_data(&dp, 0, DATA_HEADER_SIZE);
+	if (!e) {
+		bpf_ringbuf_discard_dynptr(&dp, 0);
+		return;
+	}
+	e->header.timestamp_ns = bpf_ktime_get_ns();
+	e->header.type = EVENT_DATA;
+	e->header.tgid = c->tgid;
+	e->header.fd = c->fd;
+	e->header.generation = c->generation;
+	e->position = c->position + c->off;
+	e->call_bytes = c->call_bytes;
+	e->data_len = n;
+	e->direction = c->direction;
+	e->source = c->source;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	e->tls_ctx = c->tls_ctx;
+	__u64 off = DATA_HEADER_SIZE;
+#pragma unroll
+	for (int i = 0; i < MAX_SEGMENTS; i++) {
+		__u64 len = segs->len[i];
+		if (len == 0)
+			continue;
+		if (bpf_probe_read_user_dynptr(&dp, off, len, (const void *)segs->base[i]) != 0) {
+			bpf_ringbuf_discard_dynptr(&dp, 0);
+			count_drop(DROP_READ_FAILED_BYTES, n);
+			return;
+		}
+		off += len;
+	}
+	bpf_ringbuf_submit_dynptr(&dp, ringbuf_flags_reserved(size));
+}
+
+static __always_inline __u32 chunk_limit(void)
+{
+	__u32 limit = settings.chunk_size;
+	return limit > MAX_DATA_SIZE ? MAX_DATA_SIZE : limit;
+}
+
 /* One chunk of emit_buffer; a bpf_loop callback so that the verifier walks it once. */
 static long emit_chunk(__u32 index, void *unused)
 {
@@ -405,15 +472,19 @@ static long emit_chunk(__u32 index, void *unused)
 		return 1;
 	if (c->off >= c->len)
 		return 1;
+	__u64 n = c->len - c->off;
+	__u32 limit = chunk_limit();
+	if (n > limit)
+		n = limit;
+	if (has_direct_copy()) {
+		struct segments one = {.base = {c->buf + c->off}, .len = {n}};
+		emit_direct(c, &one, n);
+		c->off += n;
+		return 0;
+	}
 	struct data_event *e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e)
 		return 1;
-	__u64 n = c->len - c->off;
-	__u32 limit = settings.chunk_size;
-	if (limit > MAX_DATA_SIZE)
-		limit = MAX_DATA_SIZE;
-	if (n > limit)
-		n = limit;
 	long err;
 	if (n >= MAX_DATA_SIZE) {
 		n = MAX_DATA_SIZE;
@@ -470,6 +541,12 @@ static __always_inline void emit_buffer(__u32 tgid, __u32 fd, __u32 generation, 
 	c->direction = direction;
 	c->source = source;
 	c->tls_ctx = tls_ctx;
+	if (has_direct_copy() && len <= chunk_limit() && settings.max_chunks_per_call > 0) {
+		/* the common case, one chunk: no loop */
+		struct segments one = {.base = {buf}, .len = {len}};
+		emit_direct(c, &one, len);
+		return;
+	}
 	__u32 chunks = settings.max_chunks_per_call;
 	if (chunks > MAX_CHUNKS_LIMIT)
 		chunks = MAX_CHUNKS_LIMIT;
@@ -488,9 +565,15 @@ static __always_inline void enter_io(__u32 fd, __u64 buf, __u32 count, __u32 kin
 		return;
 	if (!conn_of_fd(tgid, fd))
 		return;
-	struct io_args args = {.buf = buf, .fd = fd, .count = count, .kind = kind, .direction = direction};
-	if (bpf_map_update_elem(&active_io, &id, &args, BPF_ANY) != 0)
-		count_drop(DROP_ACTIVE_CALLS_FULL, 1);
+	struct thread_state *t = thread_state(1);
+	if (!t)
+		return;
+	t->io.buf = buf;
+	t->io.fd = fd;
+	t->io.count = count;
+	t->io.kind = kind;
+	t->io.direction = direction;
+	t->io_active = 1;
 }
 
 /* Ties a TLS session to its socket; tells user space when the tie is new, so that plaintext sent
@@ -520,15 +603,17 @@ static __always_inline void bind_tls(__u32 tgid, __u64 ctx, __u32 fd, struct con
 }
 
 /* A TLS call is active on this thread: the syscall names its socket. Returns 1 when so. */
-static __always_inline int claim_for_tls(__u64 id, struct conn_state *st, __u32 fd)
+static __always_inline int claim_for_tls(struct thread_state *t, __u32 tgid, struct conn_state *st, __u32 fd)
 {
-	struct tls_args *t = bpf_map_lookup_elem(&active_tls_read, &id);
-	if (!t)
-		t = bpf_map_lookup_elem(&active_tls_write, &id);
-	if (!t)
+	struct tls_args *a;
+	if (t->tls_active[DIRECTION_INGRESS])
+		a = &t->tls[DIRECTION_INGRESS];
+	else if (t->tls_active[DIRECTION_EGRESS])
+		a = &t->tls[DIRECTION_EGRESS];
+	else
 		return 0;
-	t->fd = fd;
-	bind_tls(id >> 32, t->ctx, fd, st);
+	a->fd = fd;
+	bind_tls(tgid, a->ctx, fd, st);
 	return 1;
 }
 
@@ -596,9 +681,52 @@ static long iov_entry(__u32 i, void *unused)
 	return 0;
 }
 
+/* A vector call of at most MAX_SEGMENTS buffers that fits one chunk (nginx's writev of header and
+ * body): one data event for the whole call. Returns 0 when the call is not of that shape. */
+static __always_inline int plain_iov_coalesced(__u32 tgid, __u32 fd, struct conn_state *st, __u64 iov,
+					       __u32 iovcnt, __u64 total, __u32 direction)
+{
+	struct segments segs = {};
+	__u64 left = total, first = 0, first_len = 0;
+	for (int i = 0; i < MAX_SEGMENTS; i++) {
+		if (i >= iovcnt)
+			break;
+		struct iovec_user v = {};
+		if (bpf_probe_read_user(&v, sizeof(v), (const void *)(iov + i * sizeof(v))) != 0)
+			return 0;
+		__u64 n = v.len < left ? v.len : left;
+		segs.base[i] = v.base;
+		segs.len[i] = n;
+		left -= n;
+		if (first_len == 0 && n > 0) {
+			first = v.base;
+			first_len = n;
+		}
+	}
+	if (left != 0)
+		return 0;
+	__u64 pos = st->plain_pos[direction & 1];
+	st->plain_pos[direction & 1] = pos + total;
+	if ((st->flags & CONN_TLS) || !settings.capture_plain)
+		return 1;
+	if (judge_first_bytes(st, (const void *)first, first_len) == 0) {
+		if (!(st->flags & CONN_TLS))
+			count_drop(DROP_NOT_HTTP_BYTES, total);
+		return 1;
+	}
+	struct emit_ctx c = {.position = pos, .call_bytes = total, .tgid = tgid, .fd = fd,
+			     .generation = st->generation, .direction = direction, .source = SOURCE_SYSCALL};
+	emit_direct(&c, &segs, total);
+	return 1;
+}
+
 static __always_inline void plain_iov(__u32 tgid, __u32 fd, struct conn_state *st, __u64 iov,
 				      __u32 iovcnt, __u64 total, __u32 direction)
 {
+	if (has_direct_copy() && iovcnt <= MAX_SEGMENTS && total <= chunk_limit() &&
+	    settings.max_chunks_per_call > 0 &&
+	    plain_iov_coalesced(tgid, fd, st, iov, iovcnt, total, direction))
+		return;
 	__u32 zero = 0;
 	struct iov_ctx *c = bpf_map_lookup_elem(&iov_state, &zero);
 	if (!c)
@@ -620,34 +748,32 @@ static __always_inline void plain_iov(__u32 tgid, __u32 fd, struct conn_state *s
 
 static __always_inline void exit_io(long ret, const int kind)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct io_args *args = bpf_map_lookup_elem(&active_io, &id);
-	if (!args)
+	struct thread_state *t = thread_state(0);
+	if (!t || !t->io_active)
 		return;
-	struct io_args a = *args;
-	bpf_map_delete_elem(&active_io, &id);
+	struct io_args a = t->io;
+	t->io_active = 0;
 	if (ret <= 0)
 		return;
-	__u32 tgid = id >> 32;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct conn_key key = {.tgid = tgid, .fd = a.fd};
 	struct conn_state *st = bpf_map_lookup_elem(&conns, &key);
 	if (!st)
 		return;
-	if (claim_for_tls(id, st, a.fd))
+	if (claim_for_tls(t, tgid, st, a.fd))
 		return;
 	/* Memory-BIO bookkeeping only for connections that carry TLS records: plaintext connections
 	 * (the hot path) pay nothing for it. */
 	if (st->flags & CONN_TLS) {
 		if (a.direction == DIRECTION_EGRESS) {
-			__u64 *pending = bpf_map_lookup_elem(&pending_bind, &id);
 			/* a guess: never move a socket already tied to another session */
-			if (pending && (st->tls_ctx == 0 || st->tls_ctx == *pending)) {
-				bind_tls(tgid, *pending, a.fd, st);
-				bpf_map_delete_elem(&pending_bind, &id);
+			if (t->pending_bind_active && (st->tls_ctx == 0 || st->tls_ctx == t->pending_bind)) {
+				bind_tls(tgid, t->pending_bind, a.fd, st);
+				t->pending_bind_active = 0;
 			}
 		} else {
-			__u32 fd = a.fd;
-			bpf_map_update_elem(&last_ingress_fd, &id, &fd, BPF_ANY);
+			t->last_ingress_fd = a.fd;
+			t->last_ingress_active = 1;
 		}
 	}
 	if (kind == IO_BUF) {
@@ -838,20 +964,22 @@ int sys_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
 	struct conn_key key = {.tgid = tgid, .fd = fd};
 	if (!bpf_map_lookup_elem(&conns, &key))
 		return 0;
-	__u32 v = fd;
-	bpf_map_update_elem(&active_fd, &id, &v, BPF_ANY);
+	struct thread_state *t = thread_state(1);
+	if (!t)
+		return 0;
+	t->call_fd = fd;
+	t->call_fd_active = 1;
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendfile64")
 int sys_exit_sendfile64(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 *fd = bpf_map_lookup_elem(&active_fd, &id);
-	if (!fd)
+	struct thread_state *t = thread_state(0);
+	if (!t || !t->call_fd_active)
 		return 0;
-	struct conn_key key = {.tgid = id >> 32, .fd = *fd};
-	bpf_map_delete_elem(&active_fd, &id);
+	t->call_fd_active = 0;
+	struct conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = t->call_fd};
 	struct conn_state *st = bpf_map_lookup_elem(&conns, &key);
 	if (!st || ctx->ret <= 0)
 		return 0;
@@ -896,8 +1024,11 @@ int sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!should_trace(id >> 32))
 		return 0;
-	__u32 fd = ctx->args[0];
-	bpf_map_update_elem(&active_fd, &id, &fd, BPF_ANY);
+	struct thread_state *t = thread_state(1);
+	if (!t)
+		return 0;
+	t->call_fd = ctx->args[0];
+	t->call_fd_active = 1;
 	return 0;
 }
 
@@ -905,11 +1036,11 @@ SEC("tracepoint/syscalls/sys_exit_connect")
 int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 *fdp = bpf_map_lookup_elem(&active_fd, &id);
-	if (!fdp)
+	struct thread_state *t = thread_state(0);
+	if (!t || !t->call_fd_active)
 		return 0;
-	__u32 fd = *fdp;
-	bpf_map_delete_elem(&active_fd, &id);
+	__u32 fd = t->call_fd;
+	t->call_fd_active = 0;
 	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
 		return 0;
 	struct sock *sk = tcp_sock_of_fd(fd);
@@ -997,29 +1128,35 @@ int sched_process_exit(struct trace_event_raw_sched_process_exit *ctx)
 
 /* ---- TLS plaintext at the library ---- */
 
-static __always_inline void tls_enter(void *map, void *ctx_ptr, const void *buf, void *out_len, __u32 source)
+static __always_inline void tls_enter(const __u32 direction, void *ctx_ptr, const void *buf, void *out_len, __u32 source)
 {
 	if (!settings.capture_tls)
 		return;
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!should_trace(id >> 32))
 		return;
-	struct tls_args a = {.ctx = (__u64)ctx_ptr, .buf = (__u64)buf, .out_len = (__u64)out_len,
-			     .fd = -1, .source = source};
-	if (bpf_map_update_elem(map, &id, &a, BPF_ANY) != 0)
-		count_drop(DROP_ACTIVE_CALLS_FULL, 1);
+	struct thread_state *t = thread_state(1);
+	if (!t)
+		return;
+	struct tls_args *a = &t->tls[direction & 1];
+	a->ctx = (__u64)ctx_ptr;
+	a->buf = (__u64)buf;
+	a->out_len = (__u64)out_len;
+	a->fd = -1;
+	a->source = source;
+	t->tls_active[direction & 1] = 1;
 	/* a record still waiting for its socket write belongs to an earlier call: stop guessing */
-	bpf_map_delete_elem(&pending_bind, &id);
+	t->pending_bind_active = 0;
 }
 
-static __always_inline void tls_exit(void *map, long ret, __u32 direction)
+static __always_inline void tls_exit(const __u32 direction, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct tls_args *ap = bpf_map_lookup_elem(map, &id);
-	if (!ap)
+	struct thread_state *t = thread_state(0);
+	if (!t || !t->tls_active[direction & 1])
 		return;
-	struct tls_args a = *ap;
-	bpf_map_delete_elem(map, &id);
+	struct tls_args a = t->tls[direction & 1];
+	t->tls_active[direction & 1] = 0;
 	if (ret <= 0)
 		return;
 	__u64 bytes = ret;
@@ -1042,9 +1179,8 @@ static __always_inline void tls_exit(void *map, long ret, __u32 direction)
 	int guessed = 0;
 	if (fd < 0 && direction == DIRECTION_INGRESS) {
 		/* memory BIO: the record came in with this thread's last socket read */
-		__u32 *last = bpf_map_lookup_elem(&last_ingress_fd, &id);
-		if (last) {
-			fd = *last;
+		if (t->last_ingress_active) {
+			fd = t->last_ingress_fd;
 			guessed = 1;
 		}
 	}
@@ -1074,50 +1210,52 @@ static __always_inline void tls_exit(void *map, long ret, __u32 direction)
 	}
 	/* Socket not known yet: send the plaintext now, user space holds it until the bind event.
 	 * A write's record leaves with this thread's next socket write. */
-	if (direction == DIRECTION_EGRESS)
-		bpf_map_update_elem(&pending_bind, &id, &a.ctx, BPF_ANY);
+	if (direction == DIRECTION_EGRESS) {
+		t->pending_bind = a.ctx;
+		t->pending_bind_active = 1;
+	}
 	emit_buffer(tgid, UNBOUND_FD, 0, pos, a.buf, bytes, bytes, direction, a.source, a.ctx);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(ssl_write_enter, void *ssl, const void *buf, int num)
 {
-	tls_enter(&active_tls_write, ssl, buf, NULL, SOURCE_OPENSSL);
+	tls_enter(DIRECTION_EGRESS, ssl, buf, NULL, SOURCE_OPENSSL);
 	return 0;
 }
 
 SEC("uretprobe")
 int BPF_KRETPROBE(ssl_write_exit, int ret)
 {
-	tls_exit(&active_tls_write, ret, DIRECTION_EGRESS);
+	tls_exit(DIRECTION_EGRESS, ret);
 	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(ssl_read_enter, void *ssl, void *buf, int num)
 {
-	tls_enter(&active_tls_read, ssl, buf, NULL, SOURCE_OPENSSL);
+	tls_enter(DIRECTION_INGRESS, ssl, buf, NULL, SOURCE_OPENSSL);
 	return 0;
 }
 
 SEC("uretprobe")
 int BPF_KRETPROBE(ssl_read_exit, int ret)
 {
-	tls_exit(&active_tls_read, ret, DIRECTION_INGRESS);
+	tls_exit(DIRECTION_INGRESS, ret);
 	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(ssl_write_ex_enter, void *ssl, const void *buf, __u64 num, __u64 *written)
 {
-	tls_enter(&active_tls_write, ssl, buf, written, SOURCE_OPENSSL);
+	tls_enter(DIRECTION_EGRESS, ssl, buf, written, SOURCE_OPENSSL);
 	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(ssl_read_ex_enter, void *ssl, void *buf, __u64 num, __u64 *readbytes)
 {
-	tls_enter(&active_tls_read, ssl, buf, readbytes, SOURCE_OPENSSL);
+	tls_enter(DIRECTION_INGRESS, ssl, buf, readbytes, SOURCE_OPENSSL);
 	return 0;
 }
 
@@ -1149,27 +1287,27 @@ int BPF_KPROBE(ssl_free_enter, void *ssl)
 SEC("uprobe")
 int BPF_KPROBE(gnutls_send_enter, void *session, const void *buf, __u64 size)
 {
-	tls_enter(&active_tls_write, session, buf, NULL, SOURCE_GNUTLS);
+	tls_enter(DIRECTION_EGRESS, session, buf, NULL, SOURCE_GNUTLS);
 	return 0;
 }
 
 SEC("uretprobe")
 int BPF_KRETPROBE(gnutls_send_exit, long ret)
 {
-	tls_exit(&active_tls_write, ret, DIRECTION_EGRESS);
+	tls_exit(DIRECTION_EGRESS, ret);
 	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(gnutls_recv_enter, void *session, void *buf, __u64 size)
 {
-	tls_enter(&active_tls_read, session, buf, NULL, SOURCE_GNUTLS);
+	tls_enter(DIRECTION_INGRESS, session, buf, NULL, SOURCE_GNUTLS);
 	return 0;
 }
 
 SEC("uretprobe")
 int BPF_KRETPROBE(gnutls_recv_exit, long ret)
 {
-	tls_exit(&active_tls_read, ret, DIRECTION_INGRESS);
+	tls_exit(DIRECTION_INGRESS, ret);
 	return 0;
 }
