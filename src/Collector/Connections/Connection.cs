@@ -47,19 +47,13 @@ public sealed class HttpExchange : IDisposable
     internal CollectorMetrics? Metrics { get; private set; }
 
     private const int MaxPooled = 4096;
-    private static readonly Stack<HttpExchange> Pool = new();
-    private static readonly Lock PoolLock = new();
+    private static readonly ThreadCachedPool<HttpExchange> Pool = new(batch: 64, maxShared: MaxPooled);
     private bool _inPool;
 
     internal static HttpExchange Rent(ConnectionId connection, ConnectionInfo? info, int direction, EventSource source,
         HttpMessage request, HttpMessage response, CollectorMetrics metrics)
     {
-        HttpExchange? x = null;
-        lock (PoolLock)
-        {
-            if (Pool.TryPop(out var pooled)) x = pooled;
-        }
-        x ??= new HttpExchange { Connection = connection, Info = info, Direction = direction, Source = source, Request = request, Response = response };
+        var x = Pool.TryRent() ?? new HttpExchange { Connection = connection, Info = info, Direction = direction, Source = source, Request = request, Response = response };
         x._inPool = false;
         x._connection = connection;
         x._info = info;
@@ -81,10 +75,7 @@ public sealed class HttpExchange : IDisposable
         _info = null;
         Metrics = null;
         _inPool = true;
-        lock (PoolLock)
-        {
-            if (Pool.Count < MaxPooled) Pool.Push(this);
-        }
+        Pool.Return(this);
     }
 }
 

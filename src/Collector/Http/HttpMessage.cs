@@ -320,20 +320,16 @@ public sealed class HttpMessage : IDisposable
     // message costs no buffer rent at all.
     private const int SmallHead = 1024;
     private const int MaxPooled = 4096;
-    private static readonly Stack<HttpMessage> Pool = new();
-    private static readonly Lock PoolLock = new();
+    private static readonly ThreadCachedPool<HttpMessage> Pool = new(batch: 64, maxShared: MaxPooled);
     private bool _inPool;
 
     /// <summary>A clean message from the pool.</summary>
     internal static HttpMessage Rent()
     {
-        lock (PoolLock)
+        if (Pool.TryRent() is { } m)
         {
-            if (Pool.TryPop(out var m))
-            {
-                m._inPool = false;
-                return m;
-            }
+            m._inPool = false;
+            return m;
         }
         return new HttpMessage();
     }
@@ -355,14 +351,7 @@ public sealed class HttpMessage : IDisposable
         DecodedFrom = null;
         DecodedTruncated = DecodeAttempted = false;
         _inPool = true;
-        lock (PoolLock)
-        {
-            if (Pool.Count < MaxPooled)
-            {
-                Pool.Push(this);
-                return;
-            }
-        }
+        if (Pool.Return(this)) return;
         if (_head is not null) BufferPool.Return(_head); // not pooled: its buffer goes back on its own
         _head = null;
     }
