@@ -32,26 +32,24 @@ public static class Program
         Console.WriteLine($"collector bench: {Environment.ProcessorCount} cores, .NET {Environment.Version}, " +
                           $"GC {(GCSettings.IsServerGC ? "server" : "workstation")}, {seconds}s per scenario, 2000 connections" +
                           (Driver.ExchangesPerConnection == int.MaxValue ? " (never closed)" : $" (each closed after {Driver.ExchangesPerConnection} exchanges)"));
-        var scenarios = new (string Name, Func<int, StreamDirection, ExchangeTemplate> Make, bool Threaded)[]
+        var scenarios = new (string Name, Func<int, StreamDirection, ExchangeTemplate> Make)[]
         {
-            ("plain 4 KiB", (v, d) => Traffic.Plain(4096, v, d), false),
-            ("plain 4 KiB", (v, d) => Traffic.Plain(4096, v, d), true),
-            ("plain 1 KiB", (v, d) => Traffic.Plain(1024, v, d), false),
-            ("POST 1 KiB / 4 KiB", (v, d) => Traffic.Post(1024, 4096, v, d), false),
-            ("chunked 4 KiB (4 x 1 KiB)", (v, d) => Traffic.Chunked(4096, 1024, v, d), false),
-            ("gzip 4 KiB", (v, d) => Traffic.Gzipped(4096, v, d), false),
-            ("mixed", Mixed, false),
-            ("mixed", Mixed, true),
+            ("plain 4 KiB", (v, d) => Traffic.Plain(4096, v, d)),
+            ("plain 1 KiB", (v, d) => Traffic.Plain(1024, v, d)),
+            ("POST 1 KiB / 4 KiB", (v, d) => Traffic.Post(1024, 4096, v, d)),
+            ("chunked 4 KiB (4 x 1 KiB)", (v, d) => Traffic.Chunked(4096, 1024, v, d)),
+            ("gzip 4 KiB", (v, d) => Traffic.Gzipped(4096, v, d)),
+            ("mixed", Mixed),
         };
         var rows = new List<Result>();
         foreach (var s in scenarios)
         {
             if (only is not null && !s.Name.Contains(only, StringComparison.OrdinalIgnoreCase)) continue;
-            var driver = new Driver(s.Make, connections: 2000, threaded: s.Threaded);
+            var driver = new Driver(s.Make, connections: 2000);
             driver.Run(TimeSpan.FromSeconds(Math.Min(1, seconds / 2))); // warm-up (tiered JIT, pools)
             var r = driver.Run(TimeSpan.FromSeconds(seconds));
             driver.Dispose();
-            rows.Add(r with { Name = s.Name + (s.Threaded ? " (2 threads)" : " (1 thread)") });
+            rows.Add(r with { Name = s.Name });
             Console.Error.WriteLine($"  {rows[^1].Name}: done");
         }
         Print(rows);
@@ -117,16 +115,13 @@ public sealed class Driver : IDisposable
     private readonly OutputPipeline _pipeline;
     private readonly DiscardSink _sink = new();
     private readonly ArrayBufferWriter<byte> _buffer = new(64 * 1024);
-    private readonly bool _threaded;
-    private readonly Task? _output;
     private long _emitted;
     private ulong _now = 1_000_000_000;
     private uint _generation = 1;
     private const uint Tgid = 4242;
 
-    public Driver(Func<int, StreamDirection, ExchangeTemplate> make, int connections, bool threaded)
+    public Driver(Func<int, StreamDirection, ExchangeTemplate> make, int connections)
     {
-        _threaded = threaded;
         _templates =
         [
             Enumerable.Range(0, Variants).Select(v => make(v, StreamDirection.Ingress)).ToArray(),
@@ -136,10 +131,9 @@ public sealed class Driver : IDisposable
         var settings = new Settings();
         var filter = new ExchangeFilter(settings, [], new Dictionary<string, string>());
         _pipeline = new OutputPipeline(filter, _sink, metrics, new AktoIdentity("1000000", "0", Guid.NewGuid().ToString(), []),
-            settings.MaxBodyBytes, settings.KafkaMaxMessageBytes, NullLogger.Instance, capacity: 16384);
+            settings.MaxBodyBytes, settings.KafkaMaxMessageBytes, NullLogger.Instance);
         var limits = new ReassemblyLimits(TimeSpan.FromSeconds(30), 4096, 600L << 20, new HttpLimits(settings.MaxHeaderBytes, settings.MaxBodyBytes));
-        _table = new ConnectionTable(limits, metrics, threaded ? EnqueueExchange : HandleInline);
-        if (threaded) _output = Task.Factory.StartNew(() => _pipeline.RunAsync().GetAwaiter().GetResult(), TaskCreationOptions.LongRunning);
+        _table = new ConnectionTable(limits, metrics, HandleInline);
         _conns = new Conn[connections];
         for (var i = 0; i < connections; i++)
         {
@@ -159,15 +153,6 @@ public sealed class Driver : IDisposable
         finally { x.Dispose(); }
         OutputTicks += Stopwatch.GetTimestamp() - t0;
         OutputAllocated += GC.GetAllocatedBytesForCurrentThread() - before;
-    }
-
-    private void EnqueueExchange(HttpExchange x)
-    {
-        _emitted++;
-        // back-pressure instead of the pipeline's drop-when-full: the bench measures throughput
-        var spin = new SpinWait();
-        while (_emitted - Interlocked.Read(ref _pipeline.Processed) > 8000) spin.SpinOnce();
-        _pipeline.Enqueue(x);
     }
 
     private unsafe void Open(Conn c, int index)
@@ -201,7 +186,6 @@ public sealed class Driver : IDisposable
         var allocThread = GC.GetAllocatedBytesForCurrentThread();
         var emitted0 = _emitted;
         var output0 = OutputAllocated;
-        var processed0 = Interlocked.Read(ref _pipeline.Processed);
         long events = 0, payload = 0;
         var sw = Stopwatch.StartNew();
         var stopAt = (long)(duration.TotalSeconds * Stopwatch.Frequency);
@@ -223,17 +207,13 @@ public sealed class Driver : IDisposable
         if (Environment.GetEnvironmentVariable("BENCH_DIAG") is not null)
             Console.Error.WriteLine($"  output share of time: {(double)OutputTicks / sw.ElapsedTicks:P0}, output bytes {_sink.Bytes / Math.Max(1, _sink.Messages)}/msg");
         OutputTicks = 0;
-        if (_threaded)
-        {
-            while (Interlocked.Read(ref _pipeline.Processed) - processed0 < _emitted - emitted0) Thread.SpinWait(100);
-        }
         sw.Stop();
         var allocated = GC.GetTotalAllocatedBytes(true) - allocAll;
         var exchanges = _emitted - emitted0;
         var secs = sw.Elapsed.TotalSeconds;
         return new Result("", events / secs, exchanges / secs, payload / secs / 1e6,
             exchanges == 0 ? 0 : (double)allocated / exchanges,
-            _threaded ? (double)eventThreadAlloc / events : (double)(eventThreadAlloc - (OutputAllocated - output0)) / events,
+            (double)(eventThreadAlloc - (OutputAllocated - output0)) / events,
             $"{GC.CollectionCount(0) - gc0}/{GC.CollectionCount(1) - gc1}/{GC.CollectionCount(2) - gc2}",
             Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0);
     }
@@ -277,7 +257,5 @@ public sealed class Driver : IDisposable
     public void Dispose()
     {
         _table.EndAll("shutdown");
-        _pipeline.Complete();
-        _output?.GetAwaiter().GetResult();
     }
 }

@@ -81,7 +81,6 @@ public static class CollectorHost
         IMessageSink sink = settings.KafkaBrokers is null ? new StdoutSink() : new KafkaSink(settings, metrics, identity.DaemonsetId, loggerFactory.CreateLogger("kafka"));
         var output = new OutputPipeline(filter, sink, metrics, identity, settings.MaxBodyBytes, settings.KafkaMaxMessageBytes,
             loggerFactory.CreateLogger("output"));
-        var outputTask = Task.Run(output.RunAsync);
 
         KernelCapture kernel;
         try
@@ -100,7 +99,7 @@ public static class CollectorHost
         using var kernelLifetime = kernel;
         var limits = new ReassemblyLimits(settings.InactivityThreshold, settings.MaxActiveConnections,
             settings.BufferThresholdBytes, new HttpLimits(settings.MaxHeaderBytes, settings.MaxBodyBytes));
-        var table = new ConnectionTable(limits, metrics, output.Enqueue) { Dump = CaptureDump.Open(settings.CaptureDumpPath) };
+        var table = new ConnectionTable(limits, metrics, output.Emit) { Dump = CaptureDump.Open(settings.CaptureDumpPath) };
         using var tls = new TlsProbes(kernel, settings, metrics, loggerFactory.CreateLogger("tls"));
         table.ExecObserver = tls.OnExec;
         table.ForgetKernelConnection = kernel.ForgetConnection;
@@ -110,7 +109,7 @@ public static class CollectorHost
         };
 
         var readerStarted = new TaskCompletionSource();
-        var readerThread = new Thread(() => ReadEvents(reader, table, settings, stopReading.Token, readerStarted, log))
+        var readerThread = new Thread(() => ReadEvents(reader, table, output, settings, stopReading.Token, readerStarted, log))
         {
             Name = "ring-buffer",
             IsBackground = true,
@@ -146,12 +145,12 @@ public static class CollectorHost
                 if (DateTime.UtcNow >= nextSummary)
                 {
                     nextSummary = DateTime.UtcNow.AddMinutes(1);
-                    var total = metrics.KernelDrops.Total + metrics.HttpDrops.Total + metrics.OutputQueueDrops.Value + metrics.GapBytes.Value;
+                    var total = metrics.KernelDrops.Total + metrics.HttpDrops.Total + metrics.GapBytes.Value;
                     if (total != lastSummaryTotal)
-                        log.LogWarning("drops in the last minute: kernel {Kernel}, http {Http}, output queue {Output}, gap bytes {Gap}",
+                        log.LogWarning("drops in the last minute: kernel {Kernel}, http {Http}, gap bytes {Gap}",
                             string.Join(",", metrics.KernelDrops.Series.Select(s => $"{s.Key}={s.Value.Value}")),
                             string.Join(",", metrics.HttpDrops.Series.Select(s => $"{s.Key}={s.Value.Value}")),
-                            metrics.OutputQueueDrops.Value, metrics.GapBytes.Value);
+                            metrics.GapBytes.Value);
                     lastSummaryTotal = total;
                 }
             }
@@ -172,8 +171,6 @@ public static class CollectorHost
             var detachMs = stopping.ElapsedMilliseconds;
             stopReading.Cancel();
             readerThread.Join();
-            output.Complete();
-            await outputTask;
             var left = await sink.FlushAsync(settings.ShutdownGrace);
             if (left > 0) log.LogWarning("{Count} messages could not be delivered before the grace period ended", left);
             await sink.DisposeAsync();
@@ -185,7 +182,7 @@ public static class CollectorHost
         return exitCode;
     }
 
-    private static void ReadEvents(RingBufferReader reader, ConnectionTable table, Settings settings,
+    private static void ReadEvents(RingBufferReader reader, ConnectionTable table, OutputPipeline output, Settings settings,
         CancellationToken stop, TaskCompletionSource started, ILogger log)
     {
         started.SetResult();
@@ -196,6 +193,7 @@ public static class CollectorHost
             while (!stop.IsCancellationRequested)
             {
                 reader.Poll(10);
+                output.Idle();
                 var now = Stopwatch.GetTimestamp();
                 if (now >= nextSweep)
                 {

@@ -30,7 +30,6 @@ public sealed class CollectorMetrics
     public Counter ProcessScans { get; } = new();
     public Counter ProcessExecScans { get; } = new();
     public Counter ProbeAttachFailures { get; } = new();
-    public Counter OutputQueueDrops { get; } = new();
     public Counter BodiesDecoded { get; } = new();
     public Counter BodyDecodeFailures { get; } = new();
     public Counter ConfigReloads { get; } = new();
@@ -101,7 +100,6 @@ public sealed class CollectorMetrics
     {
         foreach (var (reason, c) in KernelDrops.Series) yield return ("kernel", reason, c.Value);
         foreach (var (reason, c) in HttpDrops.Series) yield return (HttpDropStage(reason), reason, c.Value);
-        yield return ("output", "queue_full", OutputQueueDrops.Value);
         yield return ("kafka", "failed", KafkaMessages["failed"].Value);
         yield return ("kafka", "shed", KafkaMessages["shed"].Value);
     }
@@ -147,7 +145,6 @@ public sealed class CollectorMetrics
             .Family("collector_process_scans_total", "Scans of processes for TLS libraries: every process (start, UPROBE_POLL_INTERVAL) or one that just called exec.", "counter",
                 [([("trigger", "full")], ProcessScans.Value), ([("trigger", "exec")], ProcessExecScans.Value)])
             .Counter("collector_probe_attach_failures_total", "Uprobe attachments that failed.", ProbeAttachFailures.Value)
-            .Counter("collector_output_queue_drops_total", "Exchanges dropped because the output stage was full.", OutputQueueDrops.Value)
             .Counter("collector_bodies_decoded_total", "Bodies decompressed (gzip, deflate, br).", BodiesDecoded.Value)
             .Counter("collector_body_decode_failures_total", "Bodies whose content-encoding could not be decoded.", BodyDecodeFailures.Value)
             .Counter("collector_config_reloads_total", "Discovery rule files loaded after start.", ConfigReloads.Value)

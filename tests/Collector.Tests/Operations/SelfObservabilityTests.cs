@@ -34,7 +34,6 @@ public sealed partial class SelfObservabilityTests
         metrics.CountHttpDrop("malformed_request");
         metrics.CountHttpDrop("message_too_large");
         metrics.CountHttpDrop("event_handler_error");
-        metrics.OutputQueueDrops.Add(3);
         metrics.KafkaMessages["shed"].Add(5);
         metrics.KafkaMessages["failed"].Add(2);
         metrics.ShedBytes.Add(1000);
@@ -46,7 +45,6 @@ public sealed partial class SelfObservabilityTests
         Assert.Equal(1, drops[("reassembly", "malformed_request")]);
         Assert.Equal(1, drops[("output", "message_too_large")]);
         Assert.Equal(1, drops[("events", "event_handler_error")]);
-        Assert.Equal(3, drops[("output", "queue_full")]);
         Assert.Equal(5, drops[("kafka", "shed")]);
         Assert.Equal(2, drops[("kafka", "failed")]);
         var bytes = Parse(metrics.Render()).Where(s => s.Name == "collector_dropped_bytes_total")
