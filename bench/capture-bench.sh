@@ -4,12 +4,16 @@
 #   none      no probes
 #   floor     count-only probes on the same hooks (bpftrace): the cost of the traps alone
 #   collector the collector tracing both nginx and wrk
-# Prints requests/s (median), the ratio collector/floor, and the collector's CPU seconds per
-# 10,000 requests. Traffic stays on 127.0.0.1; every run is bounded by DURATION seconds.
+# Each measured run follows WARMUP seconds of the same load (every mode alike): the figures are
+# the steady state of a node agent that runs for days, not its JIT warming up.
+# Prints requests/s (median), the ratio collector/floor, the collector's CPU seconds per
+# 10,000 requests and what it dropped. Traffic stays on 127.0.0.1; every run is bounded by
+# DURATION seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8}
+WARMUP=${WARMUP:-3}
 CONNECTIONS=${CONNECTIONS:-32}
 COLLECTOR=build/collector/Collector
 LIBSSL=$(ls /usr/lib/x86_64-linux-gnu/libssl.so.3)
@@ -60,8 +64,14 @@ uprobe:$LIBSSL:SSL_write_ex, uretprobe:$LIBSSL:SSL_write_ex
 { @[cpu] = count(); }
 BT
 
+warm_up() { # url
+  [ "$WARMUP" = 0 ] || wrk -t2 -c"$CONNECTIONS" -d"${WARMUP}s" "$1" > /dev/null 2>&1
+}
 run_wrk() { # url → requests/s
   wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$1" 2>/dev/null | awk '/Requests\/sec/ {print $2}'
+}
+dropped() { # metrics port → events, exchanges and messages dropped so far (every stage)
+  curl -s "127.0.0.1:$1/metrics" | awk '/^collector_drops_total/ {s += $2} END {print s + 0}'
 }
 cpu_seconds() { # pid → utime+stime in seconds
   awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
@@ -69,6 +79,8 @@ cpu_seconds() { # pid → utime+stime in seconds
 
 declare -A results
 collector_cpu=()
+collector_drops=()
+metrics_port=$((tls + 1))
 for round in $(seq "$ROUNDS"); do
   for scheme in http https; do
     port=$plain; [ "$scheme" = https ] && port=$tls
@@ -79,14 +91,18 @@ for round in $(seq "$ROUNDS"); do
         bpftrace "$work/floor.bt" > "$work/bt.out" 2>&1 & pid=$!
         sleep 4
       elif [ "$mode" = collector ]; then
-        TRACE_COMMS=nginx,wrk METRICS_BIND=127.0.0.1:0 $COLLECTOR > /dev/null 2> "$work/collector.log" & pid=$!
+        TRACE_COMMS=nginx,wrk METRICS_BIND=127.0.0.1:$metrics_port $COLLECTOR > /dev/null 2> "$work/collector.log" & pid=$!
         for i in $(seq 100); do grep -q "ready:" "$work/collector.log" && break; sleep 0.1; done
-        c0=$(cpu_seconds $pid)
+      fi
+      warm_up "$url"
+      if [ "$mode" = collector ]; then
+        c0=$(cpu_seconds $pid); d0=$(dropped $metrics_port)
       fi
       rps=$(run_wrk "$url")
       if [ "$mode" = collector ]; then
-        c1=$(cpu_seconds $pid)
+        c1=$(cpu_seconds $pid); d1=$(dropped $metrics_port)
         collector_cpu+=("$(awk -v a="$c0" -v b="$c1" -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%.3f", (b - a) / (r * d) * 10000 }')")
+        collector_drops+=("$((d1 - d0))")
       fi
       [ -n "$pid" ] && { kill -INT $pid 2>/dev/null || true; kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; }
       results["$scheme,$mode"]+="$rps "
@@ -104,3 +120,4 @@ for scheme in http https; do
   printf '%-7s %14.0f %14.0f %14.0f %18.3f\n' "$scheme" "$n" "$f" "$c" "$(awk -v c="$c" -v f="$f" 'BEGIN {print c / f}')"
 done
 printf '\ncollector CPU seconds per 10,000 requests (median over runs): %s\n' "$(echo "${collector_cpu[*]}" | median)"
+printf 'collector drops during the measured runs (every stage, each run): %s\n' "${collector_drops[*]}"

@@ -167,12 +167,11 @@ public static class AktoMessage
     }
 
     /// <summary>JSON string escaping alone (the bench and its tests).</summary>
-    internal static void EscapeForBench(IBufferWriter<byte> o, ReadOnlySpan<byte> s) => Encoder.Escaped(o, s);
+    internal static void EscapeForBench(IBufferWriter<byte> o, ReadOnlySpan<byte> s, bool nested = false) => Encoder.Escaped(o, s, nested);
 
     /// <summary>The message's fields, written with reusable buffers (one encoder per thread).</summary>
     private sealed class Encoder
     {
-        private readonly ArrayBufferWriter<byte> _headers = new(2048);
         private byte[] _scratch = new byte[1024];
 
         public void Write(IBufferWriter<byte> o, HttpExchange x, AktoIdentity id, long unixSeconds, int bodyCap)
@@ -187,11 +186,11 @@ public static class AktoMessage
             Span<byte> num = stackalloc byte[24];
 
             Raw(o, "{\"method\":"u8);
-            Text(o, req.Method);
+            Stable(o, req.Method);
             Raw(o, ",\"path\":"u8);
             Bytes(o, req.TargetBytes);
             Raw(o, ",\"type\":"u8);
-            Text(o, req.Version);
+            Stable(o, req.Version);
             Raw(o, ",\"statusCode\":\""u8);
             Utf8Formatter.TryFormat(resp.StatusCode, num, out var n);
             Raw(o, num[..n]);
@@ -212,26 +211,24 @@ public static class AktoMessage
                 Bytes(o, status[..(n + 1 + reason.Length)]);
             }
             Raw(o, ",\"requestHeaders\":"u8);
-            HeadersJson(req, reqBody, id.RedactHeaders, server);
-            Escaped(o, _headers.WrittenSpan);
+            HeadersString(o, req, reqBody, id.RedactHeaders, server);
             Raw(o, ",\"responseHeaders\":"u8);
-            HeadersJson(resp, respBody, id.RedactHeaders, null);
-            Escaped(o, _headers.WrittenSpan);
+            HeadersString(o, resp, respBody, id.RedactHeaders, null);
             Raw(o, ",\"requestPayload\":"u8);
             Payload(o, req, reqBody);
             Raw(o, ",\"responsePayload\":"u8);
             Payload(o, resp, respBody);
             Raw(o, ",\"ip\":"u8);
-            Text(o, client);
+            Stable(o, client);
             Raw(o, ",\"destIp\":"u8);
-            Text(o, server);
+            Stable(o, server);
             Raw(o, ",\"time\":\""u8);
             Utf8Formatter.TryFormat(unixSeconds, num, out n);
             Raw(o, num[..n]);
             Raw(o, "\",\"akto_account_id\":"u8);
-            Text(o, id.AccountId);
+            Stable(o, id.AccountId);
             Raw(o, ",\"akto_vxlan_id\":"u8);
-            Text(o, id.VxlanId);
+            Stable(o, id.VxlanId);
             Raw(o, ",\"is_pending\":\"false\",\"source\":\"MIRRORING\",\"direction\":\""u8);
             Raw(o, x.Direction == 1 ? "1"u8 : "2"u8);
             Raw(o, "\",\"process_id\":\""u8);
@@ -241,9 +238,9 @@ public static class AktoMessage
             Utf8Formatter.TryFormat(x.Connection.Fd, num, out n);
             Raw(o, num[..n]);
             Raw(o, "\",\"daemonset_id\":"u8);
-            Text(o, id.DaemonsetId);
+            Stable(o, id.DaemonsetId);
             Raw(o, ",\"process_name\":"u8);
-            Text(o, info?.ProcessName ?? "");
+            Stable(o, info?.ProcessName ?? "");
             Raw(o, ",\"enable_graph\":\"true\"}"u8);
         }
 
@@ -329,12 +326,12 @@ public static class AktoMessage
             o.Advance(written + 2);
         }
 
-        /// <summary>The headers object, into _headers (it is then escaped into the message as a string).</summary>
-        private void HeadersJson(HttpMessage m, in Body body, IReadOnlyCollection<string> redact, string? serverForHost)
+        /// <summary>The headers object as a JSON string: the object's JSON, escaped once more, written
+        /// straight into the message (names and values need no escaping in most messages: then
+        /// they are copied as they are).</summary>
+        private void HeadersString(IBufferWriter<byte> o, HttpMessage m, in Body body, IReadOnlyCollection<string> redact, string? serverForHost)
         {
-            var o = _headers;
-            o.ResetWrittenCount();
-            Raw(o, "{"u8);
+            Raw(o, "\"{"u8);
             var first = true;
             var hasHost = false;
             var count = m.HeaderCount;
@@ -350,17 +347,17 @@ public static class AktoMessage
                 if (!hasHost && HttpText.EqualsLower(name, "host"u8)) hasHost = true;
                 if (!first) Raw(o, ","u8);
                 first = false;
-                Bytes(o, name);
+                Bytes(o, name, Nested);
                 Raw(o, ":"u8);
                 if (redact.Count > 0 && IsRedacted(name, redact))
                 {
-                    Text(o, RedactedValue);
+                    Text(o, RedactedValue, Nested);
                     continue;
                 }
                 var next = NextSame(m, name, i + 1);
                 if (next < 0)
                 {
-                    Bytes(o, m.HeaderValue(i));
+                    Bytes(o, m.HeaderValue(i), Nested);
                     continue;
                 }
                 // repeated field: every value kept, joined with ", " in the order sent
@@ -377,7 +374,7 @@ public static class AktoMessage
                     v.CopyTo(buffer[(joined + 2)..]);
                     joined += 2 + v.Length;
                 }
-                Bytes(o, _scratch.AsSpan(0, joined));
+                Bytes(o, _scratch.AsSpan(0, joined), Nested);
             }
             if (serverForHost is not null && !hasHost)
             {
@@ -386,31 +383,34 @@ public static class AktoMessage
                 {
                     if (!first) Raw(o, ","u8);
                     first = false;
-                    Raw(o, "\"host\":"u8);
-                    Text(o, host);
+                    Raw(o, "\\\"host\\\":"u8);
+                    Text(o, host, Nested);
                 }
             }
             if (m.DecodedFrom is not null)
             {
                 if (!first) Raw(o, ","u8);
                 first = false;
-                Raw(o, "\"x-collector-decoded\":"u8);
-                Text(o, m.DecodedFrom);
+                Raw(o, "\\\"x-collector-decoded\\\":"u8);
+                Text(o, m.DecodedFrom, Nested);
             }
             if (body.Cut)
             {
                 if (!first) Raw(o, ","u8);
                 first = false;
-                Raw(o, "\"x-collector-body-truncated\":"u8);
-                Text(o, TruncationNote(m, body));
+                Raw(o, "\\\"x-collector-body-truncated\\\":"u8);
+                Text(o, TruncationNote(m, body), Nested);
             }
             if (body.Base64)
             {
                 if (!first) Raw(o, ","u8);
-                Raw(o, "\"x-collector-body-encoding\":\"base64\""u8);
+                Raw(o, "\\\"x-collector-body-encoding\\\":\\\"base64\\\""u8);
             }
-            Raw(o, "}"u8);
+            Raw(o, "}\""u8);
         }
+
+        /// <summary>A string inside the headers object, itself inside a string: escaped twice.</summary>
+        private const bool Nested = true;
 
         private static int NextSame(HttpMessage m, ReadOnlySpan<byte> name, int from)
         {
@@ -476,21 +476,39 @@ public static class AktoMessage
             o.Advance(bytes.Length);
         }
 
-        /// <summary>A JSON string from a .NET string.</summary>
-        private void Text(IBufferWriter<byte> o, string s)
+        // JSON strings of long-lived strings (identity, endpoints, process names, methods, versions),
+        // by reference: most exchanges repeat the ones before them
+        private readonly Dictionary<string, byte[]> _stable = new(ReferenceEqualityComparer.Instance);
+        private const int MaxStable = 4096;
+
+        /// <summary>A JSON string from a string that is likely to be written again (the same object).</summary>
+        private void Stable(IBufferWriter<byte> o, string s)
+        {
+            if (!_stable.TryGetValue(s, out var json))
+            {
+                if (_stable.Count >= MaxStable) _stable.Clear();
+                var w = new ArrayBufferWriter<byte>(s.Length + 8);
+                Text(w, s);
+                _stable[s] = json = w.WrittenSpan.ToArray();
+            }
+            Raw(o, json);
+        }
+
+        /// <summary>A JSON string from a .NET string (nested: the string inside a string).</summary>
+        private void Text(IBufferWriter<byte> o, string s, bool nested = false)
         {
             var max = Encoding.UTF8.GetMaxByteCount(s.Length);
             var buffer = Scratch(max);
             var n = Encoding.UTF8.GetBytes(s, buffer);
-            Escaped(o, buffer[..n]);
+            Escaped(o, buffer[..n], nested);
         }
 
         /// <summary>A JSON string from bytes that are UTF-8 when valid, else ISO-8859-1.</summary>
-        private void Bytes(IBufferWriter<byte> o, ReadOnlySpan<byte> bytes)
+        private void Bytes(IBufferWriter<byte> o, ReadOnlySpan<byte> bytes, bool nested = false)
         {
             if (Ascii.IsValid(bytes) || System.Text.Unicode.Utf8.IsValid(bytes))
             {
-                Escaped(o, bytes);
+                Escaped(o, bytes, nested);
                 return;
             }
             // Latin-1 → UTF-8 (each byte at most two); the source may live in _scratch, so copy first
@@ -509,7 +527,7 @@ public static class AktoMessage
                         buffer[n++] = (byte)(0x80 | (c & 0x3F));
                     }
                 }
-                Escaped(o, buffer[..n]);
+                Escaped(o, buffer[..n], nested);
             }
             finally
             {
@@ -521,18 +539,23 @@ public static class AktoMessage
         /// escaped, everything else copied as it is. 32 bytes at a time: one compare finds every
         /// byte of the block that needs escaping, and the runs between them are moved with 32-byte
         /// copies (a JSON body has a quote every few bytes: a byte-by-byte loop or a search per
-        /// escape costs 2-4 times as much).</summary>
-        internal static void Escaped(IBufferWriter<byte> o, ReadOnlySpan<byte> s)
+        /// escape costs 2-4 times as much). Nested: a string inside the headers string, its quotes
+        /// written escaped and its content escaped twice.</summary>
+        internal static void Escaped(IBufferWriter<byte> o, ReadOnlySpan<byte> s, bool nested = false)
         {
-            var span = o.GetSpan(s.Length * 6 + 2 + Vector256<byte>.Count);
-            span[0] = (byte)'"';
-            var written = 1 + Escape(s, span[1..]);
+            var span = o.GetSpan(s.Length * 7 + 4 + Vector256<byte>.Count);
+            var written = 0;
+            if (nested) span[written++] = (byte)'\\';
+            span[written++] = (byte)'"';
+            written += Escape(s, span[written..], nested);
+            if (nested) span[written++] = (byte)'\\';
             span[written++] = (byte)'"';
             o.Advance(written);
         }
 
-        /// <summary>Escapes s into d (room for 6 bytes per input byte plus 32); returns bytes written.</summary>
-        private static int Escape(ReadOnlySpan<byte> s, Span<byte> d)
+        /// <summary>Escapes s into d (room for 7 bytes per input byte plus 32), once or twice;
+        /// returns bytes written.</summary>
+        private static int Escape(ReadOnlySpan<byte> s, Span<byte> d, bool twice)
         {
             ref var src = ref MemoryMarshal.GetReference(s);
             ref var dst = ref MemoryMarshal.GetReference(d);
@@ -561,7 +584,8 @@ public static class AktoMessage
                         bits &= bits - 1;
                         Vector256.LoadUnsafe(ref src, i + start).StoreUnsafe(ref dst, o); // the run [start, at), and more
                         o += at - start;
-                        o += EscapeOne(Unsafe.Add(ref src, i + at), ref Unsafe.Add(ref dst, o));
+                        o += twice ? EscapeTwice(Unsafe.Add(ref src, i + at), ref Unsafe.Add(ref dst, o))
+                                   : EscapeOne(Unsafe.Add(ref src, i + at), ref Unsafe.Add(ref dst, o));
                         start = at + 1;
                     } while (bits != 0);
                     Vector256.LoadUnsafe(ref src, i + start).StoreUnsafe(ref dst, o); // the block's tail
@@ -573,7 +597,7 @@ public static class AktoMessage
             {
                 var c = Unsafe.Add(ref src, i);
                 if (c >= 0x20 && c != (byte)'"' && c != (byte)'\\') Unsafe.Add(ref dst, o++) = c;
-                else o += EscapeOne(c, ref Unsafe.Add(ref dst, o));
+                else o += twice ? EscapeTwice(c, ref Unsafe.Add(ref dst, o)) : EscapeOne(c, ref Unsafe.Add(ref dst, o));
             }
             return (int)o;
         }
@@ -597,6 +621,22 @@ public static class AktoMessage
                     Unsafe.Add(ref d, 5) = Hex(c & 0xF);
                     return 6;
             }
+        }
+
+        /// <summary>The escape of the escape: what EscapeOne writes, escaped again (a quote becomes
+        /// backslash, backslash, backslash, quote).</summary>
+        private static nuint EscapeTwice(byte c, ref byte d)
+        {
+            Span<byte> once = stackalloc byte[6];
+            var n = (int)EscapeOne(c, ref once[0]);
+            nuint o = 0;
+            for (var i = 0; i < n; i++)
+            {
+                var b = once[i];
+                if (b == (byte)'\\' || b == (byte)'"') Unsafe.Add(ref d, o++) = (byte)'\\';
+                Unsafe.Add(ref d, o++) = b;
+            }
+            return o;
         }
 
         private static byte Hex(int v) => (byte)(v < 10 ? '0' + v : 'a' + v - 10);

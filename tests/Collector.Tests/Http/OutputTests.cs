@@ -151,7 +151,40 @@ public sealed class OutputTests
             var buffer = new System.Buffers.ArrayBufferWriter<byte>();
             Collector.Output.AktoMessage.EscapeForBench(buffer, Encoding.UTF8.GetBytes(text));
             Assert.Equal(text, JsonDocument.Parse(buffer.WrittenMemory).RootElement.GetString());
+            // nested (a string in the headers string): one parse gives the once-escaped string
+            var nested = new System.Buffers.ArrayBufferWriter<byte>();
+            Collector.Output.AktoMessage.EscapeForBench(nested, Encoding.UTF8.GetBytes(text), nested: true);
+            var once = JsonDocument.Parse("\""u8.ToArray().Concat(nested.WrittenSpan.ToArray()).Concat("\""u8.ToArray()).ToArray()).RootElement.GetString()!;
+            Assert.Equal(text, JsonDocument.Parse(once).RootElement.GetString());
         }).Check(FsCheck.Config.QuickThrowOnFailure.WithMaxTest(500)); // FsCheck.CheckExtensions
+    }
+
+    [Fact]
+    public void Header_values_round_trip_through_the_headers_string_whatever_they_hold()
+    {
+        // The headers object is a JSON string inside the message: each value is escaped twice on
+        // the way out. Values with quotes, backslashes, tabs, Latin-1 and UTF-8, at lengths that
+        // cross the 32-byte blocks, come back exactly after two parses.
+        const string alphabet = "ab\"\\\t é日{}:,/";
+        var gen = FsCheck.Fluent.Gen.Zip(FsCheck.Fluent.Gen.Choose(1, 300), FsCheck.Fluent.Gen.Choose(0, int.MaxValue));
+        FsCheck.Fluent.Prop.ForAll(FsCheck.Fluent.Arb.ToArbitrary(gen), t =>
+        {
+            var r = new Random(t.Item2);
+            var sb = new StringBuilder("v");
+            while (sb.Length < t.Item1) sb.Append(alphabet[r.Next(alphabet.Length)]);
+            var value = sb.ToString().TrimEnd(' ', '\t') + "z";
+            var latin1 = r.Next(4) == 0;
+            using var h = new Harness();
+            var c = h.Open(9);
+            var head = Encoding.UTF8.GetBytes("GET /r HTTP/1.1\r\nHost: a\r\nX-Value: ")
+                .Concat(latin1 ? Encoding.Latin1.GetBytes(value.Replace('日', 'x')) : Encoding.UTF8.GetBytes(value))
+                .Concat("\r\n\r\n"u8.ToArray()).ToArray();
+            h.Request(c, head);
+            h.Response(c, "HTTP/1.1 204 No Content\r\nX-Echo: \"quoted\" \\ back\r\n\r\n");
+            var x = h.Exchanges[^1];
+            Assert.Equal(latin1 ? value.Replace('日', 'x') : value, x.AktoHeaders("requestHeaders")["x-value"]);
+            Assert.Equal("\"quoted\" \\ back", x.AktoHeaders("responseHeaders")["x-echo"]);
+        }).Check(FsCheck.Config.QuickThrowOnFailure.WithMaxTest(300));
     }
 
     [Fact]
