@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8}
-WARMUP=${WARMUP:-3}
+WARMUP=${WARMUP:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 COLLECTOR=build/collector/Collector
 LIBSSL=$(ls /usr/lib/x86_64-linux-gnu/libssl.so.3)

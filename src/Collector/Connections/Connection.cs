@@ -20,6 +20,17 @@ public sealed record ConnectionInfo(
     public string LocalEndpoint => _local ??= Endpoint(LocalAddress, LocalPort);
     public string RemoteEndpoint => _remote ??= Endpoint(RemoteAddress, RemotePort);
 
+    /// <summary>The encoder's JSON strings of the endpoints and process name, made once per
+    /// connection (every exchange on it repeats them). Not part of the record's value.</summary>
+    internal byte[]? LocalEndpointJson, RemoteEndpointJson, ProcessNameJson;
+
+    public bool Equals(ConnectionInfo? other) =>
+        other is not null && LocalAddress.Equals(other.LocalAddress) && LocalPort == other.LocalPort &&
+        RemoteAddress.Equals(other.RemoteAddress) && RemotePort == other.RemotePort &&
+        Origin == other.Origin && ProcessName == other.ProcessName;
+
+    public override int GetHashCode() => HashCode.Combine(LocalAddress, LocalPort, RemoteAddress, RemotePort, Origin, ProcessName);
+
     public static string Endpoint(IPAddress address, int port) =>
         address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
             ? $"[{address}]:{port}"

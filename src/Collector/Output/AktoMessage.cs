@@ -179,18 +179,17 @@ public static class AktoMessage
             var req = x.Request;
             var resp = x.Response;
             var info = x.Info;
-            var client = info is null ? "" : x.Direction == 1 ? info.RemoteEndpoint : info.LocalEndpoint;
             var server = info is null ? "" : x.Direction == 1 ? info.LocalEndpoint : info.RemoteEndpoint;
             var reqBody = Body.Of(req, bodyCap);
             var respBody = Body.Of(resp, bodyCap);
             Span<byte> num = stackalloc byte[24];
 
             Raw(o, "{\"method\":"u8);
-            Stable(o, req.Method);
+            Raw(o, KnownJson(req.Method));
             Raw(o, ",\"path\":"u8);
             Bytes(o, req.TargetBytes);
             Raw(o, ",\"type\":"u8);
-            Stable(o, req.Version);
+            Raw(o, KnownJson(req.Version));
             Raw(o, ",\"statusCode\":\""u8);
             Utf8Formatter.TryFormat(resp.StatusCode, num, out var n);
             Raw(o, num[..n]);
@@ -219,16 +218,17 @@ public static class AktoMessage
             Raw(o, ",\"responsePayload\":"u8);
             Payload(o, resp, respBody);
             Raw(o, ",\"ip\":"u8);
-            Stable(o, client);
+            Raw(o, info is null ? "\"\""u8 : x.Direction == 1 ? RemoteJson(info) : LocalJson(info));
             Raw(o, ",\"destIp\":"u8);
-            Stable(o, server);
+            Raw(o, info is null ? "\"\""u8 : x.Direction == 1 ? LocalJson(info) : RemoteJson(info));
             Raw(o, ",\"time\":\""u8);
             Utf8Formatter.TryFormat(unixSeconds, num, out n);
             Raw(o, num[..n]);
             Raw(o, "\",\"akto_account_id\":"u8);
-            Stable(o, id.AccountId);
+            var identity = IdentityJson(id);
+            Raw(o, identity.Account);
             Raw(o, ",\"akto_vxlan_id\":"u8);
-            Stable(o, id.VxlanId);
+            Raw(o, identity.Vxlan);
             Raw(o, ",\"is_pending\":\"false\",\"source\":\"MIRRORING\",\"direction\":\""u8);
             Raw(o, x.Direction == 1 ? "1"u8 : "2"u8);
             Raw(o, "\",\"process_id\":\""u8);
@@ -238,9 +238,9 @@ public static class AktoMessage
             Utf8Formatter.TryFormat(x.Connection.Fd, num, out n);
             Raw(o, num[..n]);
             Raw(o, "\",\"daemonset_id\":"u8);
-            Stable(o, id.DaemonsetId);
+            Raw(o, identity.Daemonset);
             Raw(o, ",\"process_name\":"u8);
-            Stable(o, info?.ProcessName ?? "");
+            Raw(o, info is null ? "\"\""u8 : info.ProcessNameJson ??= Json(info.ProcessName));
             Raw(o, ",\"enable_graph\":\"true\"}"u8);
         }
 
@@ -335,6 +335,10 @@ public static class AktoMessage
             var first = true;
             var hasHost = false;
             var count = m.HeaderCount;
+            // repeated names are found by comparing a small key first (length, first and last
+            // letter): names are compared whole only when their keys match
+            Span<int> keys = count <= 64 ? stackalloc int[count] : new int[count];
+            for (var i = 0; i < count; i++) keys[i] = NameKey(m.HeaderName(i));
             for (var i = 0; i < count; i++)
             {
                 var name = m.HeaderName(i);
@@ -342,7 +346,7 @@ public static class AktoMessage
                     continue; // the payload is sent decoded: the coding no longer applies
                 var repeated = false;
                 for (var j = 0; j < i && !repeated; j++)
-                    repeated = HttpText.EqualsIgnoreCase(m.HeaderName(j), name);
+                    repeated = keys[j] == keys[i] && HttpText.EqualsIgnoreCase(m.HeaderName(j), name);
                 if (repeated) continue; // joined into its first occurrence
                 if (!hasHost && HttpText.EqualsLower(name, "host"u8)) hasHost = true;
                 if (!first) Raw(o, ","u8);
@@ -354,7 +358,7 @@ public static class AktoMessage
                     Text(o, RedactedValue, Nested);
                     continue;
                 }
-                var next = NextSame(m, name, i + 1);
+                var next = NextSame(m, keys, i, i + 1);
                 if (next < 0)
                 {
                     Bytes(o, m.HeaderValue(i), Nested);
@@ -365,7 +369,7 @@ public static class AktoMessage
                 var buffer = Scratch(m.HeaderValue(i).Length);
                 m.HeaderValue(i).CopyTo(buffer);
                 joined = m.HeaderValue(i).Length;
-                for (var k = next; k >= 0; k = NextSame(m, name, k + 1))
+                for (var k = next; k >= 0; k = NextSame(m, keys, i, k + 1))
                 {
                     var v = m.HeaderValue(k);
                     buffer = ScratchKeep(joined + 2 + v.Length, joined);
@@ -412,12 +416,15 @@ public static class AktoMessage
         /// <summary>A string inside the headers object, itself inside a string: escaped twice.</summary>
         private const bool Nested = true;
 
-        private static int NextSame(HttpMessage m, ReadOnlySpan<byte> name, int from)
+        private static int NextSame(HttpMessage m, ReadOnlySpan<int> keys, int of, int from)
         {
-            for (var k = from; k < m.HeaderCount; k++)
-                if (HttpText.EqualsIgnoreCase(m.HeaderName(k), name)) return k;
+            for (var k = from; k < keys.Length; k++)
+                if (keys[k] == keys[of] && HttpText.EqualsIgnoreCase(m.HeaderName(k), m.HeaderName(of))) return k;
             return -1;
         }
+
+        private static int NameKey(ReadOnlySpan<byte> name) =>
+            name.IsEmpty ? 0 : (name.Length & 0xFFFF) | ((name[0] | 0x20) << 16) | ((name[^1] | 0x20) << 24);
 
         private static bool IsRedacted(ReadOnlySpan<byte> name, IReadOnlyCollection<string> redact)
         {
@@ -476,22 +483,39 @@ public static class AktoMessage
             o.Advance(bytes.Length);
         }
 
-        // JSON strings of long-lived strings (identity, endpoints, process names, methods, versions),
-        // by reference: most exchanges repeat the ones before them
-        private readonly Dictionary<string, byte[]> _stable = new(ReferenceEqualityComparer.Instance);
-        private const int MaxStable = 4096;
+        private byte[] LocalJson(ConnectionInfo info) => info.LocalEndpointJson ??= Json(info.LocalEndpoint);
+        private byte[] RemoteJson(ConnectionInfo info) => info.RemoteEndpointJson ??= Json(info.RemoteEndpoint);
 
-        /// <summary>A JSON string from a string that is likely to be written again (the same object).</summary>
-        private void Stable(IBufferWriter<byte> o, string s)
+        // methods and versions: the parser interns the standard ones, so their JSON is made once
+        private readonly Dictionary<string, byte[]> _known = new(ReferenceEqualityComparer.Instance);
+
+        private ReadOnlySpan<byte> KnownJson(string s)
         {
-            if (!_stable.TryGetValue(s, out var json))
+            if (_known.TryGetValue(s, out var json)) return json;
+            json = Json(s);
+            if (_known.Count < 64 && ReferenceEquals(string.IsInterned(s), s)) _known[s] = json; // a custom token is not kept
+            return json;
+        }
+
+        private AktoIdentity? _identity;
+        private (byte[] Account, byte[] Vxlan, byte[] Daemonset) _identityJson;
+
+        /// <summary>The identity's fields as JSON strings, made once per identity.</summary>
+        private (byte[] Account, byte[] Vxlan, byte[] Daemonset) IdentityJson(AktoIdentity id)
+        {
+            if (!ReferenceEquals(id, _identity))
             {
-                if (_stable.Count >= MaxStable) _stable.Clear();
-                var w = new ArrayBufferWriter<byte>(s.Length + 8);
-                Text(w, s);
-                _stable[s] = json = w.WrittenSpan.ToArray();
+                _identityJson = (Json(id.AccountId), Json(id.VxlanId), Json(id.DaemonsetId));
+                _identity = id;
             }
-            Raw(o, json);
+            return _identityJson;
+        }
+
+        private byte[] Json(string s)
+        {
+            var w = new ArrayBufferWriter<byte>(s.Length + 8);
+            Text(w, s);
+            return w.WrittenSpan.ToArray();
         }
 
         /// <summary>A JSON string from a .NET string (nested: the string inside a string).</summary>
@@ -555,7 +579,24 @@ public static class AktoMessage
 
         /// <summary>Escapes s into d (room for 7 bytes per input byte plus 32), once or twice;
         /// returns bytes written.</summary>
+        private static readonly SearchValues<byte> NeedsEscape = SearchValues.Create(
+            [.. Enumerable.Range(0, 0x20).Select(b => (byte)b), (byte)'"', (byte)'\\']);
+
         private static int Escape(ReadOnlySpan<byte> s, Span<byte> d, bool twice)
+        {
+            // Most fields (names, values, addresses) and many bodies need no escaping at all: one
+            // vectorized search (short inputs included) and a copy.
+            var first = s.IndexOfAny(NeedsEscape);
+            if (first < 0)
+            {
+                s.CopyTo(d);
+                return s.Length;
+            }
+            s[..first].CopyTo(d);
+            return first + EscapeFrom(s[first..], d[first..], twice);
+        }
+
+        private static int EscapeFrom(ReadOnlySpan<byte> s, Span<byte> d, bool twice)
         {
             ref var src = ref MemoryMarshal.GetReference(s);
             ref var dst = ref MemoryMarshal.GetReference(d);
