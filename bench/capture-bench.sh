@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Capture overhead on loopback: nginx serving a 1 KiB body over keep-alive, wrk as the client,
-# plaintext and TLS, in three modes run interleaved ROUNDS times:
+# plaintext and TLS, in four modes run interleaved ROUNDS times:
 #   none      no probes
 #   floor     count-only probes on the same hooks (bpftrace): the cost of the traps alone
-#   collector the collector tracing both nginx and wrk
+#   collector the collector tracing both nginx and wrk (every request is emitted twice, once per side)
+#   server    the collector tracing nginx only (the production shape: the load comes from elsewhere)
 # Each measured run follows WARMUP seconds of the same load (every mode alike): the figures are
 # the steady state of a node agent that runs for days, not its JIT warming up.
 # Prints requests/s (median), the ratio collector/floor, the collector's CPU seconds per
@@ -77,32 +78,31 @@ cpu_seconds() { # pid → utime+stime in seconds
   awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
 }
 
-declare -A results
-collector_cpu=()
-collector_drops=()
+declare -A results cpu drops
 metrics_port=$((tls + 1))
 for round in $(seq "$ROUNDS"); do
   for scheme in http https; do
     port=$plain; [ "$scheme" = https ] && port=$tls
     url="$scheme://127.0.0.1:$port/1k.txt"
-    for mode in none floor collector; do
+    for mode in none floor collector server; do
       pid=""
       if [ "$mode" = floor ]; then
         bpftrace "$work/floor.bt" > "$work/bt.out" 2>&1 & pid=$!
         sleep 4
-      elif [ "$mode" = collector ]; then
-        TRACE_COMMS=nginx,wrk METRICS_BIND=127.0.0.1:$metrics_port $COLLECTOR > /dev/null 2> "$work/collector.log" & pid=$!
+      elif [ "$mode" = collector ] || [ "$mode" = server ]; then
+        traced=nginx,wrk; [ "$mode" = server ] && traced=nginx
+        TRACE_COMMS=$traced METRICS_BIND=127.0.0.1:$metrics_port $COLLECTOR > /dev/null 2> "$work/collector.log" & pid=$!
         for i in $(seq 100); do grep -q "ready:" "$work/collector.log" && break; sleep 0.1; done
       fi
       warm_up "$url"
-      if [ "$mode" = collector ]; then
+      if [ "$mode" = collector ] || [ "$mode" = server ]; then
         c0=$(cpu_seconds $pid); d0=$(dropped $metrics_port)
       fi
       rps=$(run_wrk "$url")
-      if [ "$mode" = collector ]; then
+      if [ "$mode" = collector ] || [ "$mode" = server ]; then
         c1=$(cpu_seconds $pid); d1=$(dropped $metrics_port)
-        collector_cpu+=("$(awk -v a="$c0" -v b="$c1" -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%.3f", (b - a) / (r * d) * 10000 }')")
-        collector_drops+=("$((d1 - d0))")
+        cpu["$scheme,$mode"]+="$(awk -v a="$c0" -v b="$c1" -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%.3f", (b - a) / (r * d) * 10000 }') "
+        drops["$scheme,$mode"]+="$((d1 - d0)) "
       fi
       [ -n "$pid" ] && { kill -INT $pid 2>/dev/null || true; kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; }
       results["$scheme,$mode"]+="$rps "
@@ -112,12 +112,17 @@ for round in $(seq "$ROUNDS"); do
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-printf '\n%-7s %14s %14s %14s %18s\n' scheme "none req/s" "floor req/s" "collector req/s" "collector/floor"
+printf '\n%-7s %11s %11s %11s %11s %16s %13s %12s %12s\n' scheme "none" "floor" "collector" "server" "collector/floor" "server/floor" "CPU s/10k" "(server)"
 for scheme in http https; do
   n=$(echo "${results[$scheme,none]}" | median)
   f=$(echo "${results[$scheme,floor]}" | median)
   c=$(echo "${results[$scheme,collector]}" | median)
-  printf '%-7s %14.0f %14.0f %14.0f %18.3f\n' "$scheme" "$n" "$f" "$c" "$(awk -v c="$c" -v f="$f" 'BEGIN {print c / f}')"
+  v=$(echo "${results[$scheme,server]}" | median)
+  printf '%-7s %11.0f %11.0f %11.0f %11.0f %16.3f %13.3f %12s %12s\n' "$scheme" "$n" "$f" "$c" "$v" \
+    "$(awk -v c="$c" -v f="$f" 'BEGIN {print c / f}')" "$(awk -v c="$v" -v f="$f" 'BEGIN {print c / f}')" \
+    "$(echo "${cpu[$scheme,collector]}" | median)" "$(echo "${cpu[$scheme,server]}" | median)"
 done
-printf '\ncollector CPU seconds per 10,000 requests (median over runs): %s\n' "$(echo "${collector_cpu[*]}" | median)"
-printf 'collector drops during the measured runs (every stage, each run): %s\n' "${collector_drops[*]}"
+printf '\n(requests/s, medians of %s rounds of %s s after %s s of warm-up; CPU: collector CPU seconds per 10,000 requests)\n' "$ROUNDS" "$DURATION" "$WARMUP"
+for scheme in http https; do
+  printf 'drops during the measured runs, %s: collector %s| server %s\n' "$scheme" "${drops[$scheme,collector]}" "${drops[$scheme,server]}"
+done

@@ -128,7 +128,10 @@ struct {
  * - tls[DIRECTION]: the TLS call in progress, per direction
  * - pending_bind: memory-BIO applications (node, .NET) encrypt in SSL_write and send the record
  *   with a syscall after it returns, on the same thread: the session waiting for that syscall
- * - last_ingress_fd: ... and read the record with a syscall before SSL_read: the last socket read */
+ * - last_ingress_fd: ... and read the record with a syscall before SSL_read: the last socket read
+ * - traced: the process is traced; remembered so that each call skips the selection (reading the
+ *   process name and comparing it costs as much as the rest of a sys_enter probe). Cleared at
+ *   exec, which can change the name and the namespaces; a rename by prctl is not seen. */
 struct thread_state {
 	struct io_args io;
 	struct tls_args tls[2];
@@ -140,7 +143,8 @@ struct thread_state {
 	__u8 tls_active[2];
 	__u8 pending_bind_active;
 	__u8 last_ingress_active;
-	__u8 pad[2];
+	__u8 traced; /* should_trace() said yes for this thread's process (until its next exec) */
+	__u8 pad;
 };
 
 struct {
@@ -555,17 +559,37 @@ static __always_inline void emit_buffer(__u32 tgid, __u32 fd, __u32 generation, 
 		count_drop(DROP_BEYOND_CAPTURE_BYTES, len - c->off);
 }
 
+/* Whether the current thread's process is traced; *t is its state when it has one. */
+static __always_inline int thread_traced(__u32 tgid, struct thread_state **t)
+{
+	*t = thread_state(0);
+	if (*t && (*t)->traced)
+		return 1;
+	return should_trace(tgid);
+}
+
+/* The state of a thread that is traced, made if it has none yet. */
+static __always_inline struct thread_state *traced_thread_state(struct thread_state *t)
+{
+	if (!t)
+		t = thread_state(1);
+	if (t)
+		t->traced = 1;
+	return t;
+}
+
 /* ---- plaintext at the syscalls ---- */
 
 static __always_inline void enter_io(__u32 fd, __u64 buf, __u32 count, __u32 kind, __u32 direction)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	if (!should_trace(tgid))
+	struct thread_state *t;
+	if (!thread_traced(tgid, &t))
 		return;
 	if (!conn_of_fd(tgid, fd))
 		return;
-	struct thread_state *t = thread_state(1);
+	t = traced_thread_state(t);
 	if (!t)
 		return;
 	t->io.buf = buf;
@@ -1089,6 +1113,10 @@ SEC("tracepoint/sched/sched_process_exec")
 int sched_process_exec(void *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	/* a new program: its name and namespaces may differ, so the selection is made again */
+	struct thread_state *t = thread_state(0);
+	if (t)
+		t->traced = 0;
 	if (!should_trace(tgid))
 		return 0;
 	struct exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -1133,9 +1161,10 @@ static __always_inline void tls_enter(const __u32 direction, void *ctx_ptr, cons
 	if (!settings.capture_tls)
 		return;
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!should_trace(id >> 32))
+	struct thread_state *t;
+	if (!thread_traced(id >> 32, &t))
 		return;
-	struct thread_state *t = thread_state(1);
+	t = traced_thread_state(t);
 	if (!t)
 		return;
 	struct tls_args *a = &t->tls[direction & 1];
