@@ -33,6 +33,7 @@ extern int bpf_probe_read_user_dynptr(struct bpf_dynptr *dptr, __u64 off, __u64 
 #define MAX_CHUNKS_LIMIT 64 /* hard ceiling for max_chunks_per_call */
 #define MAX_IOV_WALK 16     /* iovec entries walked per call; the rest becomes a gap */
 #define MAX_MMSG_WALK 4     /* messages of sendmmsg/recvmmsg walked per call */
+#define MAX_MMSG_VLEN 1024  /* UIO_MAXIOV: the most messages one call can carry */
 
 const volatile struct collector_config settings = {
 	.capture_plain = 1,
@@ -120,6 +121,35 @@ struct {
 	__type(value, struct tls_stream);
 } tls_streams SEC(".maps");
 
+/* State of the chunk and iovec loops (bpf_loop callbacks) lives in the thread's storage, not on
+ * the stack: the verifier then sees every iteration start from the same state and checks it once,
+ * whatever the loop count (on the stack it tracked each iteration's exact offsets, and the cost
+ * grew with max_chunks_per_call past its limit). Per thread rather than per CPU: a preemptible
+ * kernel can run another task's probe on the same CPU in the middle of a loop. */
+struct emit_ctx {
+	__u64 buf;
+	__u64 len;
+	__u64 off;
+	__u64 position;
+	__u64 call_bytes;
+	__u32 tgid;
+	__u32 fd;
+	__u32 generation;
+	__u8 direction;
+	__u8 source;
+	__u64 tls_ctx;
+};
+
+struct iov_ctx {
+	__u64 iov;
+	__u64 left;
+	__u64 total;
+	__u32 iovcnt;
+	__u32 tgid;
+	__u32 fd;
+	__u32 direction;
+};
+
 /* What a thread has in progress, in task-local storage: one lookup per probe, no hashing, no
  * bucket lock, freed with the thread. A thread is in one syscall at a time, and in at most one
  * TLS read and one TLS write (SSL_write may call read-like internals).
@@ -135,6 +165,8 @@ struct {
 struct thread_state {
 	struct io_args io;
 	struct tls_args tls[2];
+	struct emit_ctx emit;
+	struct iov_ctx iov;
 	__u64 pending_bind;
 	__u32 call_fd;
 	__u32 last_ingress_fd;
@@ -385,30 +417,7 @@ static __always_inline int judge_first_bytes(struct conn_state *st, const void *
 	return 0;
 }
 
-/* State of the chunk loops lives in per-CPU maps, not on the stack: the verifier then sees every
- * iteration of a bpf_loop callback start from the same state and checks it once, whatever the
- * loop count (on the stack it tracked each iteration's exact offsets, and the cost grew with
- * max_chunks_per_call past the verifier's limit). */
-struct emit_ctx {
-	__u64 buf;
-	__u64 len;
-	__u64 off;
-	__u64 position;
-	__u64 call_bytes;
-	__u32 tgid;
-	__u32 fd;
-	__u32 generation;
-	__u8 direction;
-	__u8 source;
-	__u64 tls_ctx;
-};
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct emit_ctx);
-} emit_state SEC(".maps");
 
 /* Up to MAX_SEGMENTS user buffers that follow each other in the stream. */
 struct segments {
@@ -470,10 +479,10 @@ static __always_inline __u32 chunk_limit(void)
 /* One chunk of emit_buffer; a bpf_loop callback so that the verifier walks it once. */
 static long emit_chunk(__u32 index, void *unused)
 {
-	__u32 zero = 0;
-	struct emit_ctx *c = bpf_map_lookup_elem(&emit_state, &zero);
-	if (!c)
+	struct thread_state *t = thread_state(0);
+	if (!t)
 		return 1;
+	struct emit_ctx *c = &t->emit;
 	if (c->off >= c->len)
 		return 1;
 	__u64 n = c->len - c->off;
@@ -486,6 +495,7 @@ static long emit_chunk(__u32 index, void *unused)
 		c->off += n;
 		return 0;
 	}
+	__u32 zero = 0;
 	struct data_event *e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e)
 		return 1;
@@ -530,10 +540,10 @@ static __always_inline void emit_buffer(__u32 tgid, __u32 fd, __u32 generation, 
 					__u64 buf, __u64 len, __u64 call_bytes, __u8 direction,
 					__u8 source, __u64 tls_ctx)
 {
-	__u32 zero = 0;
-	struct emit_ctx *c = bpf_map_lookup_elem(&emit_state, &zero);
-	if (!c)
+	struct thread_state *t = thread_state(0);
+	if (!t)
 		return;
+	struct emit_ctx *c = &t->emit;
 	c->buf = buf;
 	c->len = len;
 	c->off = 0;
@@ -665,29 +675,14 @@ struct iovec_user {
 	__u64 len;
 };
 
-struct iov_ctx {
-	__u64 iov;
-	__u64 left;
-	__u64 total;
-	__u32 iovcnt;
-	__u32 tgid;
-	__u32 fd;
-	__u32 direction;
-};
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct iov_ctx);
-} iov_state SEC(".maps");
 
 static long iov_entry(__u32 i, void *unused)
 {
-	__u32 zero = 0;
-	struct iov_ctx *c = bpf_map_lookup_elem(&iov_state, &zero);
-	if (!c)
+	struct thread_state *t = thread_state(0);
+	if (!t)
 		return 1;
+	struct iov_ctx *c = &t->iov;
 	if (i >= c->iovcnt || c->left == 0)
 		return 1;
 	struct iovec_user v = {};
@@ -751,10 +746,10 @@ static __always_inline void plain_iov(__u32 tgid, __u32 fd, struct conn_state *s
 	    settings.max_chunks_per_call > 0 &&
 	    plain_iov_coalesced(tgid, fd, st, iov, iovcnt, total, direction))
 		return;
-	__u32 zero = 0;
-	struct iov_ctx *c = bpf_map_lookup_elem(&iov_state, &zero);
-	if (!c)
+	struct thread_state *t = thread_state(0);
+	if (!t)
 		return;
+	struct iov_ctx *c = &t->iov;
 	c->iov = iov;
 	c->left = total;
 	c->total = total;
@@ -768,6 +763,26 @@ static __always_inline void plain_iov(__u32 tgid, __u32 fd, struct conn_state *s
 		count_drop(DROP_IOV_SKIPPED, c->left);
 		st->plain_pos[direction & 1] += c->left;
 	}
+}
+
+/* The byte count of messages [from, to) of a sendmmsg/recvmmsg vector, summed by a bpf_loop. */
+struct mmsg_rest {
+	__u64 mmsg;
+	__u64 bytes;
+	__u32 from;
+	__u32 to;
+};
+
+static long mmsg_rest_len(__u32 i, struct mmsg_rest *r)
+{
+	__u32 m = r->from + i;
+	if (m >= r->to)
+		return 1;
+	__u32 len = 0;
+	bpf_probe_read_user(&len, sizeof(len),
+			    (const void *)(r->mmsg + m * sizeof(struct mmsghdr) + offsetof(struct mmsghdr, msg_len)));
+	r->bytes += len;
+	return 0;
 }
 
 static __always_inline void exit_io(long ret, const int kind)
@@ -823,8 +838,16 @@ static __always_inline void exit_io(long ret, const int kind)
 			bpf_probe_read_user(&msg_len, sizeof(msg_len), &mm->msg_len);
 			plain_iov(tgid, a.fd, st, iov, iovlen, msg_len, a.direction);
 		}
-		if (ret > MAX_MMSG_WALK)
-			count_drop(DROP_IOV_SKIPPED, ret - MAX_MMSG_WALK);
+		if (ret > MAX_MMSG_WALK) {
+			/* messages past the walk: their bytes advance the position (an exact gap for
+			 * user space) and are counted */
+			struct mmsg_rest rest = {.mmsg = a.buf, .from = MAX_MMSG_WALK,
+						 .to = ret < a.count ? ret : a.count};
+			bpf_loop(MAX_MMSG_VLEN, mmsg_rest_len, &rest, 0);
+			st->plain_pos[a.direction & 1] += rest.bytes;
+			if (!(st->flags & (CONN_TLS | CONN_NOT_HTTP)))
+				count_drop(DROP_IOV_SKIPPED, rest.bytes);
+		}
 	}
 }
 

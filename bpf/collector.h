@@ -44,7 +44,7 @@ enum drop_reason {
 	DROP_RINGBUF_FULL = 0,      /* events lost because the ring buffer was full */
 	DROP_RINGBUF_FULL_BYTES,    /* payload bytes in those events */
 	DROP_BEYOND_CAPTURE_BYTES,  /* bytes of a call past max_chunks_per_call * MAX_DATA_SIZE */
-	DROP_IOV_SKIPPED,           /* iovec entries past the walk limit (their bytes become a gap) */
+	DROP_IOV_SKIPPED,           /* bytes of iovecs and mmsg messages past the walk limit (a gap) */
 	DROP_CONN_MAP_FULL,         /* connections not tracked because the map was full */
 	DROP_NOT_HTTP_BYTES,        /* bytes of connections judged not HTTP in the kernel */
 	DROP_READ_FAILED_BYTES,     /* bytes the kernel could not copy from user memory */
