@@ -425,6 +425,23 @@ struct segments {
 	__u64 len[MAX_SEGMENTS];
 };
 
+/* The fixed part of a data event of n bytes at offset c->off of the call. */
+static __always_inline void fill_data_header(struct data_event *e, const struct emit_ctx *c, __u64 n)
+{
+	e->header.timestamp_ns = bpf_ktime_get_ns();
+	e->header.type = EVENT_DATA;
+	e->header.tgid = c->tgid;
+	e->header.fd = c->fd;
+	e->header.generation = c->generation;
+	e->position = c->position + c->off;
+	e->call_bytes = c->call_bytes;
+	e->data_len = n;
+	e->direction = c->direction;
+	e->source = c->source;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	e->tls_ctx = c->tls_ctx;
+}
+
 /* One data event of n bytes from the segments, copied once, from user memory straight into the
  * ring buffer (needs has_direct_copy()). */
 static __always_inline void emit_direct(const struct emit_ctx *c, const struct segments *segs, __u64 n)
@@ -442,18 +459,7 @@ static __always_inline void emit_direct(const struct emit_ctx *c, const struct s
 		bpf_ringbuf_discard_dynptr(&dp, 0);
 		return;
 	}
-	e->header.timestamp_ns = bpf_ktime_get_ns();
-	e->header.type = EVENT_DATA;
-	e->header.tgid = c->tgid;
-	e->header.fd = c->fd;
-	e->header.generation = c->generation;
-	e->position = c->position + c->off;
-	e->call_bytes = c->call_bytes;
-	e->data_len = n;
-	e->direction = c->direction;
-	e->source = c->source;
-	__builtin_memset(e->pad, 0, sizeof(e->pad));
-	e->tls_ctx = c->tls_ctx;
+	fill_data_header(e, c, n);
 	__u64 off = DATA_HEADER_SIZE;
 #pragma unroll
 	for (int i = 0; i < MAX_SEGMENTS; i++) {
@@ -512,17 +518,7 @@ static long emit_chunk(__u32 index, void *unused)
 		c->off += n;
 		return 0;
 	}
-	e->header.timestamp_ns = bpf_ktime_get_ns();
-	e->header.type = EVENT_DATA;
-	e->header.tgid = c->tgid;
-	e->header.fd = c->fd;
-	e->header.generation = c->generation;
-	e->position = c->position + c->off;
-	e->call_bytes = c->call_bytes;
-	e->data_len = n;
-	e->direction = c->direction;
-	e->source = c->source;
-	e->tls_ctx = c->tls_ctx;
+	fill_data_header(e, c, n);
 	__u64 size = offsetof(struct data_event, data) + n;
 	if (size > sizeof(*e))
 		size = sizeof(*e);
