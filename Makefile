@@ -3,6 +3,8 @@
 SHELL := /bin/bash
 BUILD := build
 BPF_OBJ := $(BUILD)/collector.bpf.o
+# the same programs as a kernel before 6.16 sees them (no bpf_probe_read_user_dynptr): for the tests
+BPF_FALLBACK_OBJ := $(BUILD)/collector-fallback.bpf.o
 COLLECTOR := $(BUILD)/collector/Collector
 CLANG ?= clang
 DOTNET ?= dotnet
@@ -28,7 +30,14 @@ $(BPF_OBJ): $(BPF_SRC) $(BUILD)/vmlinux.h
 	$(CLANG) -g -O2 -mcpu=v3 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function \
 		-I $(BUILD) -I bpf -c bpf/collector.bpf.c -o $@
 
-bpf: $(BPF_OBJ)
+# the direct-copy kfunc renamed to one no kernel has: libbpf leaves the weak symbol unset and the
+# programs take the per-CPU copy, which the tests then exercise on this kernel too
+$(BPF_FALLBACK_OBJ): $(BPF_SRC) $(BUILD)/vmlinux.h
+	$(CLANG) -g -O2 -mcpu=v3 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function \
+		-Dbpf_probe_read_user_dynptr=collector_kfunc_no_kernel_has \
+		-I $(BUILD) -I bpf -c bpf/collector.bpf.c -o $@
+
+bpf: $(BPF_OBJ) $(BPF_FALLBACK_OBJ)
 
 native: $(BUILD)/layout_dump
 

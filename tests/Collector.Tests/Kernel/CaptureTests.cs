@@ -102,6 +102,47 @@ public sealed class CaptureTests
         }
     }
 
+    [Theory]
+    [InlineData("http")]
+    [InlineData("https")]
+    public async Task Without_the_direct_copy_kfunc_the_per_cpu_copy_captures_the_same(string scheme)
+    {
+        // build/collector-fallback.bpf.o asks for a kfunc no kernel has in place of
+        // bpf_probe_read_user_dynptr (6.16+): it must load, and capture through the per-CPU copy,
+        // as it does on older kernels — a small body, a multi-chunk one, and a writev request
+        var fallback = Path.Combine(Repo.Build, "collector-fallback.bpf.o");
+        Assert.True(File.Exists(fallback), fallback + " is built by make");
+        using var nginx = new Nginx();
+        await using var collector = await Collector(("BPF_OBJECT_PATH", fallback));
+        var id = Guid.NewGuid().ToString("N");
+        var small = "a small body\n";
+        var big = string.Concat(Enumerable.Range(0, 100).Select(i => $"{i:D6}" + new string('y', 1017) + "\n"));
+        File.WriteAllText(Path.Combine(nginx.Www, $"small-{id}.txt"), small);
+        File.WriteAllText(Path.Combine(nginx.Www, $"big-{id}.txt"), big);
+        var port = scheme == "http" ? nginx.PlainPort : nginx.TlsPort;
+        Assert.Equal(small, Shell.Check("curl", $"-sk --fail {scheme}://127.0.0.1:{port}/small-{id}.txt"));
+        Assert.Equal(big, Shell.Check("curl", $"-sk --fail {scheme}://127.0.0.1:{port}/big-{id}.txt"));
+        foreach (var (name, body) in new[] { ($"small-{id}.txt", small), ($"big-{id}.txt", big) })
+        {
+            var found = await collector.WaitForAsync(PathIs("/" + name), 2);
+            Assert.Equal(2, found.Count);
+            Assert.All(found, m => Assert.Equal(body, m.GetProperty("responsePayload").GetString()));
+        }
+        if (scheme == "http")
+        {
+            var script = $$"""
+                import socket, os
+                head = b'POST /echo?fallback-{{id}} HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nConnection: close\r\n\r\n'
+                s = socket.create_connection(('127.0.0.1', {{nginx.PlainPort}}))
+                os.writev(s.fileno(), [head, b'abc', b'def'])
+                print(s.recv(65536).split(b'\r\n')[0].decode())
+                """;
+            Assert.Equal("HTTP/1.1 200 OK\n", Shell.Python(script));
+            var posted = await collector.WaitForAsync(PathIs($"/echo?fallback-{id}"), 2);
+            Assert.All(posted, m => Assert.Equal("abcdef", m.GetProperty("requestPayload").GetString()));
+        }
+    }
+
     [Fact]
     public async Task A_16_KiB_writev_request_arrives_whole()
     {
