@@ -648,22 +648,31 @@ static __always_inline int claim_for_tls(struct thread_state *t, __u32 tgid, str
 }
 
 /* Emits the plaintext of one buffer of a syscall, or counts it when the connection is not HTTP. */
-static __always_inline void plain_buffer(__u32 tgid, __u32 fd, struct conn_state *st, __u64 buf,
-					 __u64 len, __u64 call_bytes, __u32 direction)
+/* Takes len plaintext bytes of a syscall into the connection's position; head is where the first
+ * of them are (len ≥ head_len). Returns the position of the first byte when they are to be sent,
+ * -1 when not: the connection carries TLS, plaintext capture is off, or its first bytes are not
+ * HTTP (counted). */
+static __always_inline __s64 plain_take(struct conn_state *st, __u64 head, __u64 head_len, __u64 len,
+					__u32 direction)
 {
 	__u64 pos = st->plain_pos[direction & 1];
 	st->plain_pos[direction & 1] = pos + len;
-	if (st->flags & CONN_TLS)
-		return;
-	if (!settings.capture_plain)
-		return;
-	int judged = judge_first_bytes(st, (const void *)buf, len);
-	if (judged == 0) {
+	if ((st->flags & CONN_TLS) || !settings.capture_plain)
+		return -1;
+	if (judge_first_bytes(st, (const void *)head, head_len) == 0) {
 		if (!(st->flags & CONN_TLS))
 			count_drop(DROP_NOT_HTTP_BYTES, len);
-		return;
+		return -1;
 	}
-	emit_buffer(tgid, fd, st->generation, pos, buf, len, call_bytes, direction, SOURCE_SYSCALL, 0);
+	return pos;
+}
+
+static __always_inline void plain_buffer(__u32 tgid, __u32 fd, struct conn_state *st, __u64 buf,
+					 __u64 len, __u64 call_bytes, __u32 direction)
+{
+	__s64 pos = plain_take(st, buf, len, len, direction);
+	if (pos >= 0)
+		emit_buffer(tgid, fd, st->generation, pos, buf, len, call_bytes, direction, SOURCE_SYSCALL, 0);
 }
 
 struct iovec_user {
@@ -720,15 +729,9 @@ static __always_inline int plain_iov_coalesced(__u32 tgid, __u32 fd, struct conn
 	}
 	if (left != 0)
 		return 0;
-	__u64 pos = st->plain_pos[direction & 1];
-	st->plain_pos[direction & 1] = pos + total;
-	if ((st->flags & CONN_TLS) || !settings.capture_plain)
+	__s64 pos = plain_take(st, first, first_len, total, direction);
+	if (pos < 0)
 		return 1;
-	if (judge_first_bytes(st, (const void *)first, first_len) == 0) {
-		if (!(st->flags & CONN_TLS))
-			count_drop(DROP_NOT_HTTP_BYTES, total);
-		return 1;
-	}
 	struct emit_ctx c = {.position = pos, .call_bytes = total, .tgid = tgid, .fd = fd,
 			     .generation = st->generation, .direction = direction, .source = SOURCE_SYSCALL};
 	emit_direct(&c, &segs, total);

@@ -37,9 +37,6 @@ internal sealed class ThreadCachedPool<T> where T : class
         _shared = new T?[Math.Max(_batch, maxShared)];
     }
 
-    /// <summary>Items held idle in the shared stack (the threads' magazines are not counted).</summary>
-    public int SharedCount => Volatile.Read(ref _sharedCount);
-
     /// <summary>A pooled object, or null when there is none (the caller makes one).</summary>
     public T? TryRent()
     {
@@ -106,7 +103,6 @@ internal sealed class IdleBudget(long maxBytes)
 {
     private long _used;
 
-    public long MaxBytes => maxBytes;
     public long Used => Interlocked.Read(ref _used);
 
     public bool TryTake(long bytes)

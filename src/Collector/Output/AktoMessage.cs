@@ -179,7 +179,10 @@ public static class AktoMessage
             var req = x.Request;
             var resp = x.Response;
             var info = x.Info;
+            // inbound (1): the traced process is the server, its local end is the server's
             var server = info is null ? "" : x.Direction == 1 ? info.LocalEndpoint : info.RemoteEndpoint;
+            ReadOnlySpan<byte> clientJson = info is null ? "\"\""u8 : x.Direction == 1 ? RemoteJson(info) : LocalJson(info);
+            ReadOnlySpan<byte> serverJson = info is null ? "\"\""u8 : x.Direction == 1 ? LocalJson(info) : RemoteJson(info);
             var reqBody = Body.Of(req, bodyCap);
             var respBody = Body.Of(resp, bodyCap);
             Span<byte> num = stackalloc byte[24];
@@ -218,9 +221,9 @@ public static class AktoMessage
             Raw(o, ",\"responsePayload\":"u8);
             Payload(o, resp, respBody);
             Raw(o, ",\"ip\":"u8);
-            Raw(o, info is null ? "\"\""u8 : x.Direction == 1 ? RemoteJson(info) : LocalJson(info));
+            Raw(o, clientJson);
             Raw(o, ",\"destIp\":"u8);
-            Raw(o, info is null ? "\"\""u8 : x.Direction == 1 ? LocalJson(info) : RemoteJson(info));
+            Raw(o, serverJson);
             Raw(o, ",\"time\":\""u8);
             Utf8Formatter.TryFormat(unixSeconds, num, out n);
             Raw(o, num[..n]);
@@ -335,19 +338,14 @@ public static class AktoMessage
             var first = true;
             var hasHost = false;
             var count = m.HeaderCount;
-            // repeated names are found by comparing a small key first (length, first and last
-            // letter): names are compared whole only when their keys match
-            Span<int> keys = count <= 64 ? stackalloc int[count] : new int[count];
-            for (var i = 0; i < count; i++) keys[i] = NameKey(m.HeaderName(i));
+            Span<int> firstOf = count <= 64 ? stackalloc int[count] : new int[count];
+            FirstOccurrences(m, firstOf);
             for (var i = 0; i < count; i++)
             {
                 var name = m.HeaderName(i);
                 if (m.DecodedFrom is not null && HttpText.EqualsLower(name, "content-encoding"u8))
                     continue; // the payload is sent decoded: the coding no longer applies
-                var repeated = false;
-                for (var j = 0; j < i && !repeated; j++)
-                    repeated = keys[j] == keys[i] && HttpText.EqualsIgnoreCase(m.HeaderName(j), name);
-                if (repeated) continue; // joined into its first occurrence
+                if (firstOf[i] != i) continue; // joined into its first occurrence
                 if (!hasHost && HttpText.EqualsLower(name, "host"u8)) hasHost = true;
                 if (!first) Raw(o, ","u8);
                 first = false;
@@ -358,7 +356,7 @@ public static class AktoMessage
                     Text(o, RedactedValue, Nested);
                     continue;
                 }
-                var next = NextSame(m, keys, i, i + 1);
+                var next = NextSame(firstOf, i, i + 1);
                 if (next < 0)
                 {
                     Bytes(o, m.HeaderValue(i), Nested);
@@ -369,7 +367,7 @@ public static class AktoMessage
                 var buffer = Scratch(m.HeaderValue(i).Length);
                 m.HeaderValue(i).CopyTo(buffer);
                 joined = m.HeaderValue(i).Length;
-                for (var k = next; k >= 0; k = NextSame(m, keys, i, k + 1))
+                for (var k = next; k >= 0; k = NextSame(firstOf, i, k + 1))
                 {
                     var v = m.HeaderValue(k);
                     buffer = ScratchKeep(joined + 2 + v.Length, joined);
@@ -416,10 +414,30 @@ public static class AktoMessage
         /// <summary>A string inside the headers object, itself inside a string: escaped twice.</summary>
         private const bool Nested = true;
 
-        private static int NextSame(HttpMessage m, ReadOnlySpan<int> keys, int of, int from)
+        /// <summary>For each field, the index of the first field of the same name (case-insensitive).
+        /// A small key (length, first and last letter) is compared first: names are compared whole
+        /// only when their keys match.</summary>
+        private static void FirstOccurrences(HttpMessage m, Span<int> firstOf)
         {
-            for (var k = from; k < keys.Length; k++)
-                if (keys[k] == keys[of] && HttpText.EqualsIgnoreCase(m.HeaderName(k), m.HeaderName(of))) return k;
+            Span<int> keys = firstOf.Length <= 64 ? stackalloc int[firstOf.Length] : new int[firstOf.Length];
+            for (var i = 0; i < firstOf.Length; i++)
+            {
+                keys[i] = NameKey(m.HeaderName(i));
+                firstOf[i] = i;
+                for (var j = 0; j < i; j++)
+                {
+                    if (keys[j] != keys[i] || firstOf[j] != j || !HttpText.EqualsIgnoreCase(m.HeaderName(j), m.HeaderName(i))) continue;
+                    firstOf[i] = j;
+                    break;
+                }
+            }
+        }
+
+        /// <summary>The next field from `from` on that has the same name as field `first`.</summary>
+        private static int NextSame(ReadOnlySpan<int> firstOf, int first, int from)
+        {
+            for (var k = from; k < firstOf.Length; k++)
+                if (firstOf[k] == first) return k;
             return -1;
         }
 
@@ -577,11 +595,11 @@ public static class AktoMessage
             o.Advance(written);
         }
 
-        /// <summary>Escapes s into d (room for 7 bytes per input byte plus 32), once or twice;
-        /// returns bytes written.</summary>
         private static readonly SearchValues<byte> NeedsEscape = SearchValues.Create(
             [.. Enumerable.Range(0, 0x20).Select(b => (byte)b), (byte)'"', (byte)'\\']);
 
+        /// <summary>Escapes s into d (room for 7 bytes per input byte plus 32), once or twice;
+        /// returns bytes written.</summary>
         private static int Escape(ReadOnlySpan<byte> s, Span<byte> d, bool twice)
         {
             // Most fields (names, values, addresses) and many bodies need no escaping at all: one

@@ -85,9 +85,6 @@ public sealed class OutputPipeline
         _realtimeOffsetNs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1_000_000 - (long)ConnectionTable.MonotonicNowNs();
     }
 
-    /// <summary>Exchanges handled so far (filtered, encoded or failed).</summary>
-    public long Processed;
-
     /// <summary>Called on the event thread; the exchange goes back to its pool after.</summary>
     public void Emit(HttpExchange exchange)
     {
@@ -103,7 +100,6 @@ public sealed class OutputPipeline
         finally
         {
             exchange.Dispose();
-            Processed++;
         }
     }
 
