@@ -40,7 +40,7 @@ const volatile struct collector_config settings = {
 	.capture_tls = 1,
 	.chunk_size = MAX_DATA_SIZE,
 	.max_chunks_per_call = 8,
-	.wakeup_bytes = 256 * 1024,
+	.wakeup_bytes = 128 * 1024,
 };
 
 struct conn_key {
