@@ -22,6 +22,9 @@ work=$(mktemp -d /tmp/capture-bench.XXXXXX)
 trap 'kill $(cat $work/nginx.pid 2>/dev/null) 2>/dev/null || true; pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 plain=$((20000 + RANDOM % 20000)); tls=$((plain + 1))
+# nginx's workers run as nobody: they must be able to reach the file (mktemp makes the directory
+# 0700, and nginx then answers every request with 403 and an error-log line: a different benchmark)
+chmod 755 "$work"
 mkdir -p "$work/www"
 head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 > "$work/www/1k.txt"
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
@@ -46,6 +49,10 @@ http {
 CONF
 nginx -c "$work/nginx.conf" -e "$work/error.log"
 sleep 0.5
+for url in "http://127.0.0.1:$plain/1k.txt" "https://127.0.0.1:$tls/1k.txt"; do
+  got=$(curl -sk -o /dev/null -w '%{http_code} %{size_download}' "$url")
+  [ "$got" = "200 1024" ] || { echo "capture-bench: $url answered '$got', expected '200 1024'" >&2; exit 1; }
+done
 
 cat > "$work/floor.bt" <<BT
 tracepoint:syscalls:sys_enter_read, tracepoint:syscalls:sys_exit_read,
@@ -68,8 +75,11 @@ BT
 warm_up() { # url
   [ "$WARMUP" = 0 ] || wrk -t2 -c"$CONNECTIONS" -d"${WARMUP}s" "$1" > /dev/null 2>&1
 }
-run_wrk() { # url → requests/s
-  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$1" 2>/dev/null | awk '/Requests\/sec/ {print $2}'
+run_wrk() { # url → requests/s; a run with error responses measures something else: stop
+  local out
+  out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$1" 2>/dev/null)
+  if grep -q "Non-2xx" <<< "$out"; then echo "capture-bench: error responses from $1: $(grep Non-2xx <<< "$out")" >&2; exit 1; fi
+  awk '/Requests\/sec/ {print $2}' <<< "$out"
 }
 dropped() { # metrics port → events, exchanges and messages dropped so far (every stage)
   curl -s "127.0.0.1:$1/metrics" | awk '/^collector_drops_total/ {s += $2} END {print s + 0}'
