@@ -159,9 +159,15 @@ struct iov_ctx {
  * - pending_bind: memory-BIO applications (node, .NET) encrypt in SSL_write and send the record
  *   with a syscall after it returns, on the same thread: the session waiting for that syscall
  * - last_ingress_fd: ... and read the record with a syscall before SSL_read: the last socket read
- * - traced: the process is traced; remembered so that each call skips the selection (reading the
- *   process name and comparing it costs as much as the rest of a sys_enter probe). Cleared at
- *   exec, which can change the name and the namespaces; a rename by prctl is not seen. */
+ * - traced: whether the process is traced (TRACED_YES / TRACED_NO), remembered so that each call
+ *   skips the selection (reading the process name and comparing it, or its namespaces, costs as
+ *   much as the rest of a sys_enter probe; every syscall of every untraced process on the node
+ *   would pay it). Cleared at exec, which can change the name and the namespaces; a rename by
+ *   prctl is not seen. */
+#define TRACED_UNKNOWN 0
+#define TRACED_YES 1
+#define TRACED_NO 2
+
 struct thread_state {
 	struct io_args io;
 	struct tls_args tls[2];
@@ -175,7 +181,7 @@ struct thread_state {
 	__u8 tls_active[2];
 	__u8 pending_bind_active;
 	__u8 last_ingress_active;
-	__u8 traced; /* should_trace() said yes for this thread's process (until its next exec) */
+	__u8 traced; /* TRACED_*: what should_trace() said for this thread's process (until its next exec) */
 	__u8 pad;
 };
 
@@ -565,13 +571,28 @@ static __always_inline void emit_buffer(__u32 tgid, __u32 fd, __u32 generation, 
 		count_drop(DROP_BEYOND_CAPTURE_BYTES, len - c->off);
 }
 
-/* Whether the current thread's process is traced; *t is its state when it has one. */
+/* Whether the current thread's process is traced; *t is its state when it has one. A thread found
+ * untraced gets a state that says so (not counted when there is no room: it is asked again). */
 static __always_inline int thread_traced(__u32 tgid, struct thread_state **t)
 {
 	*t = thread_state(0);
-	if (*t && (*t)->traced)
+	if (*t && (*t)->traced != TRACED_UNKNOWN)
+		return (*t)->traced == TRACED_YES;
+	if (should_trace(tgid))
 		return 1;
-	return should_trace(tgid);
+	struct thread_state *s = *t;
+	if (!s)
+		s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (s)
+		s->traced = TRACED_NO;
+	return 0;
+}
+
+/* thread_traced() where the caller has no use for the state. */
+static __always_inline int process_traced(__u32 tgid)
+{
+	struct thread_state *t;
+	return thread_traced(tgid, &t);
 }
 
 /* The state of a thread that is traced, made if it has none yet. */
@@ -580,7 +601,7 @@ static __always_inline struct thread_state *traced_thread_state(struct thread_st
 	if (!t)
 		t = thread_state(1);
 	if (t)
-		t->traced = 1;
+		t->traced = TRACED_YES;
 	return t;
 }
 
@@ -1004,7 +1025,7 @@ int sys_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	if (!should_trace(tgid))
+	if (!process_traced(tgid))
 		return 0;
 	__u32 fd = ctx->args[0];
 	struct conn_key key = {.tgid = tgid, .fd = fd};
@@ -1041,7 +1062,7 @@ static __always_inline void accepted(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	if (ret < 0 || !should_trace(tgid))
+	if (ret < 0 || !process_traced(tgid))
 		return;
 	struct sock *sk = tcp_sock_of_fd(ret);
 	if (!sk)
@@ -1068,7 +1089,7 @@ SEC("tracepoint/syscalls/sys_enter_connect")
 int sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!should_trace(id >> 32))
+	if (!process_traced(id >> 32))
 		return 0;
 	struct thread_state *t = thread_state(1);
 	if (!t)
@@ -1138,7 +1159,7 @@ int sched_process_exec(void *ctx)
 	/* a new program: its name and namespaces may differ, so the selection is made again */
 	struct thread_state *t = thread_state(0);
 	if (t)
-		t->traced = 0;
+		t->traced = TRACED_UNKNOWN;
 	if (!should_trace(tgid))
 		return 0;
 	struct exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -1315,7 +1336,7 @@ SEC("uprobe")
 int BPF_KPROBE(ssl_set_fd_enter, void *ssl, int fd)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!settings.capture_tls || !should_trace(id >> 32) || fd < 0)
+	if (!settings.capture_tls || !process_traced(id >> 32) || fd < 0)
 		return 0;
 	struct conn_state *st = conn_of_fd(id >> 32, fd);
 	if (st)

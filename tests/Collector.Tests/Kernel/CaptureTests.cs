@@ -385,6 +385,22 @@ public sealed class CaptureTests
     }
 
     [Fact]
+    public async Task A_thread_found_untraced_is_judged_again_when_it_execs_a_traced_program()
+    {
+        using var nginx = new Nginx();
+        await using var collector = await Collector();
+        var path = $"/after-exec-{Guid.NewGuid():N}.txt";
+        File.WriteAllText(Path.Combine(nginx.Www, path[1..]), "traced after exec\n");
+        // sh (not selected) reads a file first: the kernel remembers this thread as untraced; the
+        // same thread then becomes curl, which is selected
+        var output = Shell.Check("sh", $"-c \"read line < /etc/hostname; exec curl -s --fail http://127.0.0.1:{nginx.PlainPort}{path}\"");
+        Assert.Equal("traced after exec\n", output);
+        var found = await collector.WaitForAsync(PathIs(path), 2);
+        Assert.Contains(found, m => m.GetProperty("process_name").GetString() == "curl" && m.GetProperty("direction").GetString() == "2");
+        Assert.Contains(found, m => m.GetProperty("process_name").GetString() == "nginx" && m.GetProperty("direction").GetString() == "1");
+    }
+
+    [Fact]
     public async Task A_tls_library_loaded_by_a_new_process_is_probed_within_a_second_of_exec()
     {
         using var nginx = new Nginx();
