@@ -114,7 +114,7 @@ public sealed class Driver : IDisposable
     private readonly ConnectionTable _table;
     private readonly OutputPipeline _pipeline;
     private readonly DiscardSink _sink = new();
-    private readonly ArrayBufferWriter<byte> _buffer = new(64 * 1024);
+    private readonly MessageBuffer _buffer = new(64 * 1024);
     private long _emitted;
     private ulong _now = 1_000_000_000;
     private uint _generation = 1;

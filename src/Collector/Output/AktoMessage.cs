@@ -51,7 +51,7 @@ public static class AktoMessage
     /// <summary>Writes the message. bodyCap: payload bytes kept per body (the output cuts harder
     /// than HTTP_MAX_BODY_BYTES when a message would pass the Kafka limit). Decoding is counted in
     /// the metrics of the table that made the exchange.</summary>
-    public static void Write(IBufferWriter<byte> output, HttpExchange x, AktoIdentity id, long unixSeconds, int bodyCap)
+    public static void Write(MessageBuffer output, HttpExchange x, AktoIdentity id, long unixSeconds, int bodyCap)
     {
         var e = t_encoder ??= new Encoder();
         Decode(x.Request, bodyCap, x.Metrics);
@@ -167,14 +167,14 @@ public static class AktoMessage
     }
 
     /// <summary>JSON string escaping alone (the bench and its tests).</summary>
-    internal static void EscapeForBench(IBufferWriter<byte> o, ReadOnlySpan<byte> s, bool nested = false) => Encoder.Escaped(o, s, nested);
+    internal static void EscapeForBench(MessageBuffer o, ReadOnlySpan<byte> s, bool nested = false) => Encoder.Escaped(o, s, nested);
 
     /// <summary>The message's fields, written with reusable buffers (one encoder per thread).</summary>
     private sealed class Encoder
     {
         private byte[] _scratch = new byte[1024];
 
-        public void Write(IBufferWriter<byte> o, HttpExchange x, AktoIdentity id, long unixSeconds, int bodyCap)
+        public void Write(MessageBuffer o, HttpExchange x, AktoIdentity id, long unixSeconds, int bodyCap)
         {
             var req = x.Request;
             var resp = x.Response;
@@ -308,7 +308,7 @@ public static class AktoMessage
             return false;
         }
 
-        private void Payload(IBufferWriter<byte> o, HttpMessage m, in Body b)
+        private void Payload(MessageBuffer o, HttpMessage m, in Body b)
         {
             if (b.Withheld || b.Length == 0)
             {
@@ -332,7 +332,7 @@ public static class AktoMessage
         /// <summary>The headers object as a JSON string: the object's JSON, escaped once more, written
         /// straight into the message (names and values need no escaping in most messages: then
         /// they are copied as they are).</summary>
-        private void HeadersString(IBufferWriter<byte> o, HttpMessage m, in Body body, IReadOnlyCollection<string> redact, string? serverForHost)
+        private void HeadersString(MessageBuffer o, HttpMessage m, in Body body, IReadOnlyCollection<string> redact, string? serverForHost)
         {
             Raw(o, "\"{"u8);
             var first = true;
@@ -494,12 +494,7 @@ public static class AktoMessage
 
         // ---- JSON primitives ----
 
-        private static void Raw(IBufferWriter<byte> o, ReadOnlySpan<byte> bytes)
-        {
-            var span = o.GetSpan(bytes.Length);
-            bytes.CopyTo(span);
-            o.Advance(bytes.Length);
-        }
+        private static void Raw(MessageBuffer o, ReadOnlySpan<byte> bytes) => o.Write(bytes);
 
         private byte[] LocalJson(ConnectionInfo info) => info.LocalEndpointJson ??= Json(info.LocalEndpoint);
         private byte[] RemoteJson(ConnectionInfo info) => info.RemoteEndpointJson ??= Json(info.RemoteEndpoint);
@@ -531,13 +526,13 @@ public static class AktoMessage
 
         private byte[] Json(string s)
         {
-            var w = new ArrayBufferWriter<byte>(s.Length + 8);
+            var w = new MessageBuffer(s.Length * 7 + 64);
             Text(w, s);
             return w.WrittenSpan.ToArray();
         }
 
         /// <summary>A JSON string from a .NET string (nested: the string inside a string).</summary>
-        private void Text(IBufferWriter<byte> o, string s, bool nested = false)
+        private void Text(MessageBuffer o, string s, bool nested = false)
         {
             var max = Encoding.UTF8.GetMaxByteCount(s.Length);
             var buffer = Scratch(max);
@@ -546,7 +541,7 @@ public static class AktoMessage
         }
 
         /// <summary>A JSON string from bytes that are UTF-8 when valid, else ISO-8859-1.</summary>
-        private void Bytes(IBufferWriter<byte> o, ReadOnlySpan<byte> bytes, bool nested = false)
+        private void Bytes(MessageBuffer o, ReadOnlySpan<byte> bytes, bool nested = false)
         {
             if (Ascii.IsValid(bytes) || System.Text.Unicode.Utf8.IsValid(bytes))
             {
@@ -583,7 +578,7 @@ public static class AktoMessage
         /// copies (a JSON body has a quote every few bytes: a byte-by-byte loop or a search per
         /// escape costs 2-4 times as much). Nested: a string inside the headers string, its quotes
         /// written escaped and its content escaped twice.</summary>
-        internal static void Escaped(IBufferWriter<byte> o, ReadOnlySpan<byte> s, bool nested = false)
+        internal static void Escaped(MessageBuffer o, ReadOnlySpan<byte> s, bool nested = false)
         {
             var span = o.GetSpan(s.Length * 7 + 4 + Vector256<byte>.Count);
             var written = 0;

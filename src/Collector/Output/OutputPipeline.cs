@@ -69,7 +69,7 @@ public sealed class OutputPipeline
     private readonly int _maxMessageBytes;
     private readonly ILogger _log;
     private readonly long _realtimeOffsetNs;
-    private readonly ArrayBufferWriter<byte> _buffer = new(16384);
+    private readonly MessageBuffer _buffer = new(16384);
 
     public OutputPipeline(ExchangeFilter filter, IMessageSink sink, CollectorMetrics metrics, AktoIdentity identity,
         int bodyCap, int maxMessageBytes, ILogger log)
@@ -106,7 +106,7 @@ public sealed class OutputPipeline
     /// <summary>A poll of the ring buffer ended: the sink may push out what it buffers.</summary>
     public void Idle() => _sink.Idle();
 
-    internal void Handle(HttpExchange x, ArrayBufferWriter<byte> buffer)
+    internal void Handle(HttpExchange x, MessageBuffer buffer)
     {
         var reason = _filter.DropReason(x);
         if (reason is not null)

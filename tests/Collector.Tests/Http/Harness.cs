@@ -45,7 +45,7 @@ public sealed class Harness : IDisposable
 {
     // the kernel counts syscall bytes and TLS plaintext bytes apart, each from 0
     private readonly Dictionary<(uint, uint, uint, StreamDirection, bool), ulong> _positions = new();
-    private readonly ArrayBufferWriter<byte> _json = new(1 << 16);
+    private readonly Collector.Output.MessageBuffer _json = new(1 << 16);
     private static uint s_generation = 1000;
     public ulong Now = 1_000_000_000;
 

@@ -148,11 +148,11 @@ public sealed class OutputTests
                 sb.Append(r.Next(10) == 0 ? "\ud83d\ude42" : c.ToString());
             }
             var text = sb.ToString();
-            var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+            var buffer = new Collector.Output.MessageBuffer();
             Collector.Output.AktoMessage.EscapeForBench(buffer, Encoding.UTF8.GetBytes(text));
             Assert.Equal(text, JsonDocument.Parse(buffer.WrittenMemory).RootElement.GetString());
             // nested (a string in the headers string): one parse gives the once-escaped string
-            var nested = new System.Buffers.ArrayBufferWriter<byte>();
+            var nested = new Collector.Output.MessageBuffer();
             Collector.Output.AktoMessage.EscapeForBench(nested, Encoding.UTF8.GetBytes(text), nested: true);
             var once = JsonDocument.Parse("\""u8.ToArray().Concat(nested.WrittenSpan.ToArray()).Concat("\""u8.ToArray()).ToArray()).RootElement.GetString()!;
             Assert.Equal(text, JsonDocument.Parse(once).RootElement.GetString());
@@ -248,7 +248,7 @@ public sealed class OutputTests
         Assert.Equal("api.example.com", request.Header("host"));
         Assert.Equal("a, b", request.Header("X-TAG"));
         Assert.Equal([("Host", "api.example.com"), ("X-Tag", "a"), ("x-tag", "b")], request.Headers.Select(kv => (kv.Key, kv.Value)));
-        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        var buffer = new Collector.Output.MessageBuffer();
         Collector.Output.AktoMessage.Write(buffer, x, new Collector.Output.AktoIdentity("1", "0", "d", []), 1, 1000);
         var m = JsonDocument.Parse(buffer.WrittenMemory).RootElement;
         Assert.Equal("/items?id=1", m.GetProperty("path").GetString());
