@@ -75,6 +75,7 @@ struct tls_args {
 	__u64 ctx;     /* SSL * or gnutls_session_t */
 	__u64 buf;
 	__u64 out_len; /* size_t * of the _ex calls, 0 otherwise */
+	__u64 sp;      /* stack pointer at entry: a call entered deeper while this one runs is nested in it */
 	__s32 fd;      /* learned from the syscall the library makes inside the call */
 	__u32 source;
 };
@@ -112,6 +113,8 @@ struct {
  * them here lets data be sent before the session's socket is known. */
 struct tls_stream {
 	__u64 pos[2];
+	__u32 transport; /* carries another session's records (TLS inside TLS): its plaintext is ciphertext */
+	__u32 pad;
 };
 
 struct {
@@ -1199,7 +1202,19 @@ int sched_process_exit(struct trace_event_raw_sched_process_exit *ctx)
 
 /* ---- TLS plaintext at the library ---- */
 
-static __always_inline void tls_enter(const __u32 direction, void *ctx_ptr, const void *buf, void *out_len, __u32 source)
+/* The positions of a TLS session, made when first needed. */
+static __always_inline struct tls_stream *tls_stream_of(struct tls_key *k)
+{
+	struct tls_stream *ts = bpf_map_lookup_elem(&tls_streams, k);
+	if (ts)
+		return ts;
+	struct tls_stream fresh = {};
+	bpf_map_update_elem(&tls_streams, k, &fresh, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&tls_streams, k);
+}
+
+static __always_inline void tls_enter(const __u32 direction, void *ctx_ptr, const void *buf, void *out_len, __u32 source,
+				      __u64 sp)
 {
 	if (!settings.capture_tls)
 		return;
@@ -1211,6 +1226,18 @@ static __always_inline void tls_enter(const __u32 direction, void *ctx_ptr, cons
 	if (!t)
 		return;
 	struct tls_args *a = &t->tls[direction & 1];
+	if (t->tls_active[direction & 1] && sp < a->sp && a->ctx != (__u64)ctx_ptr) {
+		/* A call of another session made inside this one (TLS inside TLS: curl through an HTTPS
+		 * proxy, where the proxy's session carries the origin's records). The call already
+		 * running has the application's plaintext; this one's is the other's ciphertext: mark
+		 * its session a transport, whose plaintext is never sent, and keep the running call. */
+		struct tls_key k = {.tgid = id >> 32, .ctx = (__u64)ctx_ptr};
+		struct tls_stream *ts = tls_stream_of(&k);
+		if (ts)
+			ts->transport = 1;
+		return;
+	}
+	a->sp = sp;
 	a->ctx = (__u64)ctx_ptr;
 	a->buf = (__u64)buf;
 	a->out_len = (__u64)out_len;
@@ -1221,12 +1248,14 @@ static __always_inline void tls_enter(const __u32 direction, void *ctx_ptr, cons
 	t->pending_bind_active = 0;
 }
 
-static __always_inline void tls_exit(const __u32 direction, long ret)
+static __always_inline void tls_exit(const __u32 direction, long ret, __u64 sp)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct thread_state *t = thread_state(0);
 	if (!t || !t->tls_active[direction & 1])
 		return;
+	if (sp < t->tls[direction & 1].sp)
+		return; /* a nested call returns (see tls_enter); the call it was made in still runs */
 	struct tls_args a = t->tls[direction & 1];
 	t->tls_active[direction & 1] = 0;
 	if (ret <= 0)
@@ -1265,16 +1294,13 @@ static __always_inline void tls_exit(const __u32 direction, long ret)
 		if (st)
 			bind_tls(tgid, a.ctx, fd, st);
 	}
-	struct tls_stream *ts = bpf_map_lookup_elem(&tls_streams, &k);
-	if (!ts) {
-		struct tls_stream fresh = {};
-		bpf_map_update_elem(&tls_streams, &k, &fresh, BPF_NOEXIST);
-		ts = bpf_map_lookup_elem(&tls_streams, &k);
-		if (!ts)
-			return;
-	}
+	struct tls_stream *ts = tls_stream_of(&k);
+	if (!ts)
+		return;
 	__u64 pos = ts->pos[direction & 1];
 	ts->pos[direction & 1] = pos + bytes;
+	if (ts->transport)
+		return; /* another session's records: its own calls send the plaintext */
 	if (st) {
 		st->tls_bytes += bytes;
 		emit_buffer(tgid, fd, st->generation, pos, a.buf, bytes, bytes, direction, a.source, a.ctx);
@@ -1292,42 +1318,42 @@ static __always_inline void tls_exit(const __u32 direction, long ret)
 SEC("uprobe")
 int BPF_KPROBE(ssl_write_enter, void *ssl, const void *buf, int num)
 {
-	tls_enter(DIRECTION_EGRESS, ssl, buf, NULL, SOURCE_OPENSSL);
+	tls_enter(DIRECTION_EGRESS, ssl, buf, NULL, SOURCE_OPENSSL, PT_REGS_SP(ctx));
 	return 0;
 }
 
 SEC("uretprobe")
 int BPF_KRETPROBE(ssl_write_exit, int ret)
 {
-	tls_exit(DIRECTION_EGRESS, ret);
+	tls_exit(DIRECTION_EGRESS, ret, PT_REGS_SP(ctx));
 	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(ssl_read_enter, void *ssl, void *buf, int num)
 {
-	tls_enter(DIRECTION_INGRESS, ssl, buf, NULL, SOURCE_OPENSSL);
+	tls_enter(DIRECTION_INGRESS, ssl, buf, NULL, SOURCE_OPENSSL, PT_REGS_SP(ctx));
 	return 0;
 }
 
 SEC("uretprobe")
 int BPF_KRETPROBE(ssl_read_exit, int ret)
 {
-	tls_exit(DIRECTION_INGRESS, ret);
+	tls_exit(DIRECTION_INGRESS, ret, PT_REGS_SP(ctx));
 	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(ssl_write_ex_enter, void *ssl, const void *buf, __u64 num, __u64 *written)
 {
-	tls_enter(DIRECTION_EGRESS, ssl, buf, written, SOURCE_OPENSSL);
+	tls_enter(DIRECTION_EGRESS, ssl, buf, written, SOURCE_OPENSSL, PT_REGS_SP(ctx));
 	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(ssl_read_ex_enter, void *ssl, void *buf, __u64 num, __u64 *readbytes)
 {
-	tls_enter(DIRECTION_INGRESS, ssl, buf, readbytes, SOURCE_OPENSSL);
+	tls_enter(DIRECTION_INGRESS, ssl, buf, readbytes, SOURCE_OPENSSL, PT_REGS_SP(ctx));
 	return 0;
 }
 
@@ -1359,27 +1385,27 @@ int BPF_KPROBE(ssl_free_enter, void *ssl)
 SEC("uprobe")
 int BPF_KPROBE(gnutls_send_enter, void *session, const void *buf, __u64 size)
 {
-	tls_enter(DIRECTION_EGRESS, session, buf, NULL, SOURCE_GNUTLS);
+	tls_enter(DIRECTION_EGRESS, session, buf, NULL, SOURCE_GNUTLS, PT_REGS_SP(ctx));
 	return 0;
 }
 
 SEC("uretprobe")
 int BPF_KRETPROBE(gnutls_send_exit, long ret)
 {
-	tls_exit(DIRECTION_EGRESS, ret);
+	tls_exit(DIRECTION_EGRESS, ret, PT_REGS_SP(ctx));
 	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(gnutls_recv_enter, void *session, void *buf, __u64 size)
 {
-	tls_enter(DIRECTION_INGRESS, session, buf, NULL, SOURCE_GNUTLS);
+	tls_enter(DIRECTION_INGRESS, session, buf, NULL, SOURCE_GNUTLS, PT_REGS_SP(ctx));
 	return 0;
 }
 
 SEC("uretprobe")
 int BPF_KRETPROBE(gnutls_recv_exit, long ret)
 {
-	tls_exit(DIRECTION_INGRESS, ret);
+	tls_exit(DIRECTION_INGRESS, ret, PT_REGS_SP(ctx));
 	return 0;
 }

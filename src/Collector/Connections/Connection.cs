@@ -145,6 +145,7 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
     public ConnectionInfo? Info { get; private set; }
     /// <summary>The streams carry TLS plaintext from a library probe, not syscall bytes.</summary>
     public bool Tls { get; private set; }
+    private ulong _tlsSession; // the TLS session (SSL *) whose plaintext the streams hold
     public EventSource Source { get; private set; }
     /// <summary>Environment.TickCount64 of the last event.</summary>
     public long LastActivity { get; set; }
@@ -184,6 +185,15 @@ internal sealed class Connection : IHttpMessageSink, IDisposable
         {
             _table.Metrics.CountHttpDrop("tls_ciphertext_ignored");
             return; // ciphertext of a TLS connection: never parsed (the kernel normally withholds it)
+        }
+        if (tls && h.TlsCtx != _tlsSession)
+        {
+            // Another TLS session on this socket: TLS inside TLS (a tunnel through an HTTPS
+            // proxy: the CONNECT exchange came through the proxy's session, whose plaintext the
+            // kernel stops sending once it carries the origin's records). The new session's
+            // plaintext starts at its own position 0.
+            if (_tlsSession != 0) ResetStreams("tls_session_switch");
+            _tlsSession = h.TlsCtx;
         }
         Source = h.Source;
         _eventNs = h.Header.TimestampNs;

@@ -30,6 +30,35 @@ public sealed class TlsMatrixTests : IAsyncLifetime
         _nginx.Dispose();
     }
 
+    [Fact]
+    public async Task Tls_inside_tls_through_an_https_proxy_is_captured_from_the_inner_session()
+    {
+        var name = $"tunnel-{Guid.NewGuid():N}.txt";
+        var content = "through the proxy\n" + string.Concat(Enumerable.Range(0, 20).Select(i => $"line {i:D2} " + new string('t', 1000) + "\n"));
+        File.WriteAllText(Path.Combine(_nginx.Www, name), content);
+        using var proxy = new HttpsProxy(_sServerDir);
+        // curl's request to nginx goes in a TLS session that runs inside its TLS session with the
+        // proxy: each SSL_write to nginx's session calls SSL_write of the proxy's on the same thread
+        var body = Shell.Check("curl", $"-sk --fail --proxy-insecure -x https://127.0.0.1:{proxy.Port} https://127.0.0.1:{_nginx.TlsPort}/{name}");
+        Assert.Equal(content, body);
+
+        var path = "/" + name;
+        await _collector.WaitForAsync(m => m.GetProperty("path").GetString() == path && m.GetProperty("process_name").GetString() == "curl", 1);
+        await Task.Delay(300);
+        var found = _collector.Messages().Where(m => m.GetProperty("path").GetString() == path).ToList();
+        var clientSide = Assert.Single(found, m => m.GetProperty("process_name").GetString() == "curl");
+        Assert.Equal("2", clientSide.GetProperty("direction").GetString());
+        Assert.Equal("200", clientSide.GetProperty("statusCode").GetString());
+        Assert.Equal(content, clientSide.GetProperty("responsePayload").GetString());
+        Assert.Equal($"127.0.0.1:{proxy.Port}", clientSide.GetProperty("destIp").GetString()); // curl's socket goes to the proxy
+        Assert.Single(found, m => m.GetProperty("process_name").GetString() == "nginx");
+        // the CONNECT itself, from the proxy's session, before it carried the inner one
+        var connect = _collector.Messages().Where(m => m.GetProperty("method").GetString() == "CONNECT" &&
+            m.GetProperty("path").GetString() == $"127.0.0.1:{_nginx.TlsPort}" && m.GetProperty("process_name").GetString() == "curl").ToList();
+        Assert.Equal("200", Assert.Single(connect).GetProperty("statusCode").GetString());
+        Assert.Equal(clientSide.GetProperty("ip").GetString(), connect[0].GetProperty("ip").GetString());
+    }
+
     public static IEnumerable<object[]> Matrix() =>
         from client in Clients.Names
         from server in new[] { "nginx", "openssl" }
@@ -90,6 +119,66 @@ public sealed class TlsMatrixTests : IAsyncLifetime
 /// request's header block is complete. (Its -WWW mode goes through a BIO that calls OpenSSL's
 /// internal functions, which no uprobe on the exported API sees: the collector counts such
 /// connections in collector_tls_connections_unseen_total.)</summary>
+/// <summary>An HTTPS proxy on loopback (python3's ssl): a TLS session to the client, CONNECT, then
+/// bytes both ways to the target. The client's TLS to the origin then runs inside the proxy's.</summary>
+public sealed class HttpsProxy : IDisposable
+{
+    private const string Script = """
+        import socket, ssl, sys, threading
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+        listener = socket.create_server(('127.0.0.1', int(sys.argv[1])))
+        def pipe(a, b):
+            try:
+                while True:
+                    d = a.recv(65536)
+                    if not d: break
+                    b.sendall(d)
+            except OSError: pass
+            finally:
+                try: b.shutdown(socket.SHUT_WR)
+                except OSError: pass
+        def serve(raw):
+            c = ctx.wrap_socket(raw, server_side=True)
+            head = b''
+            while b'\r\n\r\n' not in head:
+                d = c.recv(4096)
+                if not d: return
+                head += d
+            host, port = head.split(b' ')[1].decode().rsplit(':', 1)
+            if host != '127.0.0.1': return  # loopback only
+            upstream = socket.create_connection((host, int(port)))
+            c.sendall(b'HTTP/1.1 200 Connection established\r\n\r\n')
+            t = threading.Thread(target=pipe, args=(upstream, c)); t.start()
+            pipe(c, upstream); t.join()
+        while True:
+            raw, _ = listener.accept()
+            threading.Thread(target=serve, args=(raw,), daemon=True).start()
+        """;
+
+    private readonly Process _process;
+    public int Port { get; }
+
+    public HttpsProxy(string certDir)
+    {
+        Port = Repo.FreePort();
+        _process = Process.Start(new ProcessStartInfo(Clients.Python,
+            ["-c", Script, Port.ToString(), Path.Combine(certDir, "cert.pem"), Path.Combine(certDir, "key.pem")])
+        {
+            UseShellExecute = false,
+            RedirectStandardError = true,
+        })!;
+        Nginx.WaitForListen(Port);
+    }
+
+    public void Dispose()
+    {
+        try { _process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+        _process.WaitForExit(5000);
+        _process.Dispose();
+    }
+}
+
 public sealed class SServer : IAsyncDisposable
 {
     private readonly Process _process;
