@@ -2,12 +2,13 @@
 # Capture overhead on loopback: nginx serving a 1 KiB body over keep-alive, wrk as the client,
 # plaintext and TLS, in four modes run interleaved ROUNDS times:
 #   none      no probes
-#   floor     count-only probes on the same hooks (bpftrace): the cost of the traps alone
+#   trap      probes on the same hooks whose programs do nothing (bpftrace, empty actions): the trap alone
+#   floor     count-only probes on the same hooks (bpftrace, a per-CPU count per hit)
 #   collector the collector tracing both nginx and wrk (every request is emitted twice, once per side)
 #   server    the collector tracing nginx only (the production shape: the load comes from elsewhere)
 # Each measured run follows WARMUP seconds of the same load (every mode alike): the figures are
 # the steady state of a node agent that runs for days, not its JIT warming up.
-# Prints requests/s (median), the ratio collector/floor, the collector's CPU seconds per
+# Prints requests/s (median), the ratios to the floor and to the trap, the collector's CPU seconds per
 # 10,000 requests and what it dropped. Traffic stays on 127.0.0.1; every run is bounded by
 # DURATION seconds.
 set -euo pipefail
@@ -71,6 +72,7 @@ uprobe:$LIBSSL:SSL_read_ex, uretprobe:$LIBSSL:SSL_read_ex,
 uprobe:$LIBSSL:SSL_write_ex, uretprobe:$LIBSSL:SSL_write_ex
 { @[cpu] = count(); }
 BT
+sed 's/{ @\[cpu\] = count(); }/{ }/' "$work/floor.bt" > "$work/trap.bt"
 
 warm_up() { # url
   [ "$WARMUP" = 0 ] || wrk -t2 -c"$CONNECTIONS" -d"${WARMUP}s" "$1" > /dev/null 2>&1
@@ -88,16 +90,16 @@ cpu_seconds() { # pid → utime+stime in seconds
   awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
 }
 
-declare -A results cpu drops
+declare -A results cpu drops startup
 metrics_port=$((tls + 1))
 for round in $(seq "$ROUNDS"); do
   for scheme in http https; do
     port=$plain; [ "$scheme" = https ] && port=$tls
     url="$scheme://127.0.0.1:$port/1k.txt"
-    for mode in none floor collector server; do
+    for mode in none trap floor collector server; do
       pid=""
-      if [ "$mode" = floor ]; then
-        bpftrace "$work/floor.bt" > "$work/bt.out" 2>&1 & pid=$!
+      if [ "$mode" = floor ] || [ "$mode" = trap ]; then
+        bpftrace "$work/$mode.bt" > "$work/bt.out" 2>&1 & pid=$!
         sleep 4
       elif [ "$mode" = collector ] || [ "$mode" = server ]; then
         traced=nginx,wrk; [ "$mode" = server ] && traced=nginx
@@ -113,6 +115,7 @@ for round in $(seq "$ROUNDS"); do
         c1=$(cpu_seconds $pid); d1=$(dropped $metrics_port)
         cpu["$scheme,$mode"]+="$(awk -v a="$c0" -v b="$c1" -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%.3f", (b - a) / (r * d) * 10000 }') "
         drops["$scheme,$mode"]+="$((d1 - d0)) "
+        startup["$scheme,$mode"]+="$d0 "
       fi
       [ -n "$pid" ] && { kill -INT $pid 2>/dev/null || true; kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; }
       results["$scheme,$mode"]+="$rps "
@@ -122,17 +125,22 @@ for round in $(seq "$ROUNDS"); do
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-printf '\n%-7s %11s %11s %11s %11s %16s %13s %12s %12s\n' scheme "none" "floor" "collector" "server" "collector/floor" "server/floor" "CPU s/10k" "(server)"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+printf '\n%-7s %9s %9s %9s %10s %9s %16s %13s %15s %12s %10s %9s\n' scheme none trap floor collector server \
+  collector/floor server/floor collector/trap server/trap "CPU s/10k" "(server)"
 for scheme in http https; do
   n=$(echo "${results[$scheme,none]}" | median)
+  t=$(echo "${results[$scheme,trap]}" | median)
   f=$(echo "${results[$scheme,floor]}" | median)
   c=$(echo "${results[$scheme,collector]}" | median)
   v=$(echo "${results[$scheme,server]}" | median)
-  printf '%-7s %11.0f %11.0f %11.0f %11.0f %16.3f %13.3f %12s %12s\n' "$scheme" "$n" "$f" "$c" "$v" \
-    "$(awk -v c="$c" -v f="$f" 'BEGIN {print c / f}')" "$(awk -v c="$v" -v f="$f" 'BEGIN {print c / f}')" \
+  printf '%-7s %9.0f %9.0f %9.0f %10.0f %9.0f %16s %13s %15s %12s %10s %9s\n' "$scheme" "$n" "$t" "$f" "$c" "$v" \
+    "$(ratio "$c" "$f")" "$(ratio "$v" "$f")" "$(ratio "$c" "$t")" "$(ratio "$v" "$t")" \
     "$(echo "${cpu[$scheme,collector]}" | median)" "$(echo "${cpu[$scheme,server]}" | median)"
 done
 printf '\n(requests/s, medians of %s rounds of %s s after %s s of warm-up; CPU: collector CPU seconds per 10,000 requests)\n' "$ROUNDS" "$DURATION" "$WARMUP"
 for scheme in http https; do
   printf 'drops during the measured runs, %s: collector %s| server %s\n' "$scheme" "${drops[$scheme,collector]}" "${drops[$scheme,server]}"
+  printf 'drops from start-up to the end of warm-up (the collector starts under full load), %s: collector %s| server %s\n' \
+    "$scheme" "${startup[$scheme,collector]}" "${startup[$scheme,server]}"
 done
