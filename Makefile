@@ -39,11 +39,15 @@ $(BPF_FALLBACK_OBJ): $(BPF_SRC) $(BUILD)/vmlinux.h
 
 bpf: $(BPF_OBJ) $(BPF_FALLBACK_OBJ)
 
-native: $(BUILD)/layout_dump
+native: $(BUILD)/layout_dump $(BUILD)/tls_longjmp
 
 $(BUILD)/layout_dump: native/layout_dump.c bpf/collector.h
 	@mkdir -p $(BUILD)
 	$(CC) -O1 -Wall -Werror -I bpf -o $@ native/layout_dump.c
+
+$(BUILD)/tls_longjmp: native/tls_longjmp.c
+	@mkdir -p $(BUILD)
+	$(CC) -O1 -Wall -Werror -o $@ native/tls_longjmp.c -lssl -lcrypto
 
 $(COLLECTOR): $(BPF_OBJ) $(CS_SRC) scripts/build-release.sh
 	scripts/build-release.sh $(BUILD)/collector

@@ -34,6 +34,8 @@ extern int bpf_probe_read_user_dynptr(struct bpf_dynptr *dptr, __u64 off, __u64 
 #define MAX_IOV_WALK 16     /* iovec entries walked per call; the rest becomes a gap */
 #define MAX_MMSG_WALK 4     /* messages of sendmmsg/recvmmsg walked per call */
 #define MAX_MMSG_VLEN 1024  /* UIO_MAXIOV: the most messages one call can carry */
+#define TLS_NEST_MAX_STACK (256 * 1024)      /* a nested TLS call is entered this close below the running one */
+#define TLS_NEST_MAX_NS (10ULL * 1000000000) /* ... and this soon after it began */
 
 const volatile struct collector_config settings = {
 	.capture_plain = 1,
@@ -59,6 +61,7 @@ struct conn_state {
 	__u64 plain_pos[2]; /* per direction, bytes seen at the syscalls */
 	__u64 tls_ctx;      /* the TLS session bound to this socket, if any */
 	__u64 tls_bytes;    /* plaintext bytes seen for it */
+	__u64 earlier_tls_ctx; /* the session it carried before (the proxy's, under TLS inside TLS) */
 };
 
 enum io_kind { IO_BUF = 0, IO_IOV = 1, IO_MSG = 2, IO_MMSG = 3 };
@@ -76,6 +79,7 @@ struct tls_args {
 	__u64 buf;
 	__u64 out_len; /* size_t * of the _ex calls, 0 otherwise */
 	__u64 sp;      /* stack pointer at entry: a call entered deeper while this one runs is nested in it */
+	__u64 entry_ns;
 	__s32 fd;      /* learned from the syscall the library makes inside the call */
 	__u32 source;
 };
@@ -162,15 +166,10 @@ struct iov_ctx {
  * - pending_bind: memory-BIO applications (node, .NET) encrypt in SSL_write and send the record
  *   with a syscall after it returns, on the same thread: the session waiting for that syscall
  * - last_ingress_fd: ... and read the record with a syscall before SSL_read: the last socket read
- * - traced: whether the process is traced (TRACED_YES / TRACED_NO), remembered so that each call
- *   skips the selection (reading the process name and comparing it, or its namespaces, costs as
- *   much as the rest of a sys_enter probe; every syscall of every untraced process on the node
- *   would pay it). Cleared at exec, which can change the name and the namespaces; a rename by
- *   prctl is not seen. */
-#define TRACED_UNKNOWN 0
-#define TRACED_YES 1
-#define TRACED_NO 2
-
+ * - traced: the process is traced; remembered so that each call skips the selection (reading the
+ *   process name and comparing it costs as much as the rest of a sys_enter probe). Cleared at
+ *   exec, which can change the name and the namespaces; a rename by prctl away from a selected
+ *   name is not seen (threads found untraced are remembered apart: untraced_threads). */
 struct thread_state {
 	struct io_args io;
 	struct tls_args tls[2];
@@ -184,7 +183,7 @@ struct thread_state {
 	__u8 tls_active[2];
 	__u8 pending_bind_active;
 	__u8 last_ingress_active;
-	__u8 traced; /* TRACED_*: what should_trace() said for this thread's process (until its next exec) */
+	__u8 traced; /* should_trace() said yes for this thread's process (until its next exec) */
 	__u8 pad;
 };
 
@@ -194,6 +193,22 @@ struct {
 	__type(key, int);
 	__type(value, struct thread_state);
 } threads SEC(".maps");
+
+/* Threads found untraced, so that their syscalls skip the selection too (every syscall of every
+ * untraced process on the node would pay the name or namespace reads). A small value of its own,
+ * not a thread_state: every thread on the node that does I/O gets one. comm_head is the first 8
+ * bytes of the process name when it was judged: with TRACE_COMMS a rename (prctl) is judged
+ * again. Cleared at exec. */
+struct untraced {
+	__u64 comm_head;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct untraced);
+} untraced_threads SEC(".maps");
 
 
 struct {
@@ -574,20 +589,35 @@ static __always_inline void emit_buffer(__u32 tgid, __u32 fd, __u32 generation, 
 		count_drop(DROP_BEYOND_CAPTURE_BYTES, len - c->off);
 }
 
+/* The first 8 bytes of the process's name (the group leader's comm, as should_trace() reads it). */
+static __always_inline __u64 process_name_head(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 head = 0;
+	BPF_CORE_READ_INTO(&head, task, group_leader, comm);
+	return head;
+}
+
 /* Whether the current thread's process is traced; *t is its state when it has one. A thread found
- * untraced gets a state that says so (not counted when there is no room: it is asked again). */
+ * untraced is remembered in untraced_threads (not counted when there is no room: it is asked again). */
 static __always_inline int thread_traced(__u32 tgid, struct thread_state **t)
 {
 	*t = thread_state(0);
-	if (*t && (*t)->traced != TRACED_UNKNOWN)
-		return (*t)->traced == TRACED_YES;
-	if (should_trace(tgid))
+	if (*t && (*t)->traced)
 		return 1;
-	struct thread_state *s = *t;
-	if (!s)
-		s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (s)
-		s->traced = TRACED_NO;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct untraced *u = bpf_task_storage_get(&untraced_threads, task, 0, 0);
+	__u64 head = settings.trace_comm_count > 0 ? process_name_head() : 0;
+	if (u && u->comm_head == head)
+		return 0;
+	if (should_trace(tgid)) {
+		if (u)
+			bpf_task_storage_delete(&untraced_threads, task);
+		return 1;
+	}
+	u = bpf_task_storage_get(&untraced_threads, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (u)
+		u->comm_head = head;
 	return 0;
 }
 
@@ -604,7 +634,7 @@ static __always_inline struct thread_state *traced_thread_state(struct thread_st
 	if (!t)
 		t = thread_state(1);
 	if (t)
-		t->traced = TRACED_YES;
+		t->traced = 1;
 	return t;
 }
 
@@ -638,9 +668,17 @@ static __always_inline void bind_tls(__u32 tgid, __u64 ctx, __u32 fd, struct con
 	__s32 v = fd;
 	__s32 *known = bpf_map_lookup_elem(&tls_fds, &k);
 	st->flags |= CONN_TLS;
+	if (st->tls_ctx != 0 && st->tls_ctx != ctx)
+		st->earlier_tls_ctx = st->tls_ctx;
 	st->tls_ctx = ctx;
 	if (known && *known == v)
 		return;
+	if (known) {
+		/* The address names a session on another socket now: the earlier one was freed without
+		 * our seeing it (GnuTLS has no probe on its free). Its positions and marks are not this
+		 * session's. */
+		bpf_map_delete_elem(&tls_streams, &k);
+	}
 	bpf_map_update_elem(&tls_fds, &k, &v, BPF_ANY);
 	struct bind_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -1149,6 +1187,11 @@ int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 		bpf_map_delete_elem(&tls_fds, &k);
 		bpf_map_delete_elem(&tls_streams, &k);
 	}
+	if (st->earlier_tls_ctx) {
+		struct tls_key k = {.tgid = key.tgid, .ctx = st->earlier_tls_ctx};
+		bpf_map_delete_elem(&tls_fds, &k);
+		bpf_map_delete_elem(&tls_streams, &k);
+	}
 	bpf_map_delete_elem(&conns, &key);
 	return 0;
 }
@@ -1162,7 +1205,8 @@ int sched_process_exec(void *ctx)
 	/* a new program: its name and namespaces may differ, so the selection is made again */
 	struct thread_state *t = thread_state(0);
 	if (t)
-		t->traced = TRACED_UNKNOWN;
+		t->traced = 0;
+	bpf_task_storage_delete(&untraced_threads, bpf_get_current_task_btf());
 	if (!should_trace(tgid))
 		return 0;
 	struct exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -1226,18 +1270,27 @@ static __always_inline void tls_enter(const __u32 direction, void *ctx_ptr, cons
 	if (!t)
 		return;
 	struct tls_args *a = &t->tls[direction & 1];
-	if (t->tls_active[direction & 1] && sp < a->sp && a->ctx != (__u64)ctx_ptr) {
-		/* A call of another session made inside this one (TLS inside TLS: curl through an HTTPS
-		 * proxy, where the proxy's session carries the origin's records). The call already
-		 * running has the application's plaintext; this one's is the other's ciphertext: mark
-		 * its session a transport, whose plaintext is never sent, and keep the running call. */
-		struct tls_key k = {.tgid = id >> 32, .ctx = (__u64)ctx_ptr};
-		struct tls_stream *ts = tls_stream_of(&k);
-		if (ts)
-			ts->transport = 1;
-		return;
+	__u64 now = bpf_ktime_get_ns();
+	if (t->tls_active[direction & 1]) {
+		if (a->ctx != (__u64)ctx_ptr && sp < a->sp && a->sp - sp < TLS_NEST_MAX_STACK &&
+		    now - a->entry_ns < TLS_NEST_MAX_NS) {
+			/* A call of another session made inside this one (TLS inside TLS: curl through an
+			 * HTTPS proxy, where the proxy's session carries the origin's records). The call
+			 * already running has the application's plaintext; this one's is the other's
+			 * records: mark its session a transport, whose plaintext is not sent, and keep the
+			 * running call. Bounded in stack distance and time, so that a slot whose return was
+			 * never seen (a longjmp out of the library) is not taken for a running call. */
+			struct tls_key k = {.tgid = id >> 32, .ctx = (__u64)ctx_ptr};
+			struct tls_stream *ts = tls_stream_of(&k);
+			if (ts)
+				ts->transport = 1;
+			return;
+		}
+		/* the running call's plaintext is lost (or its return was never seen): say so */
+		count_drop(DROP_TLS_CALLS_OVERLAPPED, 1);
 	}
 	a->sp = sp;
+	a->entry_ns = now;
 	a->ctx = (__u64)ctx_ptr;
 	a->buf = (__u64)buf;
 	a->out_len = (__u64)out_len;

@@ -50,6 +50,8 @@ enum drop_reason {
 	DROP_READ_FAILED_BYTES,     /* bytes the kernel could not copy from user memory */
 	DROP_SENDFILE_BYTES,        /* bytes sent with sendfile: they never pass through user memory */
 	DROP_ACTIVE_CALLS_FULL,     /* calls not followed because the per-thread call map was full */
+	DROP_TLS_CALLS_OVERLAPPED,  /* TLS calls whose plaintext was lost: another call of the same direction
+				     * began on the thread before they returned, and was not nested in them */
 	DROP_COUNTER_COUNT,
 };
 

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   # build
-  clang llvm libbpf-dev bpftool make gcc libelf-dev zlib1g-dev pkg-config
+  clang llvm libbpf-dev bpftool make gcc libelf-dev zlib1g-dev pkg-config libssl-dev
   # runtime: libbpf1 comes with libbpf-dev; Confluent.Kafka loads Debian's librdkafka.so (the -dev name)
   librdkafka1 librdkafka-dev
   # tests and benchmarks: real peers, an independent Kafka consumer, a real Prometheus

@@ -24,6 +24,7 @@ public enum KernelDropReason
     ReadFailedBytes,
     SendfileBytes,
     ActiveCallsFull,
+    TlsCallsOverlapped,
     Count,
 }
 

@@ -83,6 +83,7 @@ public sealed class CollectorMetrics
         KernelDropReason.ReadFailedBytes => "user_memory_unreadable",
         KernelDropReason.SendfileBytes => "sendfile",
         KernelDropReason.ActiveCallsFull => "active_calls_full",
+        KernelDropReason.TlsCallsOverlapped => "tls_calls_overlapped",
         _ => "other",
     };
 

@@ -25,13 +25,13 @@ public sealed class MessageBuffer : IBufferWriter<byte>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Span<byte> GetSpan(int sizeHint = 0)
     {
-        if (_bytes.Length - _count <= sizeHint) Grow(sizeHint);
+        if (_bytes.Length - _count < Math.Max(sizeHint, 1)) Grow(sizeHint);
         return _bytes.AsSpan(_count);
     }
 
     public Memory<byte> GetMemory(int sizeHint = 0)
     {
-        if (_bytes.Length - _count <= sizeHint) Grow(sizeHint);
+        if (_bytes.Length - _count < Math.Max(sizeHint, 1)) Grow(sizeHint);
         return _bytes.AsMemory(_count);
     }
 
@@ -53,6 +53,7 @@ public sealed class MessageBuffer : IBufferWriter<byte>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void Grow(int size)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(size);
         var needed = (long)_count + Math.Max(size, 1);
         if (needed > Array.MaxLength) throw new OutOfMemoryException($"a message of {needed} bytes");
         var bigger = new byte[(int)Math.Min(Math.Max(needed, (long)_bytes.Length * 2), Array.MaxLength)];

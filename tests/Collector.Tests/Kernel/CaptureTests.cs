@@ -401,6 +401,24 @@ public sealed class CaptureTests
     }
 
     [Fact]
+    public async Task A_tls_call_whose_return_is_never_seen_is_counted_when_another_session_s_call_begins()
+    {
+        // native/tls_longjmp.c: SSL_write on one session longjmps out of the library (no return
+        // for the probe), then another session's SSL_write begins at the same stack depth
+        await using var collector = await Collector(("TRACE_COMMS", "tls_longjmp"));
+        const string sample = "collector_kernel_drops_total{reason=\"tls_calls_overlapped\"}";
+        Assert.Equal(0, await collector.MetricAsync(sample));
+        Assert.Equal("done\n", Shell.Check(Path.Combine(Repo.Build, "tls_longjmp"), ""));
+        var counted = 0.0;
+        for (var i = 0; i < 50 && counted == 0; i++)
+        {
+            await Task.Delay(200); // kernel counters are read once per poll interval
+            counted = await collector.MetricAsync(sample);
+        }
+        Assert.Equal(1, counted);
+    }
+
+    [Fact]
     public async Task A_tls_library_loaded_by_a_new_process_is_probed_within_a_second_of_exec()
     {
         using var nginx = new Nginx();
