@@ -210,7 +210,6 @@ struct {
 	__type(value, struct untraced);
 } untraced_threads SEC(".maps");
 
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
@@ -441,8 +440,6 @@ static __always_inline int judge_first_bytes(struct conn_state *st, const void *
 	return 0;
 }
 
-
-
 /* Up to MAX_SEGMENTS user buffers that follow each other in the stream. */
 struct segments {
 	__u64 base[MAX_SEGMENTS];
@@ -660,6 +657,14 @@ static __always_inline void enter_io(__u32 fd, __u64 buf, __u32 count, __u32 kin
 	t->io_active = 1;
 }
 
+/* A TLS session is over (freed, or its socket closed): its address may name the next one. */
+static __always_inline void forget_tls_session(__u32 tgid, __u64 ctx)
+{
+	struct tls_key k = {.tgid = tgid, .ctx = ctx};
+	bpf_map_delete_elem(&tls_fds, &k);
+	bpf_map_delete_elem(&tls_streams, &k);
+}
+
 /* Ties a TLS session to its socket; tells user space when the tie is new, so that plaintext sent
  * before it was known finds its connection. */
 static __always_inline void bind_tls(__u32 tgid, __u64 ctx, __u32 fd, struct conn_state *st)
@@ -709,7 +714,6 @@ static __always_inline int claim_for_tls(struct thread_state *t, __u32 tgid, str
 	return 1;
 }
 
-/* Emits the plaintext of one buffer of a syscall, or counts it when the connection is not HTTP. */
 /* Takes len plaintext bytes of a syscall into the connection's position; head is where the first
  * of them are (len ≥ head_len). Returns the position of the first byte when they are to be sent,
  * -1 when not: the connection carries TLS, plaintext capture is off, or its first bytes are not
@@ -729,6 +733,7 @@ static __always_inline __s64 plain_take(struct conn_state *st, __u64 head, __u64
 	return pos;
 }
 
+/* Emits the plaintext of one buffer of a syscall, or counts it when the connection is not HTTP. */
 static __always_inline void plain_buffer(__u32 tgid, __u32 fd, struct conn_state *st, __u64 buf,
 					 __u64 len, __u64 call_bytes, __u32 direction)
 {
@@ -741,8 +746,6 @@ struct iovec_user {
 	__u64 base;
 	__u64 len;
 };
-
-
 
 static long iov_entry(__u32 i, void *unused)
 {
@@ -1182,16 +1185,10 @@ int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 	} else {
 		count_drop(DROP_RINGBUF_FULL, 1);
 	}
-	if (st->tls_ctx) {
-		struct tls_key k = {.tgid = key.tgid, .ctx = st->tls_ctx};
-		bpf_map_delete_elem(&tls_fds, &k);
-		bpf_map_delete_elem(&tls_streams, &k);
-	}
-	if (st->earlier_tls_ctx) {
-		struct tls_key k = {.tgid = key.tgid, .ctx = st->earlier_tls_ctx};
-		bpf_map_delete_elem(&tls_fds, &k);
-		bpf_map_delete_elem(&tls_streams, &k);
-	}
+	if (st->tls_ctx)
+		forget_tls_session(key.tgid, st->tls_ctx);
+	if (st->earlier_tls_ctx)
+		forget_tls_session(key.tgid, st->earlier_tls_ctx);
 	bpf_map_delete_elem(&conns, &key);
 	return 0;
 }
@@ -1427,10 +1424,7 @@ int BPF_KPROBE(ssl_set_fd_enter, void *ssl, int fd)
 SEC("uprobe")
 int BPF_KPROBE(ssl_free_enter, void *ssl)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct tls_key k = {.tgid = id >> 32, .ctx = (__u64)ssl};
-	bpf_map_delete_elem(&tls_fds, &k);
-	bpf_map_delete_elem(&tls_streams, &k);
+	forget_tls_session(bpf_get_current_pid_tgid() >> 32, (__u64)ssl);
 	return 0;
 }
 
