@@ -84,7 +84,7 @@ public sealed record Result(string Name, double EventsPerSecond, double Exchange
 public sealed class DiscardSink : IMessageSink
 {
     public long Messages, Bytes;
-    public void Publish(ReadOnlySpan<byte> message, string? collectionDetails) { Messages++; Bytes += message.Length; }
+    public void Publish(ReadOnlySpan<byte> message, ReadOnlySpan<byte> collectionDetails) { Messages++; Bytes += message.Length; }
     public Task<long> FlushAsync(TimeSpan grace) => Task.FromResult(0L);
     public bool? Reachable => null;
     public void Idle() { }

@@ -59,14 +59,28 @@ public static class AktoMessage
         e.Write(output, x, id, unixSeconds, bodyCap);
     }
 
-    /// <summary>The collection_details Kafka header: host|method|path, or null when a part is empty.</summary>
-    public static string? CollectionDetails(HttpExchange x)
+    /// <summary>Writes the collection_details Kafka header, host|method|path in UTF-8, into o; false,
+    /// with nothing written, when a part is empty. Bytes, not a string: it is made for every
+    /// exchange, and the record header takes bytes.</summary>
+    public static bool CollectionDetails(HttpExchange x, MessageBuffer o)
     {
-        var host = x.Request.Header("host");
-        if (string.IsNullOrEmpty(host) || string.IsNullOrEmpty(x.Request.Method) || string.IsNullOrEmpty(x.Request.Target))
-            return null;
-        return $"{host}|{x.Request.Method}|{x.Request.Target}";
+        var req = x.Request;
+        var host = req.Header("host");
+        var target = req.TargetBytes;
+        if (string.IsNullOrEmpty(host) || string.IsNullOrEmpty(req.Method) || (target.IsEmpty && string.IsNullOrEmpty(req.Target)))
+            return false;
+        Utf8(o, host);
+        o.Write("|"u8);
+        Utf8(o, req.Method);
+        o.Write("|"u8);
+        // the target as the string Target would spell it: its bytes when they are UTF-8 (Latin-1 otherwise)
+        if (!target.IsEmpty && System.Text.Unicode.Utf8.IsValid(target)) o.Write(target);
+        else Utf8(o, req.Target);
+        return true;
     }
+
+    private static void Utf8(MessageBuffer o, string s) =>
+        o.Advance(Encoding.UTF8.GetBytes(s, o.GetSpan(Encoding.UTF8.GetMaxByteCount(s.Length))));
 
     public static string Endpoint(System.Net.IPAddress address, int port) => ConnectionInfo.Endpoint(address, port);
 
@@ -166,6 +180,9 @@ public static class AktoMessage
         buffer = bigger;
     }
 
+    /// <summary>The copy-without-escaping check alone (its tests).</summary>
+    internal static bool IsPlainForTests(ReadOnlySpan<byte> s) => Encoder.IsPlain(s);
+
     /// <summary>JSON string escaping alone (the bench and its tests).</summary>
     internal static void EscapeForBench(MessageBuffer o, ReadOnlySpan<byte> s, bool nested = false) => Encoder.Escaped(o, s, nested);
 
@@ -252,13 +269,15 @@ public static class AktoMessage
         {
             public readonly int Length;      // payload bytes sent (text or before base64)
             public readonly bool Base64;
+            public readonly bool Plain;      // printable ASCII without quote or backslash: copied as it is
             public readonly bool Withheld;   // a cut JSON body
             public readonly bool Cap, Gap, Incomplete;
 
-            private Body(int length, bool base64, bool withheld, bool cap, bool gap, bool incomplete)
+            private Body(int length, bool base64, bool withheld, bool cap, bool gap, bool incomplete, bool plain = false)
             {
                 Length = length;
                 Base64 = base64;
+                Plain = plain;
                 Withheld = withheld;
                 Cap = cap;
                 Gap = gap;
@@ -280,6 +299,8 @@ public static class AktoMessage
                 var incomplete = m.Incomplete;
                 var cut = capped || gap || incomplete;
                 if (cut && IsJson(m)) return new Body(raw.Length, false, true, capped, gap, incomplete);
+                // most text bodies: one pass says both "valid UTF-8" and "nothing to escape"
+                if (IsPlain(raw)) return new Body(raw.Length, false, false, capped, gap, incomplete, plain: true);
                 if (System.Text.Unicode.Utf8.IsValid(raw)) return new Body(raw.Length, false, false, capped, gap, incomplete);
                 if (cut)
                 {
@@ -316,6 +337,11 @@ public static class AktoMessage
                 return;
             }
             var bytes = m.Body[..b.Length];
+            if (b.Plain)
+            {
+                Quoted(o, bytes, nested: false);
+                return;
+            }
             if (!b.Base64)
             {
                 Escaped(o, bytes);
@@ -543,7 +569,12 @@ public static class AktoMessage
         /// <summary>A JSON string from bytes that are UTF-8 when valid, else ISO-8859-1.</summary>
         private void Bytes(MessageBuffer o, ReadOnlySpan<byte> bytes, bool nested = false)
         {
-            if (Ascii.IsValid(bytes) || System.Text.Unicode.Utf8.IsValid(bytes))
+            if (IsPlain(bytes))
+            {
+                Quoted(o, bytes, nested);
+                return;
+            }
+            if (System.Text.Unicode.Utf8.IsValid(bytes))
             {
                 Escaped(o, bytes, nested);
                 return;
@@ -571,6 +602,62 @@ public static class AktoMessage
                 ArrayPool<byte>.Shared.Return(source);
             }
         }
+
+        /// <summary>A JSON string from bytes that need no escaping (IsPlain), in quotes (escaped
+        /// quotes when nested).</summary>
+        private static void Quoted(MessageBuffer o, ReadOnlySpan<byte> s, bool nested)
+        {
+            var span = o.GetSpan(s.Length + 4);
+            var written = 0;
+            if (nested) span[written++] = (byte)'\\';
+            span[written++] = (byte)'"';
+            s.CopyTo(span[written..]);
+            written += s.Length;
+            if (nested) span[written++] = (byte)'\\';
+            span[written++] = (byte)'"';
+            o.Advance(written);
+        }
+
+        /// <summary>Whether every byte is printable ASCII other than quote and backslash (DEL
+        /// included): such bytes are valid UTF-8 and go into a JSON string as they are. Most
+        /// header fields and many bodies are; one pass answers what a UTF-8 check and a search for
+        /// escapes answered in two. A signed compare catches controls and non-ASCII bytes at once.</summary>
+        internal static bool IsPlain(ReadOnlySpan<byte> s)
+        {
+            ref var p = ref MemoryMarshal.GetReference(s);
+            var n = (nuint)s.Length;
+            if (Vector256.IsHardwareAccelerated && n >= (nuint)Vector256<byte>.Count)
+            {
+                nuint i = 0;
+                for (; i + (nuint)Vector256<byte>.Count <= n; i += (nuint)Vector256<byte>.Count)
+                    if (!IsPlain(Vector256.LoadUnsafe(ref p, i))) return false;
+                // the tail: the last 32 bytes, overlapping what was checked
+                return i == n || IsPlain(Vector256.LoadUnsafe(ref p, n - (nuint)Vector256<byte>.Count));
+            }
+            if (Vector128.IsHardwareAccelerated && n >= (nuint)Vector128<byte>.Count)
+            {
+                nuint i = 0;
+                for (; i + (nuint)Vector128<byte>.Count <= n; i += (nuint)Vector128<byte>.Count)
+                    if (!IsPlain(Vector128.LoadUnsafe(ref p, i))) return false;
+                return i == n || IsPlain(Vector128.LoadUnsafe(ref p, n - (nuint)Vector128<byte>.Count));
+            }
+            for (nuint i = 0; i < n; i++)
+            {
+                var c = Unsafe.Add(ref p, i);
+                if ((sbyte)c < 0x20 || c == (byte)'"' || c == (byte)'\\') return false;
+            }
+            return true;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static bool IsPlain(Vector256<byte> v) =>
+            (Vector256.LessThan(v.AsSByte(), Vector256.Create((sbyte)0x20)).AsByte() |
+             Vector256.Equals(v, Vector256.Create((byte)'"')) | Vector256.Equals(v, Vector256.Create((byte)'\\'))) == Vector256<byte>.Zero;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static bool IsPlain(Vector128<byte> v) =>
+            (Vector128.LessThan(v.AsSByte(), Vector128.Create((sbyte)0x20)).AsByte() |
+             Vector128.Equals(v, Vector128.Create((byte)'"')) | Vector128.Equals(v, Vector128.Create((byte)'\\'))) == Vector128<byte>.Zero;
 
         /// <summary>A JSON string from valid UTF-8: quotes, backslashes and control characters
         /// escaped, everything else copied as it is. 32 bytes at a time: one compare finds every

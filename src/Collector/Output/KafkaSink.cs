@@ -149,13 +149,13 @@ public sealed class KafkaSink : IMessageSink
 
     public bool? Reachable => _reachable;
 
-    public void Publish(ReadOnlySpan<byte> message, string? collectionDetails)
+    public void Publish(ReadOnlySpan<byte> message, ReadOnlySpan<byte> collectionDetails)
     {
         Headers? headers = null;
         var size = message.Length;
-        if (collectionDetails is not null)
+        if (!collectionDetails.IsEmpty)
         {
-            var value = Encoding.UTF8.GetBytes(collectionDetails);
+            var value = collectionDetails.ToArray();
             headers = new Headers { { CollectionDetailsHeader, value } };
             size += value.Length + CollectionDetailsHeader.Length;
         }

@@ -9,8 +9,9 @@ namespace Collector.Output;
 /// <summary>Where encoded Akto messages go: stdout (no broker configured) or Kafka.</summary>
 public interface IMessageSink : IAsyncDisposable
 {
-    /// <summary>Takes one encoded message; the sink copies what it keeps.</summary>
-    void Publish(ReadOnlySpan<byte> message, string? collectionDetails);
+    /// <summary>Takes one encoded message and its collection_details header (empty: none); the
+    /// sink copies what it keeps.</summary>
+    void Publish(ReadOnlySpan<byte> message, ReadOnlySpan<byte> collectionDetails);
     /// <summary>Delivers what is queued, waiting at most grace; returns how many were left undelivered.</summary>
     Task<long> FlushAsync(TimeSpan grace);
     /// <summary>Whether the sink can deliver now (the broker answered); null when not applicable.</summary>
@@ -29,7 +30,7 @@ public sealed class StdoutSink : IMessageSink
 
     public bool? Reachable => null;
 
-    public void Publish(ReadOnlySpan<byte> message, string? collectionDetails)
+    public void Publish(ReadOnlySpan<byte> message, ReadOnlySpan<byte> collectionDetails)
     {
         _buffer.Write(message);
         _buffer.WriteByte((byte)'\n');
@@ -70,6 +71,7 @@ public sealed class OutputPipeline
     private readonly ILogger _log;
     private readonly long _realtimeOffsetNs;
     private readonly MessageBuffer _buffer = new(16384);
+    private readonly MessageBuffer _details = new(512);
 
     public OutputPipeline(ExchangeFilter filter, IMessageSink sink, CollectorMetrics metrics, AktoIdentity identity,
         int bodyCap, int maxMessageBytes, ILogger log)
@@ -115,8 +117,9 @@ public sealed class OutputPipeline
             return;
         }
         var seconds = (long)((x.Request.FirstByteNs + (ulong)_realtimeOffsetNs) / 1_000_000_000UL);
-        var details = AktoMessage.CollectionDetails(x);
-        var budget = MessageBudget(_maxMessageBytes, details);
+        _details.ResetWrittenCount();
+        var hasDetails = AktoMessage.CollectionDetails(x, _details);
+        var budget = MessageBudget(_maxMessageBytes, hasDetails ? _details.WrittenCount : -1);
         var cap = _bodyCap;
         for (var attempt = 0; ; attempt++)
         {
@@ -135,12 +138,13 @@ public sealed class OutputPipeline
             _metrics.HostRequests[host].Increment();
         var latency = (double)((long)ConnectionTable.MonotonicNowNs() - (long)x.Response.LastByteNs) / 1e9;
         _metrics.ExchangeLatency.Observe(Math.Max(latency, 0));
-        _sink.Publish(buffer.WrittenSpan, details);
+        _sink.Publish(buffer.WrittenSpan, _details.WrittenSpan);
     }
 
     /// <summary>Bytes the message value may take: the broker's limit covers the record with its
-    /// collection_details header and framing, not the value alone.</summary>
-    public static int MessageBudget(int maxMessageBytes, string? collectionDetails) =>
+    /// collection_details header (detailsBytes long, -1 when there is none) and framing, not the
+    /// value alone.</summary>
+    public static int MessageBudget(int maxMessageBytes, int detailsBytes) =>
         maxMessageBytes - KafkaSink.RecordOverheadBytes -
-        (collectionDetails is null ? 0 : System.Text.Encoding.UTF8.GetByteCount(collectionDetails) + KafkaSink.CollectionDetailsHeader.Length);
+        (detailsBytes < 0 ? 0 : detailsBytes + KafkaSink.CollectionDetailsHeader.Length);
 }

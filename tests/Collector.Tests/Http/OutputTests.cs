@@ -160,6 +160,34 @@ public sealed class OutputTests
     }
 
     [Fact]
+    public void Bytes_are_plain_only_when_every_one_is_printable_ascii_other_than_quote_and_backslash()
+    {
+        // IsPlain decides whether a field or body is copied without escaping: it reads 32, 16 or
+        // one byte at a time, the last block overlapping. Every length up to 100, one odd byte at
+        // every position, each kind of odd byte (control, quote, backslash, non-ASCII, the
+        // signed-compare edges 0x1f/0x80/0xff), and DEL, which JSON lets through.
+        byte[] odd = [0x00, 0x09, 0x0a, 0x1f, (byte)'"', (byte)'\\', 0x80, 0xc3, 0xff];
+        for (var length = 0; length <= 100; length++)
+        {
+            var bytes = Enumerable.Range(0, length).Select(i => (byte)(0x20 + i % 95)).Where(b => b is not ((byte)'"' or (byte)'\\')).ToArray();
+            bytes = [.. bytes, .. Enumerable.Repeat((byte)'a', length - bytes.Length)];
+            Assert.True(Collector.Output.AktoMessage.IsPlainForTests(bytes), $"length {length}");
+            for (var at = 0; at < length; at++)
+            {
+                var saved = bytes[at];
+                foreach (var b in odd)
+                {
+                    bytes[at] = b;
+                    Assert.False(Collector.Output.AktoMessage.IsPlainForTests(bytes), $"length {length}, 0x{b:x2} at {at}");
+                }
+                bytes[at] = 0x7f;
+                Assert.True(Collector.Output.AktoMessage.IsPlainForTests(bytes), $"length {length}, DEL at {at}");
+                bytes[at] = saved;
+            }
+        }
+    }
+
+    [Fact]
     public void Header_values_round_trip_through_the_headers_string_whatever_they_hold()
     {
         // The headers object is a JSON string inside the message: each value is escaped twice on
@@ -255,7 +283,9 @@ public sealed class OutputTests
         Assert.Equal("200 OK", m.GetProperty("status").GetString());
         Assert.Equal("{\"Host\":\"api.example.com\",\"X-Tag\":\"a, b\"}", m.GetProperty("requestHeaders").GetString());
         Assert.Equal("10.0.0.7:51334", m.GetProperty("ip").GetString());
-        Assert.Equal("api.example.com|GET|/items?id=1", Collector.Output.AktoMessage.CollectionDetails(x));
+        var details = new Collector.Output.MessageBuffer();
+        Assert.True(Collector.Output.AktoMessage.CollectionDetails(x, details));
+        Assert.Equal("api.example.com|GET|/items?id=1", System.Text.Encoding.UTF8.GetString(details.WrittenSpan));
     }
 
     [Fact]

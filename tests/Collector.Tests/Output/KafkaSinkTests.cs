@@ -51,7 +51,7 @@ public sealed class KafkaSinkTests
         try
         {
             Assert.False(sink.Reachable);
-            for (var i = 0; i < 12; i++) sink.Publish(Message(i), $"h|GET|/m{i}");
+            for (var i = 0; i < 12; i++) sink.Publish(Message(i), System.Text.Encoding.UTF8.GetBytes($"h|GET|/m{i}"));
             Assert.Equal(12, metrics.KafkaMessages["queued"].Value);
             Assert.Equal(7, metrics.KafkaMessages["shed"].Value);
             Assert.Equal(5, sink.Waiting);
@@ -88,7 +88,7 @@ public sealed class KafkaSinkTests
         try
         {
             // 300 kB each: three fit in 1 MiB, the fourth and fifth push the two oldest out
-            for (var i = 0; i < 5; i++) sink.Publish(Message(i, 300_000), null);
+            for (var i = 0; i < 5; i++) sink.Publish(Message(i, 300_000), default);
             Assert.Equal(2, metrics.KafkaMessages["shed"].Value);
             Assert.Equal(3, sink.Waiting);
             kafka.SetUp();
@@ -111,7 +111,7 @@ public sealed class KafkaSinkTests
         var sink = new KafkaSink(settings, metrics, Guid.NewGuid().ToString(), new ListLogger());
         try
         {
-            for (var i = 0; i < 50; i++) sink.Publish(Message(i), null);
+            for (var i = 0; i < 50; i++) sink.Publish(Message(i), default);
             await Task.Delay(2000);
             Assert.Equal(50, sink.Waiting);
             Assert.Equal(0, metrics.KafkaMessages["delivered"].Value);
@@ -136,7 +136,7 @@ public sealed class KafkaSinkTests
         try
         {
             await Until(() => sink.Reachable == true, "the broker to be reachable");
-            for (var i = 0; i < 10; i++) sink.Publish(Message(i), null);
+            for (var i = 0; i < 10; i++) sink.Publish(Message(i), default);
             await Task.Delay(1500);
             Assert.Equal(10, sink.Waiting); // lingering: linger.ms is 300 s
             var started = DateTime.UtcNow;
@@ -160,7 +160,7 @@ public sealed class KafkaSinkTests
         var metrics = new CollectorMetrics();
         var log = new ListLogger();
         var sink = new KafkaSink(SettingsFor(kafka), metrics, Guid.NewGuid().ToString(), log);
-        for (var i = 0; i < 4; i++) sink.Publish(Message(i), null);
+        for (var i = 0; i < 4; i++) sink.Publish(Message(i), default);
         var left = await sink.FlushAsync(TimeSpan.FromSeconds(2));
         Assert.Equal(4, left);
         Assert.Contains(log.Lines, l => l.Text.Contains("4 not flushed"));
@@ -222,7 +222,7 @@ public sealed class KafkaSinkTests
         var sink = new KafkaSink(settings, metrics, Guid.NewGuid().ToString(), log);
         try
         {
-            sink.Publish(Message(1), null);
+            sink.Publish(Message(1), default);
             await Until(() => log.Lines.Any(l => l.Text.Contains("SASL", StringComparison.Ordinal)), "a SASL error");
             Assert.Contains(log.Lines, l => l.Text.Contains("mechanism PLAIN"));
             Assert.False(sink.Reachable);
