@@ -97,6 +97,21 @@ public sealed class HttpMessage : IDisposable
         return _head.AsSpan(f.ValueStart, f.ValueLength);
     }
 
+    /// <summary>The bytes of fields [0, count), names and values, as they lie one after the other
+    /// in the message's buffer (the encoder scans them in one pass), and where field i ends in it.</summary>
+    internal ReadOnlySpan<byte> FieldBytes(int count, out int offset)
+    {
+        offset = _fields![0].NameStart;
+        ref var last = ref _fields[count - 1];
+        return _head.AsSpan(offset, last.ValueStart + last.ValueLength - offset);
+    }
+
+    internal int FieldEnd(int i)
+    {
+        ref var f = ref _fields![i];
+        return f.ValueStart + f.ValueLength;
+    }
+
     /// <summary>Header fields as strings, in order, repeats kept (each read decodes: for filters,
     /// tests and tools; the output reads the bytes). Add appends a field to a message built by hand.
     /// A view of the message: copy what must outlive its Dispose.</summary>

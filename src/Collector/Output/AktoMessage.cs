@@ -366,6 +366,7 @@ public static class AktoMessage
             var count = m.HeaderCount;
             Span<int> firstOf = count <= 64 ? stackalloc int[count] : new int[count];
             FirstOccurrences(m, firstOf);
+            var plain = PlainFields(m);
             for (var i = 0; i < count; i++)
             {
                 var name = m.HeaderName(i);
@@ -373,16 +374,35 @@ public static class AktoMessage
                     continue; // the payload is sent decoded: the coding no longer applies
                 if (firstOf[i] != i) continue; // joined into its first occurrence
                 if (!hasHost && HttpText.EqualsLower(name, "host"u8)) hasHost = true;
+                var redacted = redact.Count > 0 && IsRedacted(name, redact);
+                var next = NextSame(firstOf, i, i + 1);
+                if (i < 64 && (plain & (1UL << i)) != 0 && !redacted && next < 0)
+                {
+                    // the common field: ,\"name\":\"value\" in one piece, nothing to check or escape
+                    var value = m.HeaderValue(i);
+                    var span = o.GetSpan(name.Length + value.Length + 11);
+                    var w = 0;
+                    if (!first) span[w++] = (byte)',';
+                    "\\\""u8.CopyTo(span[w..]);
+                    name.CopyTo(span[(w + 2)..]);
+                    w += 2 + name.Length;
+                    "\\\":\\\""u8.CopyTo(span[w..]);
+                    value.CopyTo(span[(w + 5)..]);
+                    w += 5 + value.Length;
+                    "\\\""u8.CopyTo(span[w..]);
+                    o.Advance(w + 2);
+                    first = false;
+                    continue;
+                }
                 if (!first) Raw(o, ","u8);
                 first = false;
                 Bytes(o, name, Nested);
                 Raw(o, ":"u8);
-                if (redact.Count > 0 && IsRedacted(name, redact))
+                if (redacted)
                 {
                     Text(o, RedactedValue, Nested);
                     continue;
                 }
-                var next = NextSame(firstOf, i, i + 1);
                 if (next < 0)
                 {
                     Bytes(o, m.HeaderValue(i), Nested);
@@ -435,6 +455,45 @@ public static class AktoMessage
                 Raw(o, "\\\"x-collector-body-encoding\\\":\\\"base64\\\""u8);
             }
             Raw(o, "}\""u8);
+        }
+
+        /// <summary>Bit i set: field i (of the first 64), name and value, is plain (IsPlain). One pass
+        /// over the fields' bytes, which lie one after the other in the message's buffer: each byte
+        /// that is not plain (rare: ETag quotes, non-ASCII) clears its field's bit. Per-field checks
+        /// cost a call each for a dozen short spans per message.</summary>
+        private static ulong PlainFields(HttpMessage m)
+        {
+            var count = Math.Min(m.HeaderCount, 64);
+            if (count == 0) return 0;
+            var bytes = m.FieldBytes(count, out var offset);
+            var plain = count == 64 ? ulong.MaxValue : (1UL << count) - 1;
+            var field = 0;
+            var p = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                ref var start = ref MemoryMarshal.GetReference(bytes);
+                for (; p + Vector256<byte>.Count <= bytes.Length; p += Vector256<byte>.Count)
+                {
+                    var v = Vector256.LoadUnsafe(ref start, (nuint)p);
+                    var bits = (Vector256.LessThan(v.AsSByte(), Vector256.Create((sbyte)0x20)).AsByte() |
+                                Vector256.Equals(v, Vector256.Create((byte)'"')) | Vector256.Equals(v, Vector256.Create((byte)'\\'))).ExtractMostSignificantBits();
+                    while (bits != 0)
+                    {
+                        var at = offset + p + BitOperations.TrailingZeroCount(bits);
+                        bits &= bits - 1;
+                        while (m.FieldEnd(field) <= at) field++;
+                        plain &= ~(1UL << field);
+                    }
+                }
+            }
+            for (; p < bytes.Length; p++)
+            {
+                var c = bytes[p];
+                if ((sbyte)c >= 0x20 && c != (byte)'"' && c != (byte)'\\') continue;
+                while (m.FieldEnd(field) <= offset + p) field++;
+                plain &= ~(1UL << field);
+            }
+            return plain;
         }
 
         /// <summary>A string inside the headers object, itself inside a string: escaped twice.</summary>
