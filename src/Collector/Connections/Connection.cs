@@ -24,6 +24,14 @@ public sealed record ConnectionInfo(
     /// connection (every exchange on it repeats them). Not part of the record's value.</summary>
     internal byte[]? LocalEndpointJson, RemoteEndpointJson, ProcessNameJson;
 
+    /// <summary>The encoder's fields after the payloads, the same for every exchange of this
+    /// connection in one direction (addresses, identity, process): made once, copied in one piece.
+    /// The time, which changes, goes at AktoTailSplit. Keyed by what it was made from.</summary>
+    internal byte[]? AktoTail;
+    internal int AktoTailSplit, AktoTailDirection;
+    internal ConnectionId AktoTailConnection;
+    internal object? AktoTailIdentity;
+
     public bool Equals(ConnectionInfo? other) =>
         other is not null && LocalAddress.Equals(other.LocalAddress) && LocalPort == other.LocalPort &&
         RemoteAddress.Equals(other.RemoteAddress) && RemotePort == other.RemotePort &&

@@ -155,7 +155,8 @@ public sealed class HttpMessage : IDisposable
         for (var i = 0; i < _fieldCount; i++)
         {
             if (!HttpText.EqualsIgnoreCase(HeaderName(i), name)) continue;
-            var v = HttpText.Decode(HeaderValue(i));
+            // a node's requests name few hosts: the same bytes give the same string, made once
+            var v = isHost ? HostStrings.Get(HeaderValue(i)) : HttpText.Decode(HeaderValue(i));
             value = value is null ? v : value + ", " + v;
         }
         if (isHost) _host = value;
@@ -444,5 +445,26 @@ public static class HttpText
         while (a < b && s[a] is (byte)' ' or (byte)'\t') a++;
         while (b > a && s[b - 1] is (byte)' ' or (byte)'\t') b--;
         return s[a..b];
+    }
+}
+
+/// <summary>Host field values as strings, one per distinct value seen lately on this thread: the
+/// filter, the host metric and collection_details read every request's host, and decoding it
+/// each time made a string per exchange. A small table indexed by a hash of the bytes; a
+/// collision replaces the entry. The strings are those HttpText.Decode makes.</summary>
+internal static class HostStrings
+{
+    private const int MaxLength = 256;
+    [ThreadStatic] private static (byte[] Bytes, string Text)[]? t_entries;
+
+    public static string Get(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.IsEmpty || bytes.Length > MaxLength) return HttpText.Decode(bytes);
+        var entries = t_entries ??= new (byte[], string)[64];
+        var hash = (uint)bytes.Length ^ bytes[0] ^ ((uint)bytes[^1] << 8) ^ ((uint)bytes[bytes.Length / 2] << 16) ^ ((uint)bytes[bytes.Length / 3] << 24);
+        ref var e = ref entries[(hash * 0x9E3779B1u) >> 26]; // the top 6 bits of a multiplicative hash: 0..63
+        if (e.Bytes is not null && bytes.SequenceEqual(e.Bytes)) return e.Text;
+        e = (bytes.ToArray(), HttpText.Decode(bytes));
+        return e.Text;
     }
 }

@@ -237,13 +237,46 @@ public static class AktoMessage
             Payload(o, req, reqBody);
             Raw(o, ",\"responsePayload\":"u8);
             Payload(o, resp, respBody);
+            Utf8Formatter.TryFormat(unixSeconds, num, out n);
+            if (info is null)
+            {
+                Before(o, clientJson, serverJson);
+                Raw(o, num[..n]);
+                After(o, x, id, null);
+                return;
+            }
+            var tail = info.AktoTail;
+            if (tail is null || !ReferenceEquals(info.AktoTailIdentity, id) || info.AktoTailDirection != x.Direction ||
+                info.AktoTailConnection != x.Connection)
+            {
+                var w = new MessageBuffer(512);
+                Before(w, clientJson, serverJson);
+                info.AktoTailSplit = w.WrittenCount;
+                After(w, x, id, info);
+                info.AktoTail = tail = w.WrittenSpan.ToArray();
+                info.AktoTailDirection = x.Direction;
+                info.AktoTailConnection = x.Connection;
+                info.AktoTailIdentity = id;
+            }
+            Raw(o, tail.AsSpan(0, info.AktoTailSplit));
+            Raw(o, num[..n]);
+            Raw(o, tail.AsSpan(info.AktoTailSplit));
+        }
+
+        /// <summary>The fields between the payloads and the time, up to the time's opening quote.</summary>
+        private static void Before(MessageBuffer o, ReadOnlySpan<byte> clientJson, ReadOnlySpan<byte> serverJson)
+        {
             Raw(o, ",\"ip\":"u8);
             Raw(o, clientJson);
             Raw(o, ",\"destIp\":"u8);
             Raw(o, serverJson);
             Raw(o, ",\"time\":\""u8);
-            Utf8Formatter.TryFormat(unixSeconds, num, out n);
-            Raw(o, num[..n]);
+        }
+
+        /// <summary>The fields after the time, from its closing quote to the end of the message.</summary>
+        private void After(MessageBuffer o, HttpExchange x, AktoIdentity id, ConnectionInfo? info)
+        {
+            Span<byte> num = stackalloc byte[24];
             Raw(o, "\",\"akto_account_id\":"u8);
             var identity = IdentityJson(id);
             Raw(o, identity.Account);
@@ -252,7 +285,7 @@ public static class AktoMessage
             Raw(o, ",\"is_pending\":\"false\",\"source\":\"MIRRORING\",\"direction\":\""u8);
             Raw(o, x.Direction == 1 ? "1"u8 : "2"u8);
             Raw(o, "\",\"process_id\":\""u8);
-            Utf8Formatter.TryFormat(x.Connection.Tgid, num, out n);
+            Utf8Formatter.TryFormat(x.Connection.Tgid, num, out var n);
             Raw(o, num[..n]);
             Raw(o, "\",\"socket_id\":\""u8);
             Utf8Formatter.TryFormat(x.Connection.Fd, num, out n);

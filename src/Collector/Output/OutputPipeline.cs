@@ -72,6 +72,8 @@ public sealed class OutputPipeline
     private readonly long _realtimeOffsetNs;
     private readonly MessageBuffer _buffer = new(16384);
     private readonly MessageBuffer _details = new(512);
+    private string? _lastHost;
+    private Counter? _lastHostRequests;
 
     public OutputPipeline(ExchangeFilter filter, IMessageSink sink, CollectorMetrics metrics, AktoIdentity identity,
         int bodyCap, int maxMessageBytes, ILogger log)
@@ -135,7 +137,15 @@ public sealed class OutputPipeline
             cap = Math.Min(cap, budget / 2) / (attempt + 2);
         }
         if (x.Request.Header("host") is { } host)
-            _metrics.HostRequests[host].Increment();
+        {
+            // the same host's string is the same object (HostStrings): skip the series lookup
+            if (!ReferenceEquals(host, _lastHost))
+            {
+                _lastHostRequests = _metrics.HostRequests[host];
+                _lastHost = host;
+            }
+            _lastHostRequests!.Increment();
+        }
         var latency = (double)((long)ConnectionTable.MonotonicNowNs() - (long)x.Response.LastByteNs) / 1e9;
         _metrics.ExchangeLatency.Observe(Math.Max(latency, 0));
         _sink.Publish(buffer.WrittenSpan, _details.WrittenSpan);

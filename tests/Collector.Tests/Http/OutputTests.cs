@@ -243,6 +243,75 @@ public sealed class OutputTests
     }
 
     [Fact]
+    public void The_fields_after_the_payloads_follow_each_exchange_s_connection_identity_and_time()
+    {
+        // Addresses, identity, direction, pid, fd and process name are made once per connection
+        // and copied: each exchange must still carry its own, whatever came before it.
+        using var h = new Harness();
+        var server = h.Open(7, tgid: 41, comm: "srv");
+        var client = h.Open(8, tracedIsServer: false, tgid: 42, comm: "cli");
+        h.Request(server, "GET /a HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.Response(server, "HTTP/1.1 204 No Content\r\n\r\n");
+        h.Request(client, "GET /b HTTP/1.1\r\nHost: b\r\n\r\n");
+        h.Response(client, "HTTP/1.1 204 No Content\r\n\r\n");
+        h.Request(server, "GET /c HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.Response(server, "HTTP/1.1 204 No Content\r\n\r\n");
+        Assert.Equal(3, h.Exchanges.Count);
+        foreach (var (x, fd, pid, name, direction, ip, dest) in new[]
+                 {
+                     (h.Exchanges[0], "7", "41", "srv", "1", "10.0.0.2:40007", "10.0.0.1:8080"),
+                     (h.Exchanges[1], "8", "42", "cli", "2", "10.0.0.2:40008", "10.0.0.1:8080"),
+                     (h.Exchanges[2], "7", "41", "srv", "1", "10.0.0.2:40007", "10.0.0.1:8080"),
+                 })
+        {
+            Assert.Equal(fd, x.Akto("socket_id"));
+            Assert.Equal(pid, x.Akto("process_id"));
+            Assert.Equal(name, x.Akto("process_name"));
+            Assert.Equal(direction, x.Akto("direction"));
+            Assert.Equal(ip, x.Akto("ip"));
+            Assert.Equal(dest, x.Akto("destIp"));
+            Assert.Equal("1764000000", x.Akto("time"));
+            Assert.Equal("1000000", x.Akto("akto_account_id"));
+        }
+
+        // the same exchange written for another identity and time: the copied part is made again
+        var c = h.Open(9);
+        h.Request(c, "GET /d HTTP/1.1\r\nHost: d\r\n\r\n");
+        h.Inspect = x =>
+        {
+            var buffer = new Collector.Output.MessageBuffer();
+            foreach (var (account, seconds) in new[] { ("111", 5L), ("222", 6L), ("111", 7L) })
+            {
+                buffer.ResetWrittenCount();
+                Collector.Output.AktoMessage.Write(buffer, x, new Collector.Output.AktoIdentity(account, "0", "ds-" + account, []), seconds, 1000);
+                var m = JsonDocument.Parse(buffer.WrittenMemory).RootElement;
+                Assert.Equal(account, m.GetProperty("akto_account_id").GetString());
+                Assert.Equal("ds-" + account, m.GetProperty("daemonset_id").GetString());
+                Assert.Equal(seconds.ToString(), m.GetProperty("time").GetString());
+                Assert.Equal("10.0.0.2:40009", m.GetProperty("ip").GetString());
+            }
+        };
+        h.Response(c, "HTTP/1.1 204 No Content\r\n\r\n");
+        Assert.Equal(4, h.Exchanges.Count);
+    }
+
+    [Fact]
+    public void Host_strings_are_those_decoding_makes_whatever_shares_their_slot()
+    {
+        // Host values are kept as strings in a small table per thread: 500 distinct values (more
+        // than its slots, so they collide and replace each other), UTF-8 and Latin-1, read in a
+        // shuffled order three times, each equal to what decoding the bytes gives.
+        var r = new Random(7);
+        var hosts = Enumerable.Range(0, 500).Select(i => i % 7 == 0
+            ? Encoding.Latin1.GetBytes($"h\u00e9{i}.example:80")
+            : Encoding.UTF8.GetBytes(i % 5 == 0 ? $"\u65e5{i}.example" : $"host-{i}.example:{8000 + i}")).ToArray();
+        for (var round = 0; round < 3; round++)
+            foreach (var bytes in hosts.OrderBy(_ => r.Next()))
+                Assert.Equal(Collector.Http.HttpText.Decode(bytes), Collector.Http.HostStrings.Get(bytes));
+        Assert.Same(Collector.Http.HostStrings.Get(hosts[1]), Collector.Http.HostStrings.Get(hosts[1].ToArray()));
+    }
+
+    [Fact]
     public void A_cap_inside_a_multibyte_character_drops_the_partial_character()
     {
         using var h = new Harness(maxBodyBytes: 10);
