@@ -538,10 +538,17 @@ public static class AktoMessage
         private static void FirstOccurrences(HttpMessage m, Span<int> firstOf)
         {
             Span<int> keys = firstOf.Length <= 64 ? stackalloc int[firstOf.Length] : new int[firstOf.Length];
+            var seen = 0UL; // one bit per key hash: a key not seen before needs no search
             for (var i = 0; i < firstOf.Length; i++)
             {
                 keys[i] = NameKey(m.HeaderName(i));
                 firstOf[i] = i;
+                var bit = 1UL << (int)(((uint)keys[i] * 0x9E3779B1u) >> 26);
+                if ((seen & bit) == 0)
+                {
+                    seen |= bit;
+                    continue;
+                }
                 for (var j = 0; j < i; j++)
                 {
                     if (keys[j] != keys[i] || firstOf[j] != j || !HttpText.EqualsIgnoreCase(m.HeaderName(j), m.HeaderName(i))) continue;
