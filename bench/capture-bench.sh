@@ -139,6 +139,19 @@ for scheme in http https; do
     "$(echo "${cpu[$scheme,collector]}" | median)" "$(echo "${cpu[$scheme,server]}" | median)"
 done
 printf '\n(requests/s, medians of %s rounds of %s s after %s s of warm-up; CPU: collector CPU seconds per 10,000 requests)\n' "$ROUNDS" "$DURATION" "$WARMUP"
+# The machine's speed drifts between rounds (the same mode can differ by a third): each round's
+# modes ran back to back, so a round's own ratio compares like with like. Their median, and the
+# range, next to the ratio of medians above.
+paired() { # numerators denominators → "median (min-max)" of the per-round ratios
+  paste -d' ' <(tr ' ' '\n' <<< "$1" | grep -v '^$') <(tr ' ' '\n' <<< "$2" | grep -v '^$') |
+    awk '{printf "%.3f\n", $1 / $2}' | sort -n |
+    awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.3f (%.3f-%.3f)", m, a[1], a[NR]}'
+}
+for scheme in http https; do
+  printf 'per-round ratios, %s: collector/floor %s, server/floor %s, collector/trap %s, server/trap %s\n' "$scheme" \
+    "$(paired "${results[$scheme,collector]}" "${results[$scheme,floor]}")" "$(paired "${results[$scheme,server]}" "${results[$scheme,floor]}")" \
+    "$(paired "${results[$scheme,collector]}" "${results[$scheme,trap]}")" "$(paired "${results[$scheme,server]}" "${results[$scheme,trap]}")"
+done
 for scheme in http https; do
   printf 'drops during the measured runs, %s: collector %s| server %s\n' "$scheme" "${drops[$scheme,collector]}" "${drops[$scheme,server]}"
   printf 'drops from start-up to the end of warm-up (the collector starts under full load), %s: collector %s| server %s\n' \
