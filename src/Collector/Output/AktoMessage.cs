@@ -507,9 +507,7 @@ public static class AktoMessage
                 ref var start = ref MemoryMarshal.GetReference(bytes);
                 for (; p + Vector256<byte>.Count <= bytes.Length; p += Vector256<byte>.Count)
                 {
-                    var v = Vector256.LoadUnsafe(ref start, (nuint)p);
-                    var bits = (Vector256.LessThan(v.AsSByte(), Vector256.Create((sbyte)0x20)).AsByte() |
-                                Vector256.Equals(v, Vector256.Create((byte)'"')) | Vector256.Equals(v, Vector256.Create((byte)'\\'))).ExtractMostSignificantBits();
+                    var bits = NotPlain(Vector256.LoadUnsafe(ref start, (nuint)p)).ExtractMostSignificantBits();
                     while (bits != 0)
                     {
                         var at = offset + p + BitOperations.TrailingZeroCount(bits);
@@ -521,8 +519,7 @@ public static class AktoMessage
             }
             for (; p < bytes.Length; p++)
             {
-                var c = bytes[p];
-                if ((sbyte)c >= 0x20 && c != (byte)'"' && c != (byte)'\\') continue;
+                if (IsPlain(bytes[p])) continue;
                 while (m.FieldEnd(field) <= offset + p) field++;
                 plain &= ~(1UL << field);
             }
@@ -720,7 +717,7 @@ public static class AktoMessage
         /// <summary>Whether every byte is printable ASCII other than quote and backslash (DEL
         /// included): such bytes are valid UTF-8 and go into a JSON string as they are. Most
         /// header fields and many bodies are; one pass answers what a UTF-8 check and a search for
-        /// escapes answered in two. A signed compare catches controls and non-ASCII bytes at once.</summary>
+        /// escapes answered in two.</summary>
         internal static bool IsPlain(ReadOnlySpan<byte> s)
         {
             ref var p = ref MemoryMarshal.GetReference(s);
@@ -741,22 +738,24 @@ public static class AktoMessage
                 return i == n || IsPlain(Vector128.LoadUnsafe(ref p, n - (nuint)Vector128<byte>.Count));
             }
             for (nuint i = 0; i < n; i++)
-            {
-                var c = Unsafe.Add(ref p, i);
-                if ((sbyte)c < 0x20 || c == (byte)'"' || c == (byte)'\\') return false;
-            }
+                if (!IsPlain(Unsafe.Add(ref p, i))) return false;
             return true;
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static bool IsPlain(Vector256<byte> v) =>
-            (Vector256.LessThan(v.AsSByte(), Vector256.Create((sbyte)0x20)).AsByte() |
-             Vector256.Equals(v, Vector256.Create((byte)'"')) | Vector256.Equals(v, Vector256.Create((byte)'\\'))) == Vector256<byte>.Zero;
+        // a signed compare catches controls (below 0x20) and non-ASCII bytes (0x80 and up) at once
+        private static bool IsPlain(byte c) => (sbyte)c >= 0x20 && c != (byte)'"' && c != (byte)'\\';
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static bool IsPlain(Vector256<byte> v) => NotPlain(v) == Vector256<byte>.Zero;
+
         private static bool IsPlain(Vector128<byte> v) =>
             (Vector128.LessThan(v.AsSByte(), Vector128.Create((sbyte)0x20)).AsByte() |
              Vector128.Equals(v, Vector128.Create((byte)'"')) | Vector128.Equals(v, Vector128.Create((byte)'\\'))) == Vector128<byte>.Zero;
+
+        /// <summary>Set where a byte is not plain.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<byte> NotPlain(Vector256<byte> v) =>
+            Vector256.LessThan(v.AsSByte(), Vector256.Create((sbyte)0x20)).AsByte() |
+            Vector256.Equals(v, Vector256.Create((byte)'"')) | Vector256.Equals(v, Vector256.Create((byte)'\\'));
 
         /// <summary>A JSON string from valid UTF-8: quotes, backslashes and control characters
         /// escaped, everything else copied as it is. 32 bytes at a time: one compare finds every
