@@ -143,9 +143,10 @@ printf '\n(requests/s, medians of %s rounds of %s s after %s s of warm-up; CPU: 
 # modes ran back to back, so a round's own ratio compares like with like. Their median, and the
 # range, next to the ratio of medians above.
 paired() { # numerators denominators → "median (min-max)" of the per-round ratios
-  paste -d' ' <(tr ' ' '\n' <<< "$1" | grep -v '^$') <(tr ' ' '\n' <<< "$2" | grep -v '^$') |
-    awk '{printf "%.3f\n", $1 / $2}' | sort -n |
-    awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.3f (%.3f-%.3f)", m, a[1], a[NR]}'
+  local r
+  r=$(paste -d' ' <(tr ' ' '\n' <<< "$1" | grep -v '^$') <(tr ' ' '\n' <<< "$2" | grep -v '^$') |
+    awk '{printf "%.3f\n", $1 / $2}' | sort -n)
+  printf '%.3f (%s-%s)' "$(median <<< "$r")" "$(head -1 <<< "$r")" "$(tail -1 <<< "$r")"
 }
 for scheme in http https; do
   printf 'per-round ratios, %s: collector/floor %s, server/floor %s, collector/trap %s, server/trap %s\n' "$scheme" \
