@@ -3,8 +3,6 @@
 SHELL := /bin/bash
 BUILD := build
 BPF_OBJ := $(BUILD)/collector.bpf.o
-# the same programs as a kernel before 6.16 sees them (no bpf_probe_read_user_dynptr): for the tests
-BPF_FALLBACK_OBJ := $(BUILD)/collector-fallback.bpf.o
 COLLECTOR := $(BUILD)/collector/Collector
 CLANG ?= clang
 DOTNET ?= dotnet
@@ -25,19 +23,21 @@ $(BUILD)/vmlinux.h:
 	@mkdir -p $(BUILD)
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
 
-# CO-RE: the object is relocated against the running kernel's BTF when it is loaded
-$(BPF_OBJ): $(BPF_SRC) $(BUILD)/vmlinux.h
-	$(CLANG) -g -O2 -mcpu=v3 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function \
-		-I $(BUILD) -I bpf -c bpf/collector.bpf.c -o $@
+BPF_CFLAGS := -g -O2 -mcpu=v3 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function -I $(BUILD) -I bpf
 
-# the direct-copy kfunc renamed to one no kernel has: libbpf leaves the weak symbol unset and the
-# programs take the per-CPU copy, which the tests then exercise on this kernel too
-$(BPF_FALLBACK_OBJ): $(BPF_SRC) $(BUILD)/vmlinux.h
-	$(CLANG) -g -O2 -mcpu=v3 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function \
-		-Dbpf_probe_read_user_dynptr=collector_kfunc_no_kernel_has \
-		-I $(BUILD) -I bpf -c bpf/collector.bpf.c -o $@
+# CO-RE: the object is relocated against the running kernel's BTF when it is loaded. One object
+# holds two sets of the same programs (see bpf/collector.bpf.c): the current one and the compat one
+# (COLLECTOR_COMPAT, for kernels before bpf_loop and task storage); the collector loads one of them.
+$(BUILD)/collector-current.o: $(BPF_SRC) $(BUILD)/vmlinux.h
+	$(CLANG) $(BPF_CFLAGS) -c bpf/collector.bpf.c -o $@
 
-bpf: $(BPF_OBJ) $(BPF_FALLBACK_OBJ)
+$(BUILD)/collector-compat.o: $(BPF_SRC) $(BUILD)/vmlinux.h
+	$(CLANG) $(BPF_CFLAGS) -DCOLLECTOR_COMPAT -c bpf/collector.bpf.c -o $@
+
+$(BPF_OBJ): $(BUILD)/collector-current.o $(BUILD)/collector-compat.o
+	bpftool gen object $@ $^
+
+bpf: $(BPF_OBJ)
 
 native: $(BUILD)/layout_dump $(BUILD)/tls_longjmp
 

@@ -13,13 +13,38 @@
 #include <bpf/bpf_endian.h>
 #include "collector.h"
 
+/* One object, two sets of the same programs, chosen at load by probing the kernel (the log says
+ * which and why):
+ * - current (5.17 and later): per-thread state in task storage, loops with bpf_loop;
+ * - compat (built with COLLECTOR_COMPAT, programs named *_compat; 5.8 to 5.16, e.g. 5.10): a hash
+ *   map keyed by thread id, bounded loops with smaller limits (the verifier walks every iteration),
+ *   and no atomic fetch. The Makefile compiles this file twice and links the two objects: maps are
+ *   weak (merged), the settings are defined by the current set only. */
+#ifdef COLLECTOR_COMPAT
+#define PROG(name) name##_compat
+#else
+#define PROG(name) name
 char LICENSE[] SEC("license") = "GPL";
+#endif
+/* the name argument is expanded before BPF_KPROBE pastes it */
+#define PROG_KPROBE(...) BPF_KPROBE(__VA_ARGS__)
+#define PROG_KRETPROBE(...) BPF_KRETPROBE(__VA_ARGS__)
+#define SHARED_MAP __weak
 
 /* Copies user memory straight into a ring-buffer record (kernel 6.16 and later). Weak: on an older
- * kernel libbpf leaves it unresolved and the programs copy through a per-CPU scratch event. */
+ * kernel libbpf leaves it unresolved. */
 extern int bpf_probe_read_user_dynptr(struct bpf_dynptr *dptr, __u64 off, __u64 size,
 				      const void *unsafe_ptr__ign) __weak __ksym;
-#define has_direct_copy() (bpf_probe_read_user_dynptr != NULL)
+#ifndef COLLECTOR_COMPAT
+#define has_direct_copy() (bpf_probe_read_user_dynptr != NULL && !settings.direct_copy_off)
+/* Data events are reserved at their exact size in the ring buffer and filled there (ring-buffer
+ * dynptrs, 5.19): with the kfunc above in one copy, else in power-of-two pieces. Before that they
+ * are built in a per-CPU scratch event and copied into the ring. */
+#define copies_into_ring() (has_direct_copy() || settings.ringbuf_dynptr)
+#else
+#define has_direct_copy() 0
+#define copies_into_ring() 0
+#endif
 #define DATA_HEADER_SIZE offsetof(struct data_event, data)
 #define MAX_SEGMENTS 4 /* buffers of one call coalesced into one data event */
 
@@ -30,13 +55,24 @@ extern int bpf_probe_read_user_dynptr(struct bpf_dynptr *dptr, __u64 off, __u64 
 #define S_IFSOCK 0140000
 #define EINPROGRESS 115
 #define MSG_PEEK 2
+#ifndef COLLECTOR_COMPAT
 #define MAX_CHUNKS_LIMIT 64 /* hard ceiling for max_chunks_per_call */
 #define MAX_IOV_WALK 16     /* iovec entries walked per call; the rest becomes a gap */
 #define MAX_MMSG_WALK 4     /* messages of sendmmsg/recvmmsg walked per call */
+#else
+/* without bpf_loop the verifier walks every iteration of every nested loop: smaller walks (what
+ * is past them is a counted gap, as ever) */
+#define MAX_CHUNKS_LIMIT 16
+#define MAX_IOV_WALK 8
+#define MAX_MMSG_WALK 2
+#endif
 #define MAX_MMSG_VLEN 1024  /* UIO_MAXIOV: the most messages one call can carry */
 #define TLS_NEST_MAX_STACK (256 * 1024)      /* a nested TLS call is entered this close below the running one */
 #define TLS_NEST_MAX_NS (10ULL * 1000000000) /* ... and this soon after it began */
 
+#ifdef COLLECTOR_COMPAT
+extern const volatile struct collector_config settings;
+#else
 const volatile struct collector_config settings = {
 	.capture_plain = 1,
 	.capture_tls = 1,
@@ -44,6 +80,7 @@ const volatile struct collector_config settings = {
 	.max_chunks_per_call = 8,
 	.wakeup_bytes = 128 * 1024,
 };
+#endif
 
 struct conn_key {
 	__u32 tgid;
@@ -93,7 +130,7 @@ struct tls_key {
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 * 1024 * 1024); /* resized by user space */
-} events SEC(".maps");
+} events SEC(".maps") SHARED_MAP;
 
 /* LRU: connections whose process ended without close() (user space deletes them on exit, but an
  * exit event can be lost) age out instead of filling the map for good. Live connections are
@@ -103,7 +140,7 @@ struct {
 	__uint(max_entries, 65536); /* resized by user space */
 	__type(key, struct conn_key);
 	__type(value, struct conn_state);
-} conns SEC(".maps");
+} conns SEC(".maps") SHARED_MAP;
 
 /* SSL * → fd, for reads served from the library's buffer without a syscall. */
 struct {
@@ -111,7 +148,7 @@ struct {
 	__uint(max_entries, 65536);
 	__type(key, struct tls_key);
 	__type(value, __s32);
-} tls_fds SEC(".maps");
+} tls_fds SEC(".maps") SHARED_MAP;
 
 /* Plaintext positions per TLS session: a session is one connection's TLS stream, and keeping
  * them here lets data be sent before the session's socket is known. */
@@ -126,7 +163,7 @@ struct {
 	__uint(max_entries, 65536);
 	__type(key, struct tls_key);
 	__type(value, struct tls_stream);
-} tls_streams SEC(".maps");
+} tls_streams SEC(".maps") SHARED_MAP;
 
 /* State of the chunk and iovec loops (bpf_loop callbacks) lives in the thread's storage, not on
  * the stack: the verifier then sees every iteration start from the same state and checks it once,
@@ -187,13 +224,6 @@ struct thread_state {
 	__u8 pad;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct thread_state);
-} threads SEC(".maps");
-
 /* Threads found untraced, so that their syscalls skip the selection too (every syscall of every
  * untraced process on the node would pay the name or namespace reads). A small value of its own,
  * not a thread_state: every thread on the node that does I/O gets one. comm_head is the first 8
@@ -203,35 +233,78 @@ struct untraced {
 	__u64 comm_head;
 };
 
+#ifndef COLLECTOR_COMPAT
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct thread_state);
+} threads SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
 	__type(value, struct untraced);
 } untraced_threads SEC(".maps");
+#else
+/* Task storage arrives in 5.11: before it, the same per-thread values in hash maps keyed by thread
+ * id, allocated when first needed and deleted when the thread exits (sched_process_exit fires for
+ * every thread) or execs. Not LRU: a full map is counted (active_calls_full), never a running
+ * call's state silently evicted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct thread_state);
+} threads_compat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct untraced);
+} untraced_threads_compat SEC(".maps");
+
+/* Connection generations per CPU (an atomic fetch-and-add needs 5.12) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} generations_compat SEC(".maps");
+
+/* The value a new thread_state starts from (zeros; a map value can be an update's source, a
+ * 250-byte stack copy would crowd the 512-byte stack) */
+static struct thread_state blank_thread_state;
+#endif
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
 	__type(key, __u32);
 	__type(value, __u8);
-} trace_pids SEC(".maps");
+} trace_pids SEC(".maps") SHARED_MAP;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct data_event);
-} scratch SEC(".maps");
+} scratch SEC(".maps") SHARED_MAP;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, DROP_COUNTER_COUNT);
 	__type(key, __u32);
 	__type(value, __u64);
-} drop_counters SEC(".maps");
+} drop_counters SEC(".maps") SHARED_MAP;
 
+#ifndef COLLECTOR_COMPAT
 static __u32 next_generation = 0;
+#endif
 
 static __always_inline void count_drop(__u32 reason, __u64 n)
 {
@@ -243,13 +316,79 @@ static __always_inline void count_drop(__u32 reason, __u64 n)
 /* This thread's state; created when create is set (a call worth remembering begins). */
 static __always_inline struct thread_state *thread_state(int create)
 {
+#ifndef COLLECTOR_COMPAT
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct thread_state *t = bpf_task_storage_get(&threads, task, 0,
 							create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+#else
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct thread_state *t = bpf_map_lookup_elem(&threads_compat, &tid);
+	if (!t && create) {
+		bpf_map_update_elem(&threads_compat, &tid, &blank_thread_state, BPF_NOEXIST);
+		t = bpf_map_lookup_elem(&threads_compat, &tid);
+	}
+#endif
 	if (!t && create)
 		count_drop(DROP_ACTIVE_CALLS_FULL, 1);
 	return t;
 }
+
+/* The current thread's untraced mark, made when create is set (NULL when there is no room). */
+static __always_inline struct untraced *untraced_mark(int create)
+{
+#ifndef COLLECTOR_COMPAT
+	return bpf_task_storage_get(&untraced_threads, bpf_get_current_task_btf(), 0,
+				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+#else
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	if (create) {
+		struct untraced blank = {};
+		bpf_map_update_elem(&untraced_threads_compat, &tid, &blank, BPF_NOEXIST);
+	}
+	return bpf_map_lookup_elem(&untraced_threads_compat, &tid);
+#endif
+}
+
+static __always_inline void forget_untraced_mark(void)
+{
+#ifndef COLLECTOR_COMPAT
+	bpf_task_storage_delete(&untraced_threads, bpf_get_current_task_btf());
+#else
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_delete_elem(&untraced_threads_compat, &tid);
+#endif
+}
+
+/* A fresh generation for a connection: (tgid, fd, generation) names it, so it only has to differ
+ * from the earlier connections on the same fd. Never 0. */
+static __always_inline __u32 new_generation(void)
+{
+#ifndef COLLECTOR_COMPAT
+	return __sync_fetch_and_add(&next_generation, 1) + 1;
+#else
+	__u32 zero = 0;
+	__u32 *n = bpf_map_lookup_elem(&generations_compat, &zero);
+	if (!n)
+		return 1;
+	*n += 1;
+	/* the CPU in the low bits keeps CPUs apart; the count wraps after 2^24 on one CPU */
+	__u32 g = (*n << 8) | (bpf_get_smp_processor_id() & 0xff);
+	return g ? g : 1;
+#endif
+}
+
+/* bpf_loop(n, fn, ctx) where the kernel has it (5.17); before it, a bounded loop that the
+ * verifier walks (n is bounded by the callers' constants) */
+#ifndef COLLECTOR_COMPAT
+#define LOOP(n, fn, ctx) bpf_loop((n), (fn), (ctx), 0)
+#else
+#define LOOP(n, fn, ctx)                                                                                \
+	do {                                                                                            \
+		for (__u32 __i = 0; __i < (n); __i++)                                                   \
+			if ((fn)(__i, (ctx)))                                                           \
+				break;                                                                  \
+	} while (0)
+#endif
 
 /* Wake user space in batches: only when this event makes the waiting data cross wakeup_bytes.
  * A wakeup (an irq_work and a context switch) costs far more than the copy; waking on every
@@ -378,7 +517,7 @@ static __always_inline void emit_open(struct conn_key *key, struct conn_state *s
 static __always_inline struct conn_state *track_conn(struct conn_key *key, struct sock *sk, __u16 origin)
 {
 	struct conn_state st = {};
-	st.generation = __sync_fetch_and_add(&next_generation, 1) + 1;
+	st.generation = new_generation();
 	if (origin == ORIGIN_UNKNOWN)
 		st.flags = CONN_PREEXISTING;
 	if (bpf_map_update_elem(&conns, key, &st, BPF_ANY) != 0) {
@@ -463,8 +602,30 @@ static __always_inline void fill_data_header(struct data_event *e, const struct 
 	e->tls_ctx = c->tls_ctx;
 }
 
-/* One data event of n bytes from the segments, copied once, from user memory straight into the
- * ring buffer (needs has_direct_copy()). */
+/* Copies len (at most MAX_DATA_SIZE) bytes of user memory into a ring-buffer record at off, without
+ * the kfunc: bpf_dynptr_data hands out a constant-sized window, so the copy goes in the
+ * power-of-two pieces that make up len. No scratch: on a preemptible kernel a per-CPU buffer can
+ * be taken over by another task's probe in the middle of a copy. */
+static __always_inline long copy_user_pieces(struct bpf_dynptr *dp, __u64 off, __u64 len, __u64 src)
+{
+#pragma unroll
+	for (int bit = 14; bit >= 0; bit--) {
+		const __u32 piece = 1u << bit;
+		if (len & piece) {
+			void *p = bpf_dynptr_data(dp, off, piece);
+			if (!p)
+				return -1;
+			if (bpf_probe_read_user(p, piece, (const void *)src) != 0)
+				return -1;
+			off += piece;
+			src += piece;
+		}
+	}
+	return 0;
+}
+
+/* One data event of n bytes from the segments, reserved at its size in the ring buffer and filled
+ * there (needs copies_into_ring()). */
 static __always_inline void emit_direct(const struct emit_ctx *c, const struct segments *segs, __u64 n)
 {
 	struct bpf_dynptr dp;
@@ -487,7 +648,10 @@ static __always_inline void emit_direct(const struct emit_ctx *c, const struct s
 		__u64 len = segs->len[i];
 		if (len == 0)
 			continue;
-		if (bpf_probe_read_user_dynptr(&dp, off, len, (const void *)segs->base[i]) != 0) {
+		long err = has_direct_copy()
+				   ? bpf_probe_read_user_dynptr(&dp, off, len, (const void *)segs->base[i])
+				   : copy_user_pieces(&dp, off, len & (2 * MAX_DATA_SIZE - 1), segs->base[i]);
+		if (err != 0) {
 			bpf_ringbuf_discard_dynptr(&dp, 0);
 			count_drop(DROP_READ_FAILED_BYTES, n);
 			return;
@@ -516,7 +680,7 @@ static long emit_chunk(__u32 index, void *unused)
 	__u32 limit = chunk_limit();
 	if (n > limit)
 		n = limit;
-	if (has_direct_copy()) {
+	if (copies_into_ring()) {
 		struct segments one = {.base = {c->buf + c->off}, .len = {n}};
 		emit_direct(c, &one, n);
 		c->off += n;
@@ -572,7 +736,7 @@ static __always_inline void emit_buffer(__u32 tgid, __u32 fd, __u32 generation, 
 	c->direction = direction;
 	c->source = source;
 	c->tls_ctx = tls_ctx;
-	if (has_direct_copy() && len <= chunk_limit() && settings.max_chunks_per_call > 0) {
+	if (copies_into_ring() && len <= chunk_limit() && settings.max_chunks_per_call > 0) {
 		/* the common case, one chunk: no loop */
 		struct segments one = {.base = {buf}, .len = {len}};
 		emit_direct(c, &one, len);
@@ -581,7 +745,7 @@ static __always_inline void emit_buffer(__u32 tgid, __u32 fd, __u32 generation, 
 	__u32 chunks = settings.max_chunks_per_call;
 	if (chunks > MAX_CHUNKS_LIMIT)
 		chunks = MAX_CHUNKS_LIMIT;
-	bpf_loop(chunks, emit_chunk, NULL, 0);
+	LOOP(chunks, emit_chunk, NULL);
 	if (c->off < len)
 		count_drop(DROP_BEYOND_CAPTURE_BYTES, len - c->off);
 }
@@ -602,17 +766,16 @@ static __always_inline int thread_traced(__u32 tgid, struct thread_state **t)
 	*t = thread_state(0);
 	if (*t && (*t)->traced)
 		return 1;
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct untraced *u = bpf_task_storage_get(&untraced_threads, task, 0, 0);
+	struct untraced *u = untraced_mark(0);
 	__u64 head = settings.trace_comm_count > 0 ? process_name_head() : 0;
 	if (u && u->comm_head == head)
 		return 0;
 	if (should_trace(tgid)) {
 		if (u)
-			bpf_task_storage_delete(&untraced_threads, task);
+			forget_untraced_mark();
 		return 1;
 	}
-	u = bpf_task_storage_get(&untraced_threads, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	u = untraced_mark(1);
 	if (u)
 		u->comm_head = head;
 	return 0;
@@ -806,7 +969,7 @@ static __always_inline int plain_iov_coalesced(__u32 tgid, __u32 fd, struct conn
 static __always_inline void plain_iov(__u32 tgid, __u32 fd, struct conn_state *st, __u64 iov,
 				      __u32 iovcnt, __u64 total, __u32 direction)
 {
-	if (has_direct_copy() && iovcnt <= MAX_SEGMENTS && total <= chunk_limit() &&
+	if (copies_into_ring() && iovcnt <= MAX_SEGMENTS && total <= chunk_limit() &&
 	    settings.max_chunks_per_call > 0 &&
 	    plain_iov_coalesced(tgid, fd, st, iov, iovcnt, total, direction))
 		return;
@@ -821,7 +984,7 @@ static __always_inline void plain_iov(__u32 tgid, __u32 fd, struct conn_state *s
 	c->tgid = tgid;
 	c->fd = fd;
 	c->direction = direction;
-	bpf_loop(MAX_IOV_WALK, iov_entry, NULL, 0);
+	LOOP(MAX_IOV_WALK, iov_entry, NULL);
 	if (c->left > 0) {
 		/* iovecs past the walk limit: keep positions exact so user space sees the gap */
 		count_drop(DROP_IOV_SKIPPED, c->left);
@@ -907,7 +1070,7 @@ static __always_inline void exit_io(long ret, const int kind)
 			 * user space) and are counted */
 			struct mmsg_rest rest = {.mmsg = a.buf, .from = MAX_MMSG_WALK,
 						 .to = ret < a.count ? ret : a.count};
-			bpf_loop(MAX_MMSG_VLEN, mmsg_rest_len, &rest, 0);
+			LOOP(MAX_MMSG_VLEN, mmsg_rest_len, &rest);
 			st->plain_pos[a.direction & 1] += rest.bytes;
 			if (!(st->flags & (CONN_TLS | CONN_NOT_HTTP)))
 				count_drop(DROP_IOV_SKIPPED, rest.bytes);
@@ -916,35 +1079,35 @@ static __always_inline void exit_io(long ret, const int kind)
 }
 
 SEC("tracepoint/syscalls/sys_enter_read")
-int sys_enter_read(struct trace_event_raw_sys_enter *ctx)
+int PROG(sys_enter_read)(struct trace_event_raw_sys_enter *ctx)
 {
 	enter_io(ctx->args[0], ctx->args[1], 0, IO_BUF, DIRECTION_INGRESS);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_read")
-int sys_exit_read(struct trace_event_raw_sys_exit *ctx)
+int PROG(sys_exit_read)(struct trace_event_raw_sys_exit *ctx)
 {
 	exit_io(ctx->ret, IO_BUF);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_write")
-int sys_enter_write(struct trace_event_raw_sys_enter *ctx)
+int PROG(sys_enter_write)(struct trace_event_raw_sys_enter *ctx)
 {
 	enter_io(ctx->args[0], ctx->args[1], 0, IO_BUF, DIRECTION_EGRESS);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_write")
-int sys_exit_write(struct trace_event_raw_sys_exit *ctx)
+int PROG(sys_exit_write)(struct trace_event_raw_sys_exit *ctx)
 {
 	exit_io(ctx->ret, IO_BUF);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+int PROG(sys_enter_recvfrom)(struct trace_event_raw_sys_enter *ctx)
 {
 	/* a peek reads the same bytes again later: not part of the stream */
 	if (ctx->args[3] & MSG_PEEK)
@@ -954,56 +1117,56 @@ int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int sys_exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
+int PROG(sys_exit_recvfrom)(struct trace_event_raw_sys_exit *ctx)
 {
 	exit_io(ctx->ret, IO_BUF);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendto")
-int sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
+int PROG(sys_enter_sendto)(struct trace_event_raw_sys_enter *ctx)
 {
 	enter_io(ctx->args[0], ctx->args[1], 0, IO_BUF, DIRECTION_EGRESS);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendto")
-int sys_exit_sendto(struct trace_event_raw_sys_exit *ctx)
+int PROG(sys_exit_sendto)(struct trace_event_raw_sys_exit *ctx)
 {
 	exit_io(ctx->ret, IO_BUF);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_readv")
-int sys_enter_readv(struct trace_event_raw_sys_enter *ctx)
+int PROG(sys_enter_readv)(struct trace_event_raw_sys_enter *ctx)
 {
 	enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_IOV, DIRECTION_INGRESS);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_readv")
-int sys_exit_readv(struct trace_event_raw_sys_exit *ctx)
+int PROG(sys_exit_readv)(struct trace_event_raw_sys_exit *ctx)
 {
 	exit_io(ctx->ret, IO_IOV);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_writev")
-int sys_enter_writev(struct trace_event_raw_sys_enter *ctx)
+int PROG(sys_enter_writev)(struct trace_event_raw_sys_enter *ctx)
 {
 	enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_IOV, DIRECTION_EGRESS);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_writev")
-int sys_exit_writev(struct trace_event_raw_sys_exit *ctx)
+int PROG(sys_exit_writev)(struct trace_event_raw_sys_exit *ctx)
 {
 	exit_io(ctx->ret, IO_IOV);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+int PROG(sys_enter_recvmsg)(struct trace_event_raw_sys_enter *ctx)
 {
 	if (ctx->args[2] & MSG_PEEK)
 		return 0;
@@ -1012,28 +1175,28 @@ int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
-int sys_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
+int PROG(sys_exit_recvmsg)(struct trace_event_raw_sys_exit *ctx)
 {
 	exit_io(ctx->ret, IO_MSG);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+int PROG(sys_enter_sendmsg)(struct trace_event_raw_sys_enter *ctx)
 {
 	enter_io(ctx->args[0], ctx->args[1], 0, IO_MSG, DIRECTION_EGRESS);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendmsg")
-int sys_exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
+int PROG(sys_exit_sendmsg)(struct trace_event_raw_sys_exit *ctx)
 {
 	exit_io(ctx->ret, IO_MSG);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_recvmmsg")
-int sys_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+int PROG(sys_enter_recvmmsg)(struct trace_event_raw_sys_enter *ctx)
 {
 	if (ctx->args[3] & MSG_PEEK)
 		return 0;
@@ -1042,21 +1205,21 @@ int sys_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvmmsg")
-int sys_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
+int PROG(sys_exit_recvmmsg)(struct trace_event_raw_sys_exit *ctx)
 {
 	exit_io(ctx->ret, IO_MMSG);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendmmsg")
-int sys_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
+int PROG(sys_enter_sendmmsg)(struct trace_event_raw_sys_enter *ctx)
 {
 	enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_MMSG, DIRECTION_EGRESS);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendmmsg")
-int sys_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
+int PROG(sys_exit_sendmmsg)(struct trace_event_raw_sys_exit *ctx)
 {
 	exit_io(ctx->ret, IO_MMSG);
 	return 0;
@@ -1065,7 +1228,7 @@ int sys_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
 /* sendfile: the bytes never pass through user memory. Advance the position so that user space
  * sees an exact gap, and count the bytes. */
 SEC("tracepoint/syscalls/sys_enter_sendfile64")
-int sys_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
+int PROG(sys_enter_sendfile64)(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
@@ -1084,7 +1247,7 @@ int sys_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendfile64")
-int sys_exit_sendfile64(struct trace_event_raw_sys_exit *ctx)
+int PROG(sys_exit_sendfile64)(struct trace_event_raw_sys_exit *ctx)
 {
 	struct thread_state *t = thread_state(0);
 	if (!t || !t->call_fd_active)
@@ -1116,21 +1279,21 @@ static __always_inline void accepted(long ret)
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
-int sys_exit_accept4(struct trace_event_raw_sys_exit *ctx)
+int PROG(sys_exit_accept4)(struct trace_event_raw_sys_exit *ctx)
 {
 	accepted(ctx->ret);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept")
-int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
+int PROG(sys_exit_accept)(struct trace_event_raw_sys_exit *ctx)
 {
 	accepted(ctx->ret);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_connect")
-int sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
+int PROG(sys_enter_connect)(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!process_traced(id >> 32))
@@ -1144,7 +1307,7 @@ int sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
 }
 
 SEC("tracepoint/syscalls/sys_exit_connect")
-int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
+int PROG(sys_exit_connect)(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct thread_state *t = thread_state(0);
@@ -1163,7 +1326,7 @@ int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 }
 
 SEC("tracepoint/syscalls/sys_enter_close")
-int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
+int PROG(sys_enter_close)(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct conn_key key = {.tgid = id >> 32, .fd = ctx->args[0]};
@@ -1196,14 +1359,24 @@ int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 /* ---- processes ---- */
 
 SEC("tracepoint/sched/sched_process_exec")
-int sched_process_exec(void *ctx)
+int PROG(sched_process_exec)(struct trace_event_raw_sched_process_exec *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	/* a new program: its name and namespaces may differ, so the selection is made again */
+#ifndef COLLECTOR_COMPAT
 	struct thread_state *t = thread_state(0);
 	if (t)
 		t->traced = 0;
-	bpf_task_storage_delete(&untraced_threads, bpf_get_current_task_btf());
+#else
+	/* no call is in flight across exec: the state goes, under the thread's id before exec too
+	 * (a thread other than the leader takes the leader's id when it execs) */
+	__u32 old_tid = BPF_CORE_READ(ctx, old_pid);
+	bpf_map_delete_elem(&threads_compat, &old_tid);
+	bpf_map_delete_elem(&untraced_threads_compat, &old_tid);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_delete_elem(&threads_compat, &tid);
+#endif
+	forget_untraced_mark();
 	if (!should_trace(tgid))
 		return 0;
 	struct exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -1220,13 +1393,28 @@ int sched_process_exec(void *ctx)
 	return 0;
 }
 
+/* Whether the exiting thread is its process's last. The record says so from 6.16 on; before, the
+ * count of live threads (do_exit has taken the exiting one off it before this tracepoint) does. */
+static __always_inline int group_dead(struct trace_event_raw_sched_process_exit *ctx)
+{
+	if (bpf_core_field_exists(ctx->group_dead))
+		return BPF_CORE_READ(ctx, group_dead);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	return BPF_CORE_READ(task, signal, live.counter) == 0;
+}
+
 SEC("tracepoint/sched/sched_process_exit")
-int sched_process_exit(struct trace_event_raw_sched_process_exit *ctx)
+int PROG(sched_process_exit)(struct trace_event_raw_sched_process_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
+#ifdef COLLECTOR_COMPAT
+	__u32 tid = (__u32)id;
+	bpf_map_delete_elem(&threads_compat, &tid);
+	bpf_map_delete_elem(&untraced_threads_compat, &tid);
+#endif
 	/* the last thread of the process, whichever it is (not the leader: it may exit first) */
-	if (!BPF_CORE_READ(ctx, group_dead) || !should_trace(tgid))
+	if (!group_dead(ctx) || !should_trace(tgid))
 		return 0;
 	struct exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -1366,42 +1554,42 @@ static __always_inline void tls_exit(const __u32 direction, long ret, __u64 sp)
 }
 
 SEC("uprobe")
-int BPF_KPROBE(ssl_write_enter, void *ssl, const void *buf, int num)
+int PROG_KPROBE(PROG(ssl_write_enter), void *ssl, const void *buf, int num)
 {
 	tls_enter(DIRECTION_EGRESS, ssl, buf, NULL, SOURCE_OPENSSL, PT_REGS_SP(ctx));
 	return 0;
 }
 
 SEC("uretprobe")
-int BPF_KRETPROBE(ssl_write_exit, int ret)
+int PROG_KRETPROBE(PROG(ssl_write_exit), int ret)
 {
 	tls_exit(DIRECTION_EGRESS, ret, PT_REGS_SP(ctx));
 	return 0;
 }
 
 SEC("uprobe")
-int BPF_KPROBE(ssl_read_enter, void *ssl, void *buf, int num)
+int PROG_KPROBE(PROG(ssl_read_enter), void *ssl, void *buf, int num)
 {
 	tls_enter(DIRECTION_INGRESS, ssl, buf, NULL, SOURCE_OPENSSL, PT_REGS_SP(ctx));
 	return 0;
 }
 
 SEC("uretprobe")
-int BPF_KRETPROBE(ssl_read_exit, int ret)
+int PROG_KRETPROBE(PROG(ssl_read_exit), int ret)
 {
 	tls_exit(DIRECTION_INGRESS, ret, PT_REGS_SP(ctx));
 	return 0;
 }
 
 SEC("uprobe")
-int BPF_KPROBE(ssl_write_ex_enter, void *ssl, const void *buf, __u64 num, __u64 *written)
+int PROG_KPROBE(PROG(ssl_write_ex_enter), void *ssl, const void *buf, __u64 num, __u64 *written)
 {
 	tls_enter(DIRECTION_EGRESS, ssl, buf, written, SOURCE_OPENSSL, PT_REGS_SP(ctx));
 	return 0;
 }
 
 SEC("uprobe")
-int BPF_KPROBE(ssl_read_ex_enter, void *ssl, void *buf, __u64 num, __u64 *readbytes)
+int PROG_KPROBE(PROG(ssl_read_ex_enter), void *ssl, void *buf, __u64 num, __u64 *readbytes)
 {
 	tls_enter(DIRECTION_INGRESS, ssl, buf, readbytes, SOURCE_OPENSSL, PT_REGS_SP(ctx));
 	return 0;
@@ -1409,7 +1597,7 @@ int BPF_KPROBE(ssl_read_ex_enter, void *ssl, void *buf, __u64 num, __u64 *readby
 
 /* SSL_set_fd / SSL_set_rfd / SSL_set_wfd(SSL *ssl, int fd) */
 SEC("uprobe")
-int BPF_KPROBE(ssl_set_fd_enter, void *ssl, int fd)
+int PROG_KPROBE(PROG(ssl_set_fd_enter), void *ssl, int fd)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!settings.capture_tls || !process_traced(id >> 32) || fd < 0)
@@ -1422,7 +1610,7 @@ int BPF_KPROBE(ssl_set_fd_enter, void *ssl, int fd)
 
 /* SSL_free(SSL *ssl): the session's address may be reused by the next one: forget it. */
 SEC("uprobe")
-int BPF_KPROBE(ssl_free_enter, void *ssl)
+int PROG_KPROBE(PROG(ssl_free_enter), void *ssl)
 {
 	forget_tls_session(bpf_get_current_pid_tgid() >> 32, (__u64)ssl);
 	return 0;
@@ -1430,28 +1618,28 @@ int BPF_KPROBE(ssl_free_enter, void *ssl)
 
 /* gnutls_record_send(session, data, size) / gnutls_record_recv(session, data, size) */
 SEC("uprobe")
-int BPF_KPROBE(gnutls_send_enter, void *session, const void *buf, __u64 size)
+int PROG_KPROBE(PROG(gnutls_send_enter), void *session, const void *buf, __u64 size)
 {
 	tls_enter(DIRECTION_EGRESS, session, buf, NULL, SOURCE_GNUTLS, PT_REGS_SP(ctx));
 	return 0;
 }
 
 SEC("uretprobe")
-int BPF_KRETPROBE(gnutls_send_exit, long ret)
+int PROG_KRETPROBE(PROG(gnutls_send_exit), long ret)
 {
 	tls_exit(DIRECTION_EGRESS, ret, PT_REGS_SP(ctx));
 	return 0;
 }
 
 SEC("uprobe")
-int BPF_KPROBE(gnutls_recv_enter, void *session, void *buf, __u64 size)
+int PROG_KPROBE(PROG(gnutls_recv_enter), void *session, void *buf, __u64 size)
 {
 	tls_enter(DIRECTION_INGRESS, session, buf, NULL, SOURCE_GNUTLS, PT_REGS_SP(ctx));
 	return 0;
 }
 
 SEC("uretprobe")
-int BPF_KRETPROBE(gnutls_recv_exit, long ret)
+int PROG_KRETPROBE(PROG(gnutls_recv_exit), long ret)
 {
 	tls_exit(DIRECTION_INGRESS, ret, PT_REGS_SP(ctx));
 	return 0;

@@ -61,7 +61,9 @@ struct collector_config {
 	__u32 collector_tgid;     /* never traced: its own Kafka traffic must not feed back */
 	__u32 host_mnt_ns;        /* inode of the host's mount namespace (container detection) */
 	__u32 host_pid_ns;        /* inode of the host's pid namespace (container detection) */
-	__u32 pad0;
+	__u8 ringbuf_dynptr;      /* the kernel has ring-buffer dynptrs (5.19): events are filled in the ring */
+	__u8 direct_copy_off;     /* BPF_FEATURES_OFF=direct_copy: never the 6.16 kfunc (tests the 5.19 path) */
+	__u8 pad0[2];
 	__u8 capture_plain;       /* CAPTURE_ALL */
 	__u8 capture_tls;         /* CAPTURE_SSL */
 	__u8 probe_all_pid;       /* PROBE_ALL_PID */

@@ -42,6 +42,8 @@ int main(void)
 	FIELD(collector_config, collector_tgid);
 	FIELD(collector_config, host_mnt_ns);
 	FIELD(collector_config, host_pid_ns);
+	FIELD(collector_config, ringbuf_dynptr);
+	FIELD(collector_config, direct_copy_off);
 	FIELD(collector_config, capture_plain);
 	FIELD(collector_config, capture_tls);
 	FIELD(collector_config, probe_all_pid);

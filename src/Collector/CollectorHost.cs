@@ -87,7 +87,7 @@ public static class CollectorHost
         {
             kernel = new KernelCapture(settings, loggerFactory.CreateLogger("kernel"));
         }
-        catch (Exception e) when (e is BpfException or FileNotFoundException or InvalidOperationException or DllNotFoundException)
+        catch (Exception e) when (e is BpfException or KernelBelowFloorException or FileNotFoundException or InvalidOperationException or DllNotFoundException)
         {
             log.LogCritical("cannot start kernel capture: {Error}", e.Message);
             stop.Cancel();

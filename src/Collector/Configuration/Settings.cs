@@ -55,6 +55,9 @@ public sealed record Settings
     public int CaptureChunkBytes { get; init; } = 16384;
     public int CaptureChunksPerCall { get; init; } = 8;
     public string BpfObjectPath { get; init; } = Path.Combine(AppContext.BaseDirectory, "collector.bpf.o");
+    /// <summary>Kernel features treated as absent though the kernel has them (tests of the older
+    /// kernels' paths on a new one; a way around a kernel that misreports one).</summary>
+    public IReadOnlySet<string> BpfFeaturesOff { get; init; } = new HashSet<string>();
     public string HostProc { get; init; } = "/proc";
     /// <summary>Debug only: append every kernel event to this file as JSON lines (off when unset).</summary>
     public string? CaptureDumpPath { get; init; }
@@ -135,6 +138,7 @@ public static class SettingsReader
         ("CAPTURE_CHUNK_BYTES", "16384", "payload bytes per kernel event (at most 16384)"),
         ("CAPTURE_CHUNKS_PER_CALL", "8", "kernel events per syscall (8 × 16 KiB covers curl's 100 KiB reads); the rest of the call is a counted gap"),
         ("BPF_OBJECT_PATH", "collector.bpf.o beside the binary", "the compiled eBPF object"),
+        ("BPF_FEATURES_OFF", "unset", "kernel features to treat as absent (comma-separated: " + string.Join(", ", Kernel.KernelFeatures.Names) + "); for tests and broken kernels"),
         ("HOST_PROC", "/proc", "the host's /proc (mounted elsewhere in a container)"),
         ("CAPTURE_DUMP_PATH", "unset", "debug: append every kernel event (payloads in base64) to this file as JSON lines; for bug reports and the test corpus"),
         ("AKTO_ACCOUNT_ID", "1000000", "the akto_account_id field"),
@@ -224,6 +228,8 @@ public static class SettingsReader
             CaptureChunkBytes = Int(Get, "CAPTURE_CHUNK_BYTES", d.CaptureChunkBytes, 64, 16384),
             CaptureChunksPerCall = Int(Get, "CAPTURE_CHUNKS_PER_CALL", d.CaptureChunksPerCall, 1, 64),
             BpfObjectPath = Get("BPF_OBJECT_PATH") ?? d.BpfObjectPath,
+            BpfFeaturesOff = List(Get("BPF_FEATURES_OFF")).Select(f => Kernel.KernelFeatures.Names.Contains(f.ToLowerInvariant()) ? f.ToLowerInvariant()
+                : throw new SettingsException("BPF_FEATURES_OFF", $"'{f}' is not one of {string.Join(", ", Kernel.KernelFeatures.Names)}")).ToHashSet(),
             HostProc = Get("HOST_PROC") ?? d.HostProc,
             CaptureDumpPath = Get("CAPTURE_DUMP_PATH"),
             AccountId = Digits(Get, "AKTO_ACCOUNT_ID", d.AccountId),

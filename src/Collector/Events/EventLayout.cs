@@ -99,7 +99,9 @@ public unsafe struct CollectorConfig
     public uint CollectorTgid;
     public uint HostMntNs;
     public uint HostPidNs;
-    public uint Pad0;
+    public byte RingbufDynptr;
+    public byte DirectCopyOff;
+    public ushort Pad0;
     public byte CapturePlain;
     public byte CaptureTls;
     public byte ProbeAllPid;

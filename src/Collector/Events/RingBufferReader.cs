@@ -47,9 +47,9 @@ public sealed unsafe class RingBufferReader : IDisposable
     /// kernel wakes us only in batches, so a timeout with data waiting is normal.</summary>
     public int Poll(int timeoutMs)
     {
-        var n = Interop.Libbpf.RingBufferPoll(_ring.DangerousGetHandle(), timeoutMs);
+        var n = Interop.Libbpf.RingBufferPoll(_ring, timeoutMs);
         if (n < 0 && n != -4 /* EINTR */) throw new BpfException("ring_buffer__poll", -n);
-        var m = Interop.Libbpf.RingBufferConsume(_ring.DangerousGetHandle());
+        var m = Interop.Libbpf.RingBufferConsume(_ring);
         PublishCounts();
         if (m < 0 && m != -4) throw new BpfException("ring_buffer__consume", -m);
         return Math.Max(n, 0) + Math.Max(m, 0);

@@ -72,3 +72,26 @@ internal sealed class RingBufferHandle : SafeHandle
         return true;
     }
 }
+
+/// <summary>struct btf * of the running kernel.</summary>
+internal sealed class BtfHandle : SafeHandle
+{
+    public BtfHandle() : base(IntPtr.Zero, ownsHandle: true) { }
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    /// <summary>The kernel's BTF, or null when it has none.</summary>
+    public static BtfHandle? LoadVmlinux()
+    {
+        var ptr = Interop.Libbpf.BtfLoadVmlinux();
+        if (ptr == IntPtr.Zero) return null;
+        var h = new BtfHandle();
+        h.SetHandle(ptr);
+        return h;
+    }
+
+    protected override bool ReleaseHandle()
+    {
+        Interop.Libbpf.BtfFree(handle);
+        return true;
+    }
+}

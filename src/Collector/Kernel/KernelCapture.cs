@@ -24,13 +24,17 @@ public sealed unsafe class KernelCapture : IDisposable
         Tracefs.EnsureMounted(log);
         if (!File.Exists(settings.BpfObjectPath))
             throw new FileNotFoundException($"eBPF object not found at {settings.BpfObjectPath} (BPF_OBJECT_PATH)");
+        Features = KernelFeatures.Probe(settings.BpfFeaturesOff);
+        Features.RequireFloor();
+        _log.LogInformation("{Variant}", Features.Describe());
         _object = BpfObjectHandle.Open(settings.BpfObjectPath);
         try
         {
+            ChooseProgramSet(Features.Programs);
             WriteConfig(settings);
             SetMaxEntries("events", (uint)settings.RingBufferMegabytes * 1024 * 1024);
             SetMaxEntries("conns", (uint)settings.ConnectionMapEntries);
-            var err = Interop.Libbpf.ObjectLoad(Obj);
+            var err = Interop.Libbpf.ObjectLoad(_object);
             if (err != 0) throw new BpfException("loading the eBPF programs (see the libbpf log above)", -err);
             _dropMapFd = MapFd("drop_counters");
             _connsMapFd = MapFd("conns");
@@ -52,10 +56,37 @@ public sealed unsafe class KernelCapture : IDisposable
         }
     }
 
-    internal IntPtr Obj => _object.DangerousGetHandle();
+    public KernelFeatures Features { get; }
     public int TracePidsMapFd { get; }
     public int EventsMapFd => MapFd("events");
     public int TracepointCount => _tracepointLinks.Count;
+
+    private const string CompatSuffix = "_compat";
+
+    /// <summary>Only the chosen set's programs are loaded, and only its own maps made: the other's
+    /// may not exist in this kernel (task storage before 5.11), and an unloaded program never
+    /// references them.</summary>
+    private void ChooseProgramSet(ProgramSet set)
+    {
+        var compat = set == ProgramSet.Compat;
+        for (var prog = Interop.Libbpf.ObjectNextProgram(_object, IntPtr.Zero); prog != IntPtr.Zero;
+             prog = Interop.Libbpf.ObjectNextProgram(_object, prog))
+        {
+            var name = Marshal.PtrToStringUTF8(Interop.Libbpf.ProgramName(prog)) ?? "";
+            Interop.Libbpf.ProgramSetAutoload(prog, name.EndsWith(CompatSuffix) == compat);
+        }
+        foreach (var name in CurrentOnlyMaps)
+            Interop.Libbpf.MapSetAutocreate(FindMap(name), !compat);
+        for (var map = Interop.Libbpf.ObjectNextMap(_object, IntPtr.Zero); map != IntPtr.Zero;
+             map = Interop.Libbpf.ObjectNextMap(_object, map))
+        {
+            var name = Marshal.PtrToStringUTF8(Interop.Libbpf.MapName(map)) ?? "";
+            if (name.EndsWith(CompatSuffix)) Interop.Libbpf.MapSetAutocreate(map, compat);
+        }
+    }
+
+    /// <summary>Task-storage maps of the current set (the compat set keeps its own *_compat maps).</summary>
+    private static readonly string[] CurrentOnlyMaps = ["threads", "untraced_threads"];
 
     private void WriteConfig(Settings s)
     {
@@ -70,6 +101,8 @@ public sealed unsafe class KernelCapture : IDisposable
         cfg->HostPidNs = HostNamespace(s.HostProc, "pid");
         if ((cfg->HostMntNs == 0 || cfg->HostPidNs == 0) && !s.ProbeAllPid && s.TracePids.Count == 0 && s.TraceComms.Count == 0)
             throw new InvalidOperationException($"cannot read the host's mount namespace from {s.HostProc}/1/ns/mnt: needed to tell containers apart (or set PROBE_ALL_PID=true)");
+        cfg->RingbufDynptr = (byte)(Features.RingbufDynptr ? 1 : 0);
+        cfg->DirectCopyOff = (byte)(Features.DirectCopy ? 0 : 1);
         cfg->CapturePlain = (byte)(s.CaptureAll ? 1 : 0);
         cfg->CaptureTls = (byte)(s.CaptureSsl ? 1 : 0);
         cfg->ProbeAllPid = (byte)(s.ProbeAllPid ? 1 : 0);
@@ -129,7 +162,7 @@ public sealed unsafe class KernelCapture : IDisposable
 
     private IntPtr FindMap(string name)
     {
-        var map = Interop.Libbpf.ObjectFindMapByName(Obj, name);
+        var map = Interop.Libbpf.ObjectFindMapByName(_object, name);
         if (map == IntPtr.Zero) throw new InvalidOperationException($"map {name} missing from the eBPF object");
         return map;
     }
@@ -144,11 +177,11 @@ public sealed unsafe class KernelCapture : IDisposable
 
     private void AttachTracepoints()
     {
-        for (var prog = Interop.Libbpf.ObjectNextProgram(Obj, IntPtr.Zero); prog != IntPtr.Zero;
-             prog = Interop.Libbpf.ObjectNextProgram(Obj, prog))
+        for (var prog = Interop.Libbpf.ObjectNextProgram(_object, IntPtr.Zero); prog != IntPtr.Zero;
+             prog = Interop.Libbpf.ObjectNextProgram(_object, prog))
         {
             var section = Marshal.PtrToStringUTF8(Interop.Libbpf.ProgramSectionName(prog)) ?? "";
-            if (!section.StartsWith("tracepoint/")) continue;
+            if (!section.StartsWith("tracepoint/") || !Interop.Libbpf.ProgramAutoload(prog)) continue;
             _tracepointLinks.Add(BpfLinkHandle.FromPointer(Interop.Libbpf.ProgramAttach(prog), $"attaching {section}"));
         }
         _log.LogInformation("attached {Count} syscall and sched tracepoints", _tracepointLinks.Count);
@@ -156,7 +189,8 @@ public sealed unsafe class KernelCapture : IDisposable
 
     internal IntPtr Program(string name)
     {
-        var prog = Interop.Libbpf.ObjectFindProgramByName(Obj, name);
+        if (Features.Programs == ProgramSet.Compat) name += CompatSuffix;
+        var prog = Interop.Libbpf.ObjectFindProgramByName(_object, name);
         if (prog == IntPtr.Zero) throw new InvalidOperationException($"program {name} missing from the eBPF object");
         return prog;
     }
@@ -243,17 +277,27 @@ internal static unsafe class LibbpfLog
         Interop.Libbpf.SetPrint(&Print);
     }
 
+    /// <summary>Called by libbpf on its own thread of control: nothing may unwind into native code
+    /// (the process would be torn down), so a failure to log is written to stderr as it is.</summary>
     [UnmanagedCallersOnly]
     private static int Print(int level, IntPtr format, IntPtr args)
     {
-        if (level == Interop.Libbpf.PrintDebug || _log is null) return 0;
-        const int size = 8192;
-        var buf = stackalloc byte[size];
-        var n = Interop.Libc.Vsnprintf(buf, size, format, args);
-        if (n <= 0) return 0;
-        var text = Encoding.UTF8.GetString(buf, Math.Min(n, size - 1)).TrimEnd();
-        if (level == Interop.Libbpf.PrintWarn) _log.LogWarning("libbpf: {Message}", text);
-        else _log.LogDebug("libbpf: {Message}", text);
+        try
+        {
+            if (level == Interop.Libbpf.PrintDebug || _log is null) return 0;
+            const int size = 8192;
+            var buf = stackalloc byte[size];
+            var n = Interop.Libc.Vsnprintf(buf, size, format, args);
+            if (n <= 0) return 0;
+            var text = Encoding.UTF8.GetString(buf, Math.Min(n, size - 1)).TrimEnd();
+            if (level == Interop.Libbpf.PrintWarn) _log.LogWarning("libbpf: {Message}", text);
+            else _log.LogDebug("libbpf: {Message}", text);
+        }
+        catch (Exception e)
+        {
+            try { Console.Error.WriteLine($"libbpf message could not be logged: {e.GetType().Name}: {e.Message}"); }
+            catch (IOException) { } // stderr itself is gone: nowhere left to say it
+        }
         return 0;
     }
 }

@@ -40,6 +40,8 @@ public sealed class EventLayoutTests
         ["collector_config.collector_tgid", typeof(CollectorConfig), nameof(CollectorConfig.CollectorTgid)],
         ["collector_config.host_mnt_ns", typeof(CollectorConfig), nameof(CollectorConfig.HostMntNs)],
         ["collector_config.host_pid_ns", typeof(CollectorConfig), nameof(CollectorConfig.HostPidNs)],
+        ["collector_config.ringbuf_dynptr", typeof(CollectorConfig), nameof(CollectorConfig.RingbufDynptr)],
+        ["collector_config.direct_copy_off", typeof(CollectorConfig), nameof(CollectorConfig.DirectCopyOff)],
         ["collector_config.capture_plain", typeof(CollectorConfig), nameof(CollectorConfig.CapturePlain)],
         ["collector_config.capture_tls", typeof(CollectorConfig), nameof(CollectorConfig.CaptureTls)],
         ["collector_config.probe_all_pid", typeof(CollectorConfig), nameof(CollectorConfig.ProbeAllPid)],

@@ -15,6 +15,7 @@ public sealed class StartupErrorTests
         ["AKTO_MODULE_DISCOVERY_CONFIG", "[{\"key\":{\"eq\":\"host\"},\"value\":{\"regex\":\"(\"}}]", "json"],
         ["AKTO_MODULE_DISCOVERY_CONFIG_PATH", "/nonexistent/rules.json", "text"],
         ["AKTO_MODULE_DISCOVERY_CONFIG_PATH", "/nonexistent/rules.json", "json"],
+        ["BPF_FEATURES_OFF", "ring_buffer,kprobes", "text"],
     ];
 
     [Theory]
