@@ -249,21 +249,21 @@ struct {
 } untraced_threads SEC(".maps");
 #else
 /* Task storage arrives in 5.11: before it, the same per-thread values in hash maps keyed by thread
- * id, allocated when first needed and deleted when the thread exits (sched_process_exit fires for
- * every thread) or execs. Not LRU: a full map is counted (active_calls_full), never a running
- * call's state silently evicted. */
+ * id, made when first needed and deleted when the thread exits (sched_process_exit fires for every
+ * thread) or execs. Preallocated: before 5.13 a tracing program with a run-time allocated hash map
+ * warns in the kernel log (and is refused on PREEMPT_RT). The states are not LRU: a full map is
+ * counted (active_calls_full), never a running call's state silently evicted; the untraced marks
+ * are, since an evicted one is only judged again. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 16384);
 	__type(key, __u32);
 	__type(value, struct thread_state);
 } threads_compat SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 32768);
 	__type(key, __u32);
 	__type(value, struct untraced);
 } untraced_threads_compat SEC(".maps");

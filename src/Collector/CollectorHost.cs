@@ -75,7 +75,18 @@ public static class CollectorHost
             : new DiscoveryRulesFile(settings.DiscoveryConfigPath!, startupRules.FileText, filter, metrics, loggerFactory.CreateLogger("rules"));
         var rulesTask = rulesFile is null ? Task.CompletedTask : Task.Run(() => rulesFile.RunAsync(stop.Token));
 
-        var web = await StartStatusEndpoint(settings, metrics, state, loggerFactory);
+        WebApplication web;
+        try
+        {
+            web = await StartStatusEndpoint(settings, metrics, state, loggerFactory);
+        }
+        catch (SettingsException e)
+        {
+            StartupError.Write(e.Message, settings.LogJson);
+            stop.Cancel();
+            await rulesTask;
+            return ExitConfigError;
+        }
 
         var identity = new AktoIdentity(settings.AccountId, settings.VxlanId, Guid.NewGuid().ToString(), settings.RedactHeaders.ToHashSet());
         IMessageSink sink = settings.KafkaBrokers is null ? new StdoutSink() : new KafkaSink(settings, metrics, identity.DaemonsetId, loggerFactory.CreateLogger("kafka"));
@@ -247,6 +258,8 @@ public static class CollectorHost
     {
         b.SetMinimumLevel(LogLevel.Information);
         b.AddFilter("Microsoft", LogLevel.Warning);
+        // its start failure (an address in use) is reported as a configuration error, in one line
+        b.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
         // logs go to stderr only: stdout carries the messages
         if (settings.LogJson)
             b.AddJsonConsole(o => { o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ"; o.UseUtcTimestamp = true; });
@@ -301,8 +314,13 @@ public static class CollectorHost
     internal static async Task<WebApplication> StartStatusEndpoint(Settings settings, CollectorMetrics metrics,
         ReadinessState state, ILoggerFactory loggerFactory)
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
+        // An empty builder: no configuration files, so no file watcher. The default builders watch
+        // appsettings.json under the content root, the working directory, with inotify over its
+        // whole tree: a host install started in / walked every file on the node (minutes, and a
+        // watch per directory).
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        builder.WebHost.UseKestrelCore();
+        builder.Services.AddRoutingCore();
         builder.Services.AddSingleton(loggerFactory);
         var colon = settings.MetricsBind.LastIndexOf(':');
         var address = IPAddress.Parse(settings.MetricsBind[..colon].Trim('[', ']'));
@@ -323,7 +341,16 @@ public static class CollectorHost
             return state.Ready ? Results.Text($"ready\n{kafka}\n") : Results.Text($"not ready\n{kafka}\n", statusCode: 503);
         });
         app.MapGet(MetricsPath, () => Results.Text(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"));
-        await app.StartAsync();
+        try
+        {
+            await app.StartAsync();
+        }
+        catch (IOException e)
+        {
+            // the address is taken or not ours: a setting to fix, said in one line (not a stack trace)
+            await app.DisposeAsync();
+            throw new SettingsException("METRICS_BIND", $"cannot listen on {settings.MetricsBind}: {(e.InnerException ?? e).Message}");
+        }
         return app;
     }
 }

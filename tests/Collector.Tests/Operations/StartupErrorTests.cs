@@ -47,4 +47,23 @@ public sealed class StartupErrorTests
         }
         Assert.StartsWith($"configuration error: {variable}: ", message);
     }
+
+    [Fact]
+    public void A_metrics_address_in_use_stops_start_up_with_one_line_naming_it()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+        var (code, stdout, stderr) = Shell.Run(Repo.CollectorBinary, "", TimeSpan.FromSeconds(60), env: new Dictionary<string, string>
+        {
+            ["METRICS_BIND"] = $"127.0.0.1:{port}",
+            ["TRACE_COMMS"] = "curl",
+        });
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.StartsWith($"configuration error: METRICS_BIND: cannot listen on 127.0.0.1:{port}: ", lines[^1]);
+        Assert.Contains("in use", lines[^1]);
+        Assert.DoesNotContain(lines, l => l.TrimStart().StartsWith("at "));
+    }
 }
