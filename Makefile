@@ -12,7 +12,7 @@ export DOTNET_NOLOGO := 1
 BPF_SRC := $(wildcard bpf/*.c bpf/*.h)
 CS_SRC := $(shell find src -name '*.cs' -o -name '*.csproj') Collector.sln
 
-.PHONY: all deps build bpf collector native run test bench bench-capture clean
+.PHONY: all deps build bpf collector native run test test-kernels bench bench-capture clean
 
 all: build
 
@@ -60,7 +60,15 @@ run: build
 	PROBE_ALL_PID=$${PROBE_ALL_PID:-true} $(COLLECTOR)
 
 test: build
-	$(DOTNET) test tests/Collector.Tests/Collector.Tests.csproj -c Release --logger "console;verbosity=normal" 2>&1 | tee $(BUILD)/test.log; exit $${PIPESTATUS[0]}
+	@rm -f $(BUILD)/kernel-matrix.log
+	$(DOTNET) test tests/Collector.Tests/Collector.Tests.csproj -c Release --logger "console;verbosity=normal" 2>&1 | tee $(BUILD)/test.log; \
+		status=$${PIPESTATUS[0]}; cat $(BUILD)/kernel-matrix.log 2>/dev/null; exit $$status
+
+# the kernel matrix alone: 5.10, 6.1, 6.12 and 6.12-rt, each booted under qemu (part of make test)
+test-kernels: build
+	@rm -f $(BUILD)/kernel-matrix.log
+	$(DOTNET) test tests/Collector.Tests/Collector.Tests.csproj -c Release --filter FullyQualifiedName~KernelMatrixTests \
+		--logger "console;verbosity=normal"; status=$$?; cat $(BUILD)/kernel-matrix.log 2>/dev/null; exit $$status
 
 bench: build
 	$(DOTNET) run -c Release --project bench/Collector.Bench/Collector.Bench.csproj

@@ -10,6 +10,8 @@ PACKAGES=(
   librdkafka1 librdkafka-dev
   # tests and benchmarks: real peers, an independent Kafka consumer, a real Prometheus
   kcat nginx-light curl wget openssl python3 nodejs iproute2 prometheus wrk procps bpftrace bc util-linux
+  # other kernels under qemu (scripts/vm): emulator, the initramfs's shell, its archive, .ko.xz/.zst modules
+  qemu-system-x86 busybox-static cpio xz-utils zstd
 )
 
 missing=()
