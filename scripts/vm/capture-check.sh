@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A capture check, run as root either on this machine or inside a VM (scripts/vm/boot.sh, chrooted
-# into the host root). Starts the built collector (build/collector/Collector) tracing curl and nginx,
-# waits for /ready, has curl make a GET and a POST to nginx over plaintext and over TLS, waits for
-# the 8 exchanges (each one seen from curl's side and from nginx's side), saves /metrics, stops the
+# into the host root). Starts the built collector (build/collector/Collector) tracing curl, nginx, python3,
+# waits for /ready, has curl make a GET and a POST to nginx over plaintext and over TLS and python3
+# a GET after which it exits without closing its socket, waits for the 10 exchanges (each one seen
+# from the client's side and from nginx's side) and for the exit to end the connection, saves /metrics, stops the
 # collector with SIGTERM. It only records; a test on the host judges the files:
 #   exchanges.jsonl  the collector's stdout        collector.log  its stderr
 #   ready_secs       seconds until /ready was 200  collector_rc   its exit status
@@ -28,7 +29,7 @@ EXCHANGE_TIMEOUT=${CHECK_EXCHANGE_TIMEOUT:-120}
 STOP_TIMEOUT=${CHECK_STOP_TIMEOUT:-120}
 STATUS=${CHECK_METRICS_BIND:-127.0.0.1:9176}
 HTTP_PORT=${CHECK_HTTP_PORT:-18080} TLS_PORT=${CHECK_TLS_PORT:-18443}
-EXPECTED_LINES=8
+EXPECTED_LINES=10
 
 rm -f "$OUT"/{exchanges.jsonl,collector.log,ready_secs,collector_rc,metrics.txt,stage,timings,check.log,nginx-error.log} \
       "$OUT"/curl-*.body "$OUT"/curl-*.rc
@@ -71,7 +72,7 @@ fi
 
 # ---------------------------------------------------------------- collector up
 stage collector-starting
-TRACE_COMMS=curl,nginx METRICS_BIND=$STATUS PROBE_ALL_PID=false \
+TRACE_COMMS=curl,nginx,python3 METRICS_BIND=$STATUS PROBE_ALL_PID=false \
     "$COLLECTOR" >"$OUT/exchanges.jsonl" 2>"$OUT/collector.log" </dev/null &
 CPID=$!
 log "collector pid $CPID"
@@ -168,6 +169,20 @@ run_curl get-http "http://127.0.0.1:$HTTP_PORT/hello"
 run_curl post-http -H 'content-type: application/json' --data-binary "$body" "http://127.0.0.1:$HTTP_PORT/echo"
 run_curl get-tls -k "https://127.0.0.1:$TLS_PORT/hello"
 run_curl post-tls -k -H 'content-type: application/json' --data-binary "$body" "https://127.0.0.1:$TLS_PORT/echo"
+# A client that exits without closing its socket: the kernel closes it, no close() is traced, and
+# only the exit of the process's last thread (sched_process_exit) ends the connection.
+set +e
+/usr/bin/python3 -c "
+import os, socket
+s = socket.create_connection(('127.0.0.1', $HTTP_PORT))
+s.sendall(b'GET /hello?exit HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+data = b''
+while not data.endswith(b'hello from nginx\n'):
+    data += s.recv(4096)
+os._exit(0)" >>"$OUT/check.log" 2>&1
+echo $? > "$OUT/python-exit.rc"
+set -e
+log "python client exited $(cat "$OUT/python-exit.rc") without closing its socket"
 timing curl_secs "$(since "$T1")"
 stage requests-done
 
@@ -183,6 +198,11 @@ timing exchanges_lines "$n"
 log "exchanges.jsonl: $n lines (expected $EXPECTED_LINES)"
 
 # ---------------------------------------------------------------- stop
+# the python client's connection ends by its process's exit (bounded wait; the test judges it)
+T1=$EPOCHREALTIME
+exit_ended() { status_get "http://$STATUS/metrics" | grep -qE '^collector_connections_ended_total\{reason="process_exit"\} [1-9]'; }
+until exit_ended || [ "$(echo "$(since "$T1") > 60" | bc)" = 1 ]; do sleep 1; done
+timing process_exit_secs "$(since "$T1")"
 status_get -o "$OUT/metrics.txt" "http://$STATUS/metrics" || log "could not fetch /metrics"
 T1=$EPOCHREALTIME
 kill -TERM "$CPID" 2>/dev/null || true

@@ -45,24 +45,26 @@ public sealed class KernelMatrixTests(ITestOutputHelper output)
             .Select(l => JsonDocument.Parse(l).RootElement).ToList();
         var expected = new[]
         {
-            (Method: "GET", Port: HttpPort, Path: "/hello", Request: "", Response: "hello from nginx\n"),
-            (Method: "POST", Port: HttpPort, Path: "/echo", Request: Posted, Response: "posted\n"),
-            (Method: "GET", Port: TlsPort, Path: "/hello", Request: "", Response: "hello from nginx\n"),
-            (Method: "POST", Port: TlsPort, Path: "/echo", Request: Posted, Response: "posted\n"),
+            (Client: "curl", Method: "GET", Port: HttpPort, Path: "/hello", Request: "", Response: "hello from nginx\n"),
+            (Client: "curl", Method: "POST", Port: HttpPort, Path: "/echo", Request: Posted, Response: "posted\n"),
+            (Client: "curl", Method: "GET", Port: TlsPort, Path: "/hello", Request: "", Response: "hello from nginx\n"),
+            (Client: "curl", Method: "POST", Port: TlsPort, Path: "/echo", Request: Posted, Response: "posted\n"),
+            // python3 exits without closing its socket: only the process's exit ends the connection
+            (Client: "python3", Method: "GET", Port: HttpPort, Path: "/hello?exit", Request: "", Response: "hello from nginx\n"),
         };
         var right = 0;
         var problems = new List<string>();
         foreach (var e in expected)
         {
             var ofThis = messages.Where(m => m.GetProperty("method").GetString() == e.Method &&
+                                             m.GetProperty("path").GetString() == e.Path &&
                                              m.GetProperty("destIp").GetString() == $"127.0.0.1:{e.Port}").ToList();
-            foreach (var (process, direction) in new[] { ("curl", "2"), ("nginx", "1") })
+            foreach (var (process, direction) in new[] { (e.Client, "2"), ("nginx", "1") })
             {
                 var m = ofThis.Where(x => x.GetProperty("process_name").GetString() == process).ToList();
-                if (m.Count != 1) { problems.Add($"{e.Method} :{e.Port} from {process}: {m.Count} messages"); continue; }
+                if (m.Count != 1) { problems.Add($"{e.Method} {e.Path} :{e.Port} from {process}: {m.Count} messages"); continue; }
                 var x = m[0];
                 var wrong = new List<string>();
-                if (x.GetProperty("path").GetString() != e.Path) wrong.Add("path");
                 if (x.GetProperty("direction").GetString() != direction) wrong.Add("direction");
                 if (x.GetProperty("requestPayload").GetString() != e.Request) wrong.Add("request body");
                 if (x.GetProperty("responsePayload").GetString() != e.Response) wrong.Add("response body");
@@ -70,23 +72,25 @@ public sealed class KernelMatrixTests(ITestOutputHelper output)
                 if (!(x.GetProperty("ip").GetString() ?? "").StartsWith("127.0.0.1:")) wrong.Add("client address");
                 if (ofThis.Select(o => o.GetProperty("ip").GetString()).Distinct().Count() != 1) wrong.Add("ends disagree on the client address");
                 if (wrong.Count == 0) right++;
-                else problems.Add($"{e.Method} :{e.Port} from {process}: wrong {string.Join(", ", wrong)}: {x}");
+                else problems.Add($"{e.Method} {e.Path} :{e.Port} from {process}: wrong {string.Join(", ", wrong)}: {x}");
             }
         }
+        var exitEnded = Counter(Read("metrics.txt"), "collector_connections_ended_total{reason=\"process_exit\"}");
 
         var drops = KernelDrops(Read("metrics.txt"));
         var seconds = clock.Elapsed.TotalSeconds;
         var line = string.Format(CultureInfo.InvariantCulture,
-            "kernel-matrix: {0,-8} {1,-28} {2}; exchanges right {3}/{4}; kernel drops {5}; ready in {6} s; {7:F0} s in all",
+            "kernel-matrix: {0,-8} {1,-28} {2}; exchanges right {3}/{4}; kernel drops {5}; connections ended by process exit {8}; ready in {6} s; {7:F0} s in all",
             kernel, release, variant[(variant.IndexOf("eBPF programs:", StringComparison.Ordinal) + "eBPF programs: ".Length)..].Split(" (")[0]
                 + ", copy " + (variant.Contains("pieces") ? "dynptr pieces" : variant.Contains("scratch") ? "per-CPU scratch" : "direct"),
-            right, expected.Length * 2, drops, Read("ready_secs"), seconds);
+            right, expected.Length * 2, drops, Read("ready_secs"), seconds, exitEnded);
         output.WriteLine(line);
         File.AppendAllText(Path.Combine(Repo.Build, "kernel-matrix.log"), line + "\n");
 
         Assert.True(problems.Count == 0, string.Join("\n", problems) + "\n" + context);
         Assert.Equal(expected.Length * 2, messages.Count);
         Assert.Equal(0, drops);
+        Assert.True(exitEnded >= 1, "no connection was ended by a process exit (sched_process_exit, the last thread)\n" + context);
         Assert.Equal("0", Read("collector_rc"));
     }
 
@@ -97,6 +101,10 @@ public sealed class KernelMatrixTests(ITestOutputHelper output)
             .Select(l => long.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture)).ToList();
         return values.Count == 0 ? -1 : values.Sum();
     }
+
+    private static long Counter(string metrics, string series) =>
+        metrics.Split('\n').Where(l => l.StartsWith(series + " ")).Select(l => long.Parse(l[(series.Length + 1)..], CultureInfo.InvariantCulture))
+            .DefaultIfEmpty(-1).First();
 
     private static string Regex(string text, string pattern)
     {
