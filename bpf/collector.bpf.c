@@ -309,8 +309,10 @@ static __u32 next_generation = 0;
 static __always_inline void count_drop(__u32 reason, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&drop_counters, &reason);
+	/* atomic although per CPU: on a preemptible kernel (PREEMPT_RT, faultable syscall
+	 * tracepoints) another task's probe can run on this CPU between a load and a store */
 	if (v)
-		*v += n;
+		__sync_fetch_and_add(v, n);
 }
 
 /* This thread's state; created when create is set (a call worth remembering begins). */
@@ -371,8 +373,8 @@ static __always_inline __u32 new_generation(void)
 	if (!n)
 		return 1;
 	*n += 1;
-	/* the CPU in the low bits keeps CPUs apart; the count wraps after 2^24 on one CPU */
-	__u32 g = (*n << 8) | (bpf_get_smp_processor_id() & 0xff);
+	/* the CPU in the low bits keeps CPUs apart (up to 1024); the count wraps after 2^22 on one CPU */
+	__u32 g = (*n << 10) | (bpf_get_smp_processor_id() & 0x3ff);
 	return g ? g : 1;
 #endif
 }
@@ -721,6 +723,8 @@ static __always_inline void emit_buffer(__u32 tgid, __u32 fd, __u32 generation, 
 					__u64 buf, __u64 len, __u64 call_bytes, __u8 direction,
 					__u8 source, __u64 tls_ctx)
 {
+	if (len == 0)
+		return; /* an empty iovec entry: nothing to send */
 	struct thread_state *t = thread_state(0);
 	if (!t)
 		return;
@@ -1393,18 +1397,26 @@ int PROG(sched_process_exec)(struct trace_event_raw_sched_process_exec *ctx)
 	return 0;
 }
 
+/* The record's field as kernels from 6.16 have it, declared here so that the object builds from
+ * any kernel's vmlinux.h (CO-RE matches it by name, without the ___ suffix). */
+struct trace_event_raw_sched_process_exit___since_6_16 {
+	bool group_dead;
+} __attribute__((preserve_access_index));
+
 /* Whether the exiting thread is its process's last. The record says so from 6.16 on; before, the
- * count of live threads (do_exit has taken the exiting one off it before this tracepoint) does. */
-static __always_inline int group_dead(struct trace_event_raw_sched_process_exit *ctx)
+ * count of live threads (do_exit has taken the exiting one off it before this tracepoint) does:
+ * then threads exiting together can each see 0, and user space takes the repeated exit as one. */
+static __always_inline int group_dead(void *ctx)
 {
-	if (bpf_core_field_exists(ctx->group_dead))
-		return BPF_CORE_READ(ctx, group_dead);
+	struct trace_event_raw_sched_process_exit___since_6_16 *record = ctx;
+	if (bpf_core_field_exists(record->group_dead))
+		return BPF_CORE_READ(record, group_dead);
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	return BPF_CORE_READ(task, signal, live.counter) == 0;
 }
 
 SEC("tracepoint/sched/sched_process_exit")
-int PROG(sched_process_exit)(struct trace_event_raw_sched_process_exit *ctx)
+int PROG(sched_process_exit)(void *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;

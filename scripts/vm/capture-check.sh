@@ -72,7 +72,8 @@ fi
 
 # ---------------------------------------------------------------- collector up
 stage collector-starting
-TRACE_COMMS=curl,nginx,python3 METRICS_BIND=$STATUS PROBE_ALL_PID=false \
+# CHECK_COLLECTOR_ENV: more settings for the collector, e.g. "CAPTURE_CHUNKS_PER_CALL=64"
+env TRACE_COMMS=curl,nginx,python3 METRICS_BIND=$STATUS PROBE_ALL_PID=false ${CHECK_COLLECTOR_ENV:-} \
     "$COLLECTOR" >"$OUT/exchanges.jsonl" 2>"$OUT/collector.log" </dev/null &
 CPID=$!
 log "collector pid $CPID"

@@ -345,7 +345,7 @@ public static class CollectorHost
         {
             await app.StartAsync();
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
         {
             // the address is taken or not ours: a setting to fix, said in one line (not a stack trace)
             await app.DisposeAsync();

@@ -128,6 +128,7 @@ internal static unsafe partial class Interop
 
         // uapi/linux/bpf.h and btf.h values
         internal const int ProgTypeTracepoint = 5;
+        internal const int MapTypeArray = 2;
         internal const int MapTypeRingbuf = 27;
         internal const int MapTypeTaskStorage = 29;
         internal const int FuncGetCurrentTaskBtf = 158;

@@ -175,15 +175,20 @@ public sealed unsafe class KernelCapture : IDisposable
             throw new BpfException($"sizing map {map}", Marshal.GetLastPInvokeError());
     }
 
+    /// <summary>The sched tracepoints first: the compat set forgets a thread's state at its exit
+    /// and exec, so those must be watched before any syscall program can make a state (a thread
+    /// that exited in between would leave one behind for the next thread given its id).</summary>
     private void AttachTracepoints()
     {
+        var programs = new List<(IntPtr Prog, string Section)>();
         for (var prog = Interop.Libbpf.ObjectNextProgram(_object, IntPtr.Zero); prog != IntPtr.Zero;
              prog = Interop.Libbpf.ObjectNextProgram(_object, prog))
         {
             var section = Marshal.PtrToStringUTF8(Interop.Libbpf.ProgramSectionName(prog)) ?? "";
-            if (!section.StartsWith("tracepoint/") || !Interop.Libbpf.ProgramAutoload(prog)) continue;
-            _tracepointLinks.Add(BpfLinkHandle.FromPointer(Interop.Libbpf.ProgramAttach(prog), $"attaching {section}"));
+            if (section.StartsWith("tracepoint/") && Interop.Libbpf.ProgramAutoload(prog)) programs.Add((prog, section));
         }
+        foreach (var (prog, section) in programs.OrderBy(p => p.Section.StartsWith("tracepoint/sched/") ? 0 : 1))
+            _tracepointLinks.Add(BpfLinkHandle.FromPointer(Interop.Libbpf.ProgramAttach(prog), $"attaching {section}"));
         _log.LogInformation("attached {Count} syscall and sched tracepoints", _tracepointLinks.Count);
     }
 
@@ -285,11 +290,8 @@ internal static unsafe class LibbpfLog
         try
         {
             if (level == Interop.Libbpf.PrintDebug || _log is null) return 0;
-            const int size = 8192;
-            var buf = stackalloc byte[size];
-            var n = Interop.Libc.Vsnprintf(buf, size, format, args);
-            if (n <= 0) return 0;
-            var text = Encoding.UTF8.GetString(buf, Math.Min(n, size - 1)).TrimEnd();
+            var text = Format(format, args);
+            if (text.Length == 0) return 0;
             if (level == Interop.Libbpf.PrintWarn) _log.LogWarning("libbpf: {Message}", text);
             else _log.LogDebug("libbpf: {Message}", text);
         }
@@ -299,5 +301,35 @@ internal static unsafe class LibbpfLog
             catch (IOException) { } // stderr itself is gone: nowhere left to say it
         }
         return 0;
+    }
+
+    /// <summary>Most of libbpf's messages are a line. A refused program's is the verifier's whole log
+    /// (up to 16 MiB) in one message, whose end says why: such a message is formatted in full and
+    /// its head and tail are kept.</summary>
+    private static string Format(IntPtr format, IntPtr args)
+    {
+        const int size = 8192, keepHead = 2048, keepTail = 16384;
+        // x86-64: va_list is a pointer to one 24-byte __va_list_tag, and va_copy copies that struct;
+        // vsnprintf consumes the one it is given, so a copy is kept for a second, larger pass
+        var saved = stackalloc byte[24];
+        Buffer.MemoryCopy((void*)args, saved, 24, 24);
+        var buf = stackalloc byte[size];
+        var n = Interop.Libc.Vsnprintf(buf, size, format, args);
+        if (n <= 0) return "";
+        if (n < size) return Encoding.UTF8.GetString(buf, n).TrimEnd();
+        var big = (byte*)NativeMemory.Alloc((nuint)n + 1);
+        try
+        {
+            var m = Interop.Libc.Vsnprintf(big, (nuint)n + 1, format, (IntPtr)saved);
+            if (m <= 0) return Encoding.UTF8.GetString(buf, size - 1).TrimEnd();
+            m = Math.Min(m, n);
+            if (m <= keepHead + keepTail) return Encoding.UTF8.GetString(big, m).TrimEnd();
+            return Encoding.UTF8.GetString(big, keepHead) + $"\n... ({m - keepHead - keepTail} bytes of the log left out) ...\n" +
+                   Encoding.UTF8.GetString(big + m - keepTail, keepTail).TrimEnd();
+        }
+        finally
+        {
+            NativeMemory.Free(big);
+        }
     }
 }

@@ -43,6 +43,12 @@ public sealed record KernelFeatures
 
     public static KernelFeatures Probe(IReadOnlySet<string> turnedOff)
     {
+        // libbpf 1.1's probes answer "absent" when the bpf() call itself is refused: a map type every
+        // kernel with eBPF has tells a missing privilege from a missing feature
+        if (Interop.Libbpf.ProbeMapType(Interop.Libbpf.MapTypeArray, IntPtr.Zero) != 1)
+            throw new InvalidOperationException(
+                "the bpf() system call is refused (no BPF map can be made): the collector needs CAP_BPF, CAP_PERFMON and " +
+                "CAP_SYS_ADMIN (or root), and no seccomp profile that blocks bpf()");
         bool On(string name, Func<bool> probe) => !turnedOff.Contains(name) && probe();
         using var btf = BtfHandle.LoadVmlinux();
         var btfPresent = !turnedOff.Contains("btf") && btf is not null;
@@ -57,7 +63,8 @@ public sealed record KernelFeatures
                 Helper(Interop.Libbpf.FuncGetCurrentTaskBtf)),
             BpfLoop = On("bpf_loop", () => Helper(Interop.Libbpf.FuncLoop)),
             RingbufDynptr = On("ringbuf_dynptr", () => Helper(Interop.Libbpf.FuncRingbufReserveDynptr)),
-            DirectCopy = On("direct_copy", () => btf is not null &&
+            // the kfunc copies into a ring-buffer dynptr: without those it is of no use
+            DirectCopy = On("direct_copy", () => btf is not null && !turnedOff.Contains("ringbuf_dynptr") &&
                 Interop.Libbpf.BtfFindByNameKind(btf, "bpf_probe_read_user_dynptr", Interop.Libbpf.BtfKindFunc) > 0),
             UprobePmu = File.Exists("/sys/bus/event_source/devices/uprobe/type"),
             TurnedOff = turnedOff,
