@@ -76,4 +76,20 @@ public sealed class CapabilityTests(ITestOutputHelper output)
         Assert.True(await collector.MetricAsync("collector_probe_attach_failures_total") > 0);
         Assert.Contains(collector.LogLines, l => l.Contains("could not attach") && l.Contains("Permission denied"));
     }
+
+    /// <summary>Without the eBPF capabilities every feature probe fails alike: the collector says that
+    /// the bpf() call is refused, not that the kernel is below the floor, and exits with status 4.</summary>
+    [Fact]
+    public void Without_the_eBPF_capabilities_start_up_says_bpf_is_refused()
+    {
+        var caps = Grantable(Readme.Capabilities()).Where(c => c is not ("BPF" or "SYS_ADMIN" or "PERFMON")).ToList();
+        var (code, stdout, stderr) = Shell.Run("setpriv",
+            string.Join(" ", Setpriv(caps).Skip(1)) + " " + Repo.CollectorBinary, TimeSpan.FromSeconds(60),
+            env: new Dictionary<string, string> { ["TRACE_COMMS"] = "curl", ["METRICS_BIND"] = $"127.0.0.1:{Repo.FreePort()}" });
+        Assert.Equal(4, code);
+        Assert.Equal("", stdout);
+        var line = Assert.Single(stderr.Split('\n'), l => l.Contains("cannot start kernel capture"));
+        Assert.Contains("the bpf() system call is refused", line);
+        Assert.DoesNotContain("floor", stderr);
+    }
 }
