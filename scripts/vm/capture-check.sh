@@ -4,7 +4,8 @@
 # waits for /ready, has curl make a GET and a POST to nginx over plaintext and over TLS and python3
 # a GET after which it exits without closing its socket, waits for the 10 exchanges (each one seen
 # from the client's side and from nginx's side) and for the exit to end the connection, saves /metrics, stops the
-# collector with SIGTERM. It only records; a test on the host judges the files:
+# collector with SIGTERM; then starts it once more with the DaemonSet's default selection until
+# /ready (default_ready_secs, default_rc, default.log). It only records; a test on the host judges the files:
 #   exchanges.jsonl  the collector's stdout        collector.log  its stderr
 #   ready_secs       seconds until /ready was 200  collector_rc   its exit status
 #   metrics.txt      /metrics after the exchanges  stage          how far the check got
@@ -221,6 +222,25 @@ kill -TERM "$NPID" 2>/dev/null || true
 for _ in $(seq 20); do kill -0 "$NPID" 2>/dev/null || break; sleep 0.5; done
 set +e; wait "$NPID" 2>/dev/null; set -e
 NPID=""
+
+# ---------------------------------------------------------------- the DaemonSet's default
+# The settings are constants the verifier prunes by, so the shipped default (processes in
+# containers, no name or pid selection) is another program to load: it must reach /ready too.
+stage default-starting
+T1=$EPOCHREALTIME
+env METRICS_BIND=$STATUS PROBE_ALL_PID=false "$COLLECTOR" >/dev/null 2>"$OUT/default.log" </dev/null &
+CPID=$!
+ready=""
+until [ -n "$ready" ] || ! kill -0 "$CPID" 2>/dev/null || [ "$(echo "$(since "$T1") > $READY_TIMEOUT" | bc)" = 1 ]; do
+    [ "$(status_get -o /dev/null -w '%{http_code}' "http://$STATUS/ready" || true)" = 200 ] && ready=$(since "$T1") || sleep 1
+done
+[ -n "$ready" ] && echo "$ready" > "$OUT/default_ready_secs"
+kill -TERM "$CPID" 2>/dev/null || true
+for _ in $(seq "$STOP_TIMEOUT"); do kill -0 "$CPID" 2>/dev/null || break; sleep 1; done
+kill -KILL "$CPID" 2>/dev/null || true
+set +e; wait "$CPID"; echo $? > "$OUT/default_rc"; set -e
+CPID=""
+log "default settings: ready after ${ready:-never} s, exit $(cat "$OUT/default_rc")"
 timing total_secs "$(since)"
 stage done
 exit 0

@@ -95,6 +95,10 @@ public sealed class KernelMatrixTests(ITestOutputHelper output)
         Assert.Equal(0, drops);
         Assert.True(exitEnded >= 1, "no connection was ended by a process exit (sched_process_exit, the last thread)\n" + context);
         Assert.Equal("0", Read("collector_rc"));
+        // the DaemonSet's default selection (processes in containers) loads and gets ready too
+        Assert.True(Read("default_ready_secs") != "" && Read("default_rc") == "0",
+            $"default settings: ready after '{Read("default_ready_secs")}' s, exit '{Read("default_rc")}'\n{Tail(Read("default.log"), 40)}");
+        Assert.Contains("tracing processes in containers", Read("default.log"));
     }
 
     /// <summary>The sum of collector_kernel_drops_total over every reason; -1 when the series is missing.</summary>
