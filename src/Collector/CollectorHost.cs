@@ -279,11 +279,7 @@ public static class CollectorHost
 
     private static string Quote(string v) => v.Length > 0 && !v.Any(char.IsWhiteSpace) && !v.Contains('"') ? v : System.Text.Json.JsonSerializer.Serialize(v);
 
-    private static string KernelRelease()
-    {
-        try { return File.ReadAllText("/proc/sys/kernel/osrelease").Trim(); }
-        catch (IOException) { return Environment.OSVersion.VersionString; }
-    }
+    private static string KernelRelease() => KernelFeatures.KernelRelease();
 
     private static string TraceScope(Settings s)
     {
