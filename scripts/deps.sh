@@ -12,6 +12,10 @@ PACKAGES=(
   kcat nginx-light curl wget openssl python3 nodejs iproute2 prometheus wrk procps bpftrace bc util-linux
   # other kernels under qemu (scripts/vm): emulator, the initramfs's shell, its archive, .ko.xz/.zst modules
   qemu-system-x86 busybox-static cpio xz-utils zstd
+  # HTTP/2 peers and load: an independent h2/HPACK implementation (python3-h2, python3-hpack), h2load
+  python3-h2 python3-hpack nghttp2-client
+  # coverage-guided fuzzing of the parsers (make fuzz, not part of make test)
+  afl++
 )
 
 missing=()

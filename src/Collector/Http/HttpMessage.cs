@@ -190,6 +190,9 @@ public sealed class HttpMessage : IDisposable
     /// <summary>The decoded body was longer than the decoding limit: it was cut.</summary>
     public bool DecodedTruncated { get; private set; }
     internal bool DecodeAttempted { get; set; }
+    /// <summary>The body is sent in base64 whatever its bytes (a gRPC message: the processor
+    /// base64-decodes it before reading the protobuf, even when the bytes happen to be text).</summary>
+    internal bool AlwaysBase64 { get; set; }
 
     public ReadOnlySpan<byte> Body => _body is null ? default : _body.AsSpan(0, BodyLength);
     internal byte[]? BodyArray => _body;
@@ -226,6 +229,17 @@ public sealed class HttpMessage : IDisposable
         f.NameLength = name.Length;
         f.ValueStart = Append(value);
         f.ValueLength = value.Length;
+    }
+
+    /// <summary>This message's start line and header fields become a copy of another's (the body
+    /// is not copied): one gRPC stream gives one exchange per message pair.</summary>
+    internal void CopyHeadFrom(HttpMessage source)
+    {
+        if (source.IsRequest) SetRequestLine(source.Method, source.TargetBytes, source.Version);
+        else SetStatusLine(source.Version, source.StatusCode, source.ReasonBytes);
+        for (var i = 0; i < source.HeaderCount; i++) AddHeader(source.HeaderName(i), source.HeaderValue(i));
+        FirstByteNs = source.FirstByteNs;
+        LastByteNs = source.LastByteNs;
     }
 
     /// <summary>Obsolete line folding: the line continues the last field's value (joined by a space).</summary>
@@ -365,7 +379,7 @@ public sealed class HttpMessage : IDisposable
         BodyTotalBytes = 0;
         BodyTruncated = BodyHasGap = Incomplete = false;
         DecodedFrom = null;
-        DecodedTruncated = DecodeAttempted = false;
+        DecodedTruncated = DecodeAttempted = AlwaysBase64 = false;
         _inPool = true;
         if (Pool.Return(this)) return;
         if (_head is not null) BufferPool.Return(_head); // not pooled: its buffer goes back on its own

@@ -29,6 +29,10 @@ public interface IHttpMessageSink
 
     /// <summary>The stream stopped being HTTP/1.x (HTTP/2 preface, unresolved upgrade).</summary>
     void OnOpaque(HttpStreamParser from, string reason);
+
+    /// <summary>Bytes after the stream became opaque (after a 101, in the same event). True when
+    /// the sink takes them (an h2c upgrade hands them to HTTP/2); else they are counted as opaque.</summary>
+    bool OnOpaqueBytes(HttpStreamParser from, ReadOnlySpan<byte> data) => false;
 }
 
 public enum StreamRole { Unknown, Requests, Responses }
@@ -441,7 +445,7 @@ public sealed class HttpStreamParser
                     SkippedBytes += buf.Length - pos;
                     return buf.Length;
                 case State.Opaque:
-                    OpaqueBytes += buf.Length - pos;
+                    if (pos < buf.Length && !sink.OnOpaqueBytes(this, buf[pos..])) OpaqueBytes += buf.Length - pos;
                     return buf.Length;
             }
         }

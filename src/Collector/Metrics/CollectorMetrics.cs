@@ -27,6 +27,10 @@ public sealed class CollectorMetrics
     public Counter ShedBytes { get; } = new();
     public Counter ResyncSkippedBytes { get; } = new();
     public LabeledCounter BodiesCut { get; } = new("reason", 8);
+    public LabeledCounter Http2Connections { get; } = new("start", 4);
+    public LabeledCounter Http2StreamsUnnamed { get; } = new("reason", 16);
+    public Counter Http2UnknownFields { get; } = new();
+    public Counter GrpcMessages { get; } = new();
     public Counter ProcessScans { get; } = new();
     public Counter ProcessExecScans { get; } = new();
     public Counter ProbeAttachFailures { get; } = new();
@@ -54,6 +58,7 @@ public sealed class CollectorMetrics
         foreach (var r in KafkaResults) _ = KafkaMessages[r];
         foreach (var r in FilterReasons) _ = ExchangesFiltered[r];
         foreach (var d in new[] { "inbound", "outbound" }) _ = ExchangesEmitted[d];
+        foreach (var st in new[] { "preface", "upgrade", "joined" }) _ = Http2Connections[st];
         foreach (var s in new[] { EventSource.Syscall, EventSource.OpenSsl, EventSource.GnuTls })
         {
             _ = EventsRead[SourceLabel(s)];
@@ -142,6 +147,10 @@ public sealed class CollectorMetrics
             .Counter("collector_opaque_bytes_total", "Bytes of upgraded (101/CONNECT) connections, not parsed.", OpaqueBytes.Value)
             .Counter("collector_shed_bytes_total", "Buffered bytes shed to stay within TRAFFIC_BUFFER_THRESHOLD.", ShedBytes.Value)
             .Counter("collector_resync_skipped_bytes_total", "Bytes skipped while looking for the next HTTP message after a loss.", ResyncSkippedBytes.Value)
+            .Labeled("collector_http2_connections_total", "HTTP/2 connections by how they began: preface (prior knowledge or TLS ALPN h2), upgrade (h2c), joined (mid-stream: started before the collector or after a hole).", "counter", Http2Connections)
+            .Labeled("collector_http2_streams_unnamed_total", "HTTP/2 streams that could not be named (no :method/:path or :status decoded), by reason; not emitted.", "counter", Http2StreamsUnnamed)
+            .Counter("collector_http2_unknown_fields_total", "HPACK header fields that referenced dynamic-table entries never seen (joined mid-stream): left out of their message.", Http2UnknownFields.Value)
+            .Counter("collector_grpc_messages_total", "gRPC messages cut out of HTTP/2 streams.", GrpcMessages.Value)
             .Labeled("collector_bodies_cut_total", "Bodies emitted with a part missing, marked in their headers (cap, gap, incomplete).", "counter", BodiesCut)
             .Family("collector_process_scans_total", "Scans of processes for TLS libraries: every process (start, UPROBE_POLL_INTERVAL) or one that just called exec.", "counter",
                 [([("trigger", "full")], ProcessScans.Value), ([("trigger", "exec")], ProcessExecScans.Value)])

@@ -332,6 +332,7 @@ public static class AktoMessage
                 var incomplete = m.Incomplete;
                 var cut = capped || gap || incomplete;
                 if (cut && IsJson(m)) return new Body(raw.Length, false, true, capped, gap, incomplete);
+                if (m.AlwaysBase64) return new Body(raw.Length, true, false, capped, gap, incomplete);
                 // most text bodies: one pass says both "valid UTF-8" and "nothing to escape"
                 if (IsPlain(raw)) return new Body(raw.Length, false, false, capped, gap, incomplete, plain: true);
                 if (System.Text.Unicode.Utf8.IsValid(raw)) return new Body(raw.Length, false, false, capped, gap, incomplete);

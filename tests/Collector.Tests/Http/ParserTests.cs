@@ -279,13 +279,16 @@ public sealed class ParserTests
     }
 
     [Fact]
-    public void Http2_prior_knowledge_is_opaque_and_counted()
+    public void An_http2_preface_after_http1_messages_is_opaque_and_counted()
     {
+        // a connection's protocol is chosen from its first bytes: a preface later is not HTTP/1
         using var h = new Harness();
         var c = h.Open(5);
+        h.Request(c, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.Response(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
         h.Request(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\x12\x04\0\0\0\0\0");
         h.Response(c, "\0\0\0\x04\0\0\0\0\0");
-        Assert.Empty(h.Exchanges);
+        Assert.Equal(["/1"], h.Exchanges.Select(x => x.Target));
         Assert.Equal(1, h.Drops("opaque_http2_prior_knowledge"));
     }
 

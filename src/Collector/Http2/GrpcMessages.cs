@@ -1,0 +1,194 @@
+using System.Buffers.Binary;
+using System.IO.Compression;
+using Collector.Http;
+
+namespace Collector.Http2;
+
+/// <summary>One gRPC message as it will be sent: the 5-byte length prefix and the message, in a
+/// pooled buffer. Compressed messages are already inflated (flag 0, new length).</summary>
+internal struct GrpcMessage
+{
+    public byte[]? Buffer;
+    public int Length;       // bytes kept, prefix included
+    public bool Truncated;   // longer than the body cap: the prefix says the whole length
+    public bool HasGap;      // bytes of it are missing from the capture
+
+    public readonly ReadOnlySpan<byte> Bytes => Buffer is null ? default : Buffer.AsSpan(0, Length);
+
+    public void Release()
+    {
+        if (Buffer is not null) BufferPool.Return(Buffer);
+        Buffer = null;
+        Length = 0;
+    }
+}
+
+/// <summary>Cuts one direction of a gRPC stream's DATA into its length-prefixed messages
+/// (gRPC over HTTP/2: a 1-byte compressed flag, a 4-byte big-endian length, the message).</summary>
+internal sealed class GrpcMessageReader
+{
+    private readonly byte[] _prefix = new byte[5];
+    private int _prefixLength;
+    private long _remaining;      // bytes of the current message still to come
+    private GrpcMessage _current;
+    private bool _inMessage;
+    private bool _lost;           // the framing is lost (a hole across a prefix): the rest is counted
+
+    public List<GrpcMessage> Done { get; } = new();
+    /// <summary>Messages this reader could not cut out (framing lost in a hole), counted by the session.</summary>
+    public int LostMessages { get; private set; }
+    public bool FramingLost => _lost;
+    /// <summary>A message has begun and not ended.</summary>
+    public bool Partial => _inMessage || _prefixLength > 0;
+
+    public int Retained
+    {
+        get
+        {
+            var r = _current.Buffer?.Length ?? 0;
+            foreach (var m in Done) r += m.Buffer?.Length ?? 0;
+            return r;
+        }
+    }
+
+    public void Feed(ReadOnlySpan<byte> data, int cap, string? encoding)
+    {
+        if (_lost) return;
+        while (!data.IsEmpty)
+        {
+            if (!_inMessage)
+            {
+                var take = Math.Min(5 - _prefixLength, data.Length);
+                data[..take].CopyTo(_prefix.AsSpan(_prefixLength));
+                _prefixLength += take;
+                data = data[take..];
+                if (_prefixLength < 5) return;
+                _prefixLength = 0;
+                _remaining = BinaryPrimitives.ReadUInt32BigEndian(_prefix.AsSpan(1));
+                var keep = (int)Math.Min(_remaining, Math.Max(cap, 0));
+                _current = new GrpcMessage { Buffer = BufferPool.Rent(5 + keep), Length = 5 };
+                _prefix.CopyTo(_current.Buffer, 0);
+                _inMessage = true;
+                if (_remaining == 0) End(cap, encoding);
+                continue;
+            }
+            var n = (int)Math.Min(_remaining, data.Length);
+            var room = _current.Buffer!.Length - _current.Length;
+            var copy = Math.Min(room, n);
+            if (copy > 0 && !_current.HasGap) data[..copy].CopyTo(_current.Buffer.AsSpan(_current.Length));
+            if (!_current.HasGap) _current.Length += copy;
+            if (copy < n) _current.Truncated = true;
+            _remaining -= n;
+            data = data[n..];
+            if (_remaining == 0) End(cap, encoding);
+        }
+    }
+
+    /// <summary>Bytes of this direction's DATA are missing. Inside a message of known length the
+    /// reader stays in step (the message is marked); a hole across a prefix loses the framing.</summary>
+    public void OnGap(long bytes, int cap, string? encoding)
+    {
+        if (_lost) return;
+        if (_inMessage && bytes <= _remaining)
+        {
+            _current.HasGap = true;
+            _remaining -= bytes;
+            if (_remaining == 0) End(cap, encoding);
+            return;
+        }
+        LoseFraming();
+    }
+
+    /// <summary>The framing can no longer be followed (a hole across a prefix, or DATA whose
+    /// place is unknown).</summary>
+    public void LoseFraming()
+    {
+        if (_lost) return;
+        _lost = true;
+        if (_inMessage || _prefixLength > 0) LostMessages++;
+        _current.Release();
+        _inMessage = false;
+        _prefixLength = 0;
+    }
+
+    /// <summary>The stream ended: a message cut short by the end is handed on marked.</summary>
+    public void OnEnd()
+    {
+        if (_inMessage)
+        {
+            _current.HasGap = true;
+            Done.Add(_current);
+            _current = default;
+            _inMessage = false;
+        }
+        else if (_prefixLength > 0)
+        {
+            LostMessages++;
+            _prefixLength = 0;
+        }
+    }
+
+    private void End(int cap, string? encoding)
+    {
+        _inMessage = false;
+        var m = _current;
+        _current = default;
+        if (m.Buffer![0] == 1 && !m.Truncated && !m.HasGap && encoding is not null)
+            m = Inflate(m, cap, encoding);
+        Done.Add(m);
+    }
+
+    /// <summary>A compressed message (flag 1) inflated, flag cleared and length rewritten, so the
+    /// processor reads protobuf after the 5 bytes; left as it came when the coding is unknown or
+    /// the bytes do not inflate.</summary>
+    private static GrpcMessage Inflate(GrpcMessage m, int cap, string encoding)
+    {
+        var body = m.Buffer.AsSpan(5, m.Length - 5);
+        try
+        {
+            using var input = new MemoryStream(m.Buffer!, 5, m.Length - 5, writable: false);
+            using Stream inflater = encoding switch
+            {
+                "gzip" => new GZipStream(input, CompressionMode.Decompress),
+                "deflate" => new ZLibStream(input, CompressionMode.Decompress),
+                _ => throw new InvalidDataException("unknown grpc-encoding"),
+            };
+            var output = BufferPool.Rent(5 + Math.Min(cap, Math.Max(body.Length * 4, 256)));
+            var length = 5;
+            var truncated = false;
+            while (true)
+            {
+                if (length == output.Length)
+                {
+                    if (length - 5 >= cap)
+                    {
+                        truncated = inflater.ReadByte() >= 0;
+                        break;
+                    }
+                    var bigger = BufferPool.Rent(Math.Min(5 + cap, output.Length * 2));
+                    output.AsSpan(0, length).CopyTo(bigger);
+                    BufferPool.Return(output);
+                    output = bigger;
+                }
+                var read = inflater.Read(output, length, Math.Min(output.Length, 5 + cap) - length);
+                if (read == 0) break;
+                length += read;
+            }
+            output[0] = 0;
+            BinaryPrimitives.WriteUInt32BigEndian(output.AsSpan(1), (uint)(length - 5));
+            m.Release();
+            return new GrpcMessage { Buffer = output, Length = length, Truncated = truncated };
+        }
+        catch (InvalidDataException)
+        {
+            return m; // sent as it came (flag 1): the processor sees what was on the wire
+        }
+    }
+
+    public void Release()
+    {
+        _current.Release();
+        foreach (var m in Done) m.Release();
+        Done.Clear();
+    }
+}

@@ -1,0 +1,972 @@
+using System.Buffers.Binary;
+using Collector.Connections;
+using Collector.Events;
+using Collector.Http;
+
+namespace Collector.Http2;
+
+/// <summary>How an HTTP/2 session began.</summary>
+internal enum Http2Start
+{
+    Preface,     // the client's preface is the first byte seen (prior knowledge, TLS with ALPN h2)
+    ServerFirst, // the server's SETTINGS came first; the client's preface follows
+    Upgrade,     // h2c: an HTTP/1.1 request with Upgrade: h2c answered 101; it is stream 1
+    Joined,      // the connection was already running: frames from here on, history unknown
+}
+
+/// <summary>HTTP/2 on a connection (RFC 9113): each direction's frames, its HPACK state and the
+/// table of streams, one exchange per stream.
+///
+/// Frames are read in place from each event: DATA payloads go straight into their stream's body
+/// (or its gRPC message reader), header block fragments into one bounded buffer per direction
+/// until END_HEADERS, control frames into a few bytes. Holes are followed by position: one inside
+/// a frame's payload marks what it hit (a body gap, a header block lost, which leaves the HPACK
+/// table unknown); one across a frame boundary loses the framing until an event begins with
+/// plausible frames again.
+///
+/// Streams are emitted when both sides have ended; RST_STREAM and GOAWAY end them with a counted
+/// reason; 1xx headers are skipped; a server push is an exchange of its own (the PUSH_PROMISE's
+/// header block is its request). A connection joined mid-stream never gives up: the HPACK decoder
+/// resolves what it can (static table, literals, entries inserted since), and a stream whose
+/// :method and :path (or :status) cannot be decoded is counted, not guessed.
+///
+/// gRPC streams (request content-type application/grpc…) give one exchange per request/response
+/// message pair in order (see GrpcPairs).</summary>
+internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
+{
+    public const string Version = "HTTP/2";
+    private const int MaxStreams = 1024;          // streams tracked at once (a peer's concurrency is far lower)
+    private const int MaxHeldGrpcMessages = 256;  // per stream, waiting for the other side's message
+    private static ReadOnlySpan<byte> GrpcIndexHeader => "x-collector-grpc-index"u8;
+
+    private readonly ISessionHost _host;
+    private readonly HttpLimits _limits;
+    private readonly Direction _egress, _ingress;
+    private readonly Dictionary<uint, Stream> _streams = new();
+    private StreamDirection? _clientDirection;
+    private readonly bool _joined;
+    private bool _confirmed; // a header block named a stream: this is HTTP/2, not bytes that looked like it
+
+    public Http2Session(ISessionHost host, StreamDirection? clientDirection, Http2Start start, HttpMessage? upgradeRequest = null, int prefaceRead = 0)
+    {
+        _host = host;
+        _limits = host.Limits;
+        _joined = start == Http2Start.Joined;
+        _confirmed = !_joined;
+        var tableCap = 64 * 1024;
+        _egress = new Direction(StreamDirection.Egress, tableCap, _limits.MaxHeaderBytes, _joined);
+        _ingress = new Direction(StreamDirection.Ingress, tableCap, _limits.MaxHeaderBytes, _joined);
+        _clientDirection = clientDirection;
+        if (clientDirection is { } c && start != Http2Start.Joined) Of(c).PrefaceLeft = Http2Frame.Preface.Length - prefaceRead;
+        if (upgradeRequest is not null)
+        {
+            // RFC 9113 §3.3 (RFC 7540 §3.2): the upgraded request is stream 1, half-closed by the client
+            var s = new Stream(1) { Request = upgradeRequest, RequestEnded = true };
+            NoteGrpc(s);
+            _streams[1] = s;
+        }
+    }
+
+    private Direction Of(StreamDirection d) => d == StreamDirection.Egress ? _egress : _ingress;
+    private bool IsClient(Direction d) => _clientDirection == d.Dir;
+    /// <summary>1: the traced process is the server (requests arrive); 2: it is the client.</summary>
+    private int ExchangeDirection => _clientDirection == StreamDirection.Ingress ? 1 : 2;
+
+    public bool HasMessagesInProgress => _streams.Count > 0;
+
+    public long Retained
+    {
+        get
+        {
+            long r = _egress.Retained + _ingress.Retained + (_fields?.Length ?? 0);
+            foreach (var s in _streams.Values) r += s.Retained;
+            return r;
+        }
+    }
+
+    // ---- bytes in ----
+
+    public void OnData(StreamDirection direction, ReadOnlySpan<byte> data, ulong eventNs)
+    {
+        var d = Of(direction);
+        _eventNs = eventNs;
+        if (d.PrefaceLeft > 0)
+        {
+            var expected = Http2Frame.Preface[^d.PrefaceLeft..];
+            var n = Math.Min(expected.Length, data.Length);
+            if (!data[..n].SequenceEqual(expected[..n]))
+            {
+                d.PrefaceLeft = 0;
+                LoseSync(d, "bad_preface");
+                return;
+            }
+            d.PrefaceLeft -= n;
+            data = data[n..];
+        }
+        if (d.Resync)
+        {
+            // the only place framing can be found again: an event that begins with frames
+            if (!Http2FrameHeader.StartsWithFrames(data, Math.Min(d.MaxFrameSize, 1 << 20)))
+            {
+                _host.Metrics.ResyncSkippedBytes.Add(data.Length);
+                return;
+            }
+            d.Resync = false;
+        }
+        while (!data.IsEmpty)
+        {
+            if (d.Resync)
+            {
+                _host.Metrics.ResyncSkippedBytes.Add(data.Length); // the rest of an event where framing was lost
+                return;
+            }
+            if (!d.InFrame)
+            {
+                var take = Math.Min(Http2Frame.HeaderSize - d.HeadLength, data.Length);
+                data[..take].CopyTo(d.Head.AsSpan(d.HeadLength));
+                d.HeadLength += take;
+                data = data[take..];
+                if (d.HeadLength < Http2Frame.HeaderSize) return;
+                d.HeadLength = 0;
+                if (!StartFrame(d, Http2FrameHeader.Read(d.Head))) return;
+                if (d.Frame.Length == 0)
+                {
+                    EndFrame(d);
+                    continue;
+                }
+            }
+            var chunk = Math.Min(d.Frame.Length - d.FramePos, data.Length);
+            Payload(d, data[..chunk]);
+            data = data[chunk..];
+            if (d.InFrame && d.FramePos == d.Frame.Length) EndFrame(d);
+        }
+    }
+
+    private ulong _eventNs;
+
+    /// <summary>Checks a frame header and sets up reading its payload. False: framing is lost.</summary>
+    private bool StartFrame(Direction d, Http2FrameHeader h)
+    {
+        if (h.Violation(d.MaxFrameSize) is { } violation)
+        {
+            LoseSync(d, violation);
+            return false;
+        }
+        if (d.ExpectContinuation && (h.Type != Http2Frame.Continuation || h.StreamId != d.BlockStream))
+        {
+            LoseSync(d, "continuation_expected");
+            return false;
+        }
+        if (h.Type == Http2Frame.Continuation && !d.ExpectContinuation)
+        {
+            LoseSync(d, "continuation_without_headers");
+            return false;
+        }
+        d.Frame = h;
+        d.InFrame = true;
+        d.FramePos = 0;
+        d.PadLength = 0;
+        d.ControlLength = 0;
+        var padded = (h.Type is Http2Frame.Data or Http2Frame.Headers or Http2Frame.PushPromise) && h.Has(Http2Frame.FlagPadded);
+        d.PrefixLength = (padded ? 1 : 0)
+            + (h.Type == Http2Frame.Headers && h.Has(Http2Frame.FlagPriority) ? 5 : 0)
+            + (h.Type == Http2Frame.PushPromise ? 4 : 0);
+        if (h.Length < d.PrefixLength)
+        {
+            d.InFrame = false;
+            LoseSync(d, "bad_frame_length");
+            return false;
+        }
+        if (h.Type is Http2Frame.Headers or Http2Frame.PushPromise)
+        {
+            d.BlockStream = h.StreamId;
+            d.BlockIsPush = h.Type == Http2Frame.PushPromise;
+            d.BlockEndStream = h.Type == Http2Frame.Headers && h.Has(Http2Frame.FlagEndStream);
+            d.BlockLength = 0;
+            d.BlockTooLarge = d.BlockLost = false;
+            d.BlockNs = _eventNs;
+        }
+        return true;
+    }
+
+    /// <summary>Part of the current frame's payload.</summary>
+    private void Payload(Direction d, ReadOnlySpan<byte> chunk)
+    {
+        while (!chunk.IsEmpty)
+        {
+            if (d.FramePos < d.PrefixLength)
+            {
+                var b = chunk[0];
+                d.Control[d.ControlLength++] = b;
+                d.FramePos++;
+                chunk = chunk[1..];
+                if (d.FramePos == 1 && d.Frame.Has(Http2Frame.FlagPadded) && d.Frame.Type is Http2Frame.Data or Http2Frame.Headers or Http2Frame.PushPromise)
+                {
+                    d.PadLength = b;
+                    if (d.PadLength > d.Frame.Length - d.PrefixLength)
+                    {
+                        LoseSync(d, "padding_too_long");
+                        return;
+                    }
+                }
+                continue;
+            }
+            var contentEnd = d.Frame.Length - d.PadLength;
+            if (d.FramePos < contentEnd)
+            {
+                var n = Math.Min(chunk.Length, contentEnd - d.FramePos);
+                Content(d, chunk[..n]);
+                d.FramePos += n;
+                chunk = chunk[n..];
+                continue;
+            }
+            var pad = Math.Min(chunk.Length, d.Frame.Length - d.FramePos); // padding: skipped
+            d.FramePos += pad;
+            chunk = chunk[pad..];
+        }
+    }
+
+    private void Content(Direction d, ReadOnlySpan<byte> content)
+    {
+        switch (d.Frame.Type)
+        {
+            case Http2Frame.Data:
+                if (_streams.TryGetValue(d.Frame.StreamId, out var s)) BodyBytes(s, d, content);
+                break;
+            case Http2Frame.Headers or Http2Frame.PushPromise or Http2Frame.Continuation:
+                d.AppendBlock(content, _limits.MaxHeaderBytes);
+                break;
+            default:
+            {
+                // control payloads: the few bytes that matter are kept; the rest (GOAWAY debug data,
+                // SETTINGS beyond what we read) is not needed
+                var n = Math.Min(content.Length, d.Control.Length - d.ControlLength);
+                content[..n].CopyTo(d.Control.AsSpan(d.ControlLength));
+                d.ControlLength += n;
+                break;
+            }
+        }
+    }
+
+    private void BodyBytes(Stream s, Direction d, ReadOnlySpan<byte> content)
+    {
+        if (s.Unnamed) return;
+        var client = IsClient(d);
+        if (s.Grpc)
+        {
+            var reader = client ? s.GrpcRequests! : (s.GrpcResponses ??= new GrpcMessageReader());
+            var before = reader.Done.Count;
+            reader.Feed(content, _limits.MaxBodyBytes, client ? s.RequestEncoding : s.ResponseEncoding);
+            if (reader.Done.Count != before) GrpcPairs(s, final: false);
+            return;
+        }
+        var m = client ? s.Request : s.Response;
+        m?.AppendBody(content, _limits.MaxBodyBytes);
+    }
+
+    private void EndFrame(Direction d)
+    {
+        d.InFrame = false;
+        var h = d.Frame;
+        switch (h.Type)
+        {
+            case Http2Frame.Data:
+                if (h.Has(Http2Frame.FlagEndStream) && _streams.TryGetValue(h.StreamId, out var s)) EndSide(s, IsClient(d));
+                break;
+            case Http2Frame.Headers or Http2Frame.PushPromise:
+                if (h.Type == Http2Frame.PushPromise)
+                {
+                    var at = h.Has(Http2Frame.FlagPadded) ? 1 : 0;
+                    d.Promised = BinaryPrimitives.ReadUInt32BigEndian(d.Control.AsSpan(at, 4)) & 0x7fffffffu;
+                }
+                if (h.Has(Http2Frame.FlagEndHeaders)) HeaderBlock(d);
+                else d.ExpectContinuation = true;
+                break;
+            case Http2Frame.Continuation:
+                if (h.Has(Http2Frame.FlagEndHeaders))
+                {
+                    d.ExpectContinuation = false;
+                    HeaderBlock(d);
+                }
+                break;
+            case Http2Frame.Settings:
+                if (!h.Has(Http2Frame.FlagAck)) Settings(d);
+                break;
+            case Http2Frame.RstStream:
+                if (_streams.TryGetValue(h.StreamId, out var reset)) Reset(reset, "h2_stream_reset");
+                break;
+            case Http2Frame.GoAway:
+                GoAway(d, BinaryPrimitives.ReadUInt32BigEndian(d.Control.AsSpan(0, 4)) & 0x7fffffffu);
+                break;
+            // PRIORITY, PING, WINDOW_UPDATE, unknown types: nothing to keep
+        }
+    }
+
+    /// <summary>SETTINGS from one endpoint bound what the other sends: its header table (the
+    /// other direction's HPACK) and its frame size.</summary>
+    private void Settings(Direction d)
+    {
+        var other = d == _egress ? _ingress : _egress;
+        var settings = d.Control.AsSpan(0, d.ControlLength - d.ControlLength % 6);
+        for (var i = 0; i + 6 <= settings.Length; i += 6)
+        {
+            var id = BinaryPrimitives.ReadUInt16BigEndian(settings[i..]);
+            var value = BinaryPrimitives.ReadUInt32BigEndian(settings[(i + 2)..]);
+            if (id == Http2Frame.SettingHeaderTableSize) other.Hpack.SetProtocolMaxTableSize((int)Math.Min(value, int.MaxValue));
+            else if (id == Http2Frame.SettingMaxFrameSize && value is >= Http2Frame.DefaultMaxFrameSize and <= Http2Frame.MaxFrameSizeLimit)
+                other.MaxFrameSize = (int)value;
+        }
+    }
+
+    /// <summary>GOAWAY: streams the sender's peer began above the last stream id were not and will
+    /// not be processed.</summary>
+    private void GoAway(Direction d, uint lastStreamId)
+    {
+        var fromServer = !IsClient(d);
+        List<Stream>? gone = null;
+        foreach (var s in _streams.Values)
+        {
+            // client streams are odd, pushed (server) streams even
+            var initiatedByPeer = fromServer ? (s.Id & 1) == 1 : (s.Id & 1) == 0;
+            if (initiatedByPeer && s.Id > lastStreamId) (gone ??= new()).Add(s);
+        }
+        if (gone is null) return;
+        foreach (var s in gone) Reset(s, "h2_goaway");
+    }
+
+    // ---- header blocks ----
+
+    // the decoded fields of the block being read (names and values one after the other)
+    private byte[]? _fields;
+    private int _fieldsLength;
+    private readonly List<(int Name, int NameLength, int Value, int ValueLength)> _fieldList = new();
+    private bool _fieldsTooLarge;
+    private int _unknownFields;
+    private bool _unknownMayBePseudo;
+
+    void IHpackHeaderSink.OnHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
+    {
+        if (_fieldsTooLarge) return;
+        var need = _fieldsLength + name.Length + value.Length;
+        if (need + 32 * (_fieldList.Count + 1) > _limits.MaxHeaderBytes)
+        {
+            _fieldsTooLarge = true; // a small block can expand to much more through the table
+            return;
+        }
+        if (_fields is null || _fields.Length < need)
+        {
+            var bigger = BufferPool.Rent(Math.Max(need, Math.Max(1024, (_fields?.Length ?? 0) * 2)));
+            if (_fields is not null)
+            {
+                _fields.AsSpan(0, _fieldsLength).CopyTo(bigger);
+                BufferPool.Return(_fields);
+            }
+            _fields = bigger;
+        }
+        name.CopyTo(_fields.AsSpan(_fieldsLength));
+        value.CopyTo(_fields.AsSpan(_fieldsLength + name.Length));
+        _fieldList.Add((_fieldsLength, name.Length, _fieldsLength + name.Length, value.Length));
+        _fieldsLength = need;
+    }
+
+    void IHpackHeaderSink.OnUnknownField(ReadOnlySpan<byte> name, bool nameKnown)
+    {
+        _unknownFields++;
+        if (!nameKnown || (!name.IsEmpty && name[0] == (byte)':')) _unknownMayBePseudo = true;
+    }
+
+    private ReadOnlySpan<byte> FieldName(int i) => _fields.AsSpan(_fieldList[i].Name, _fieldList[i].NameLength);
+    private ReadOnlySpan<byte> FieldValue(int i) => _fields.AsSpan(_fieldList[i].Value, _fieldList[i].ValueLength);
+
+    private void HeaderBlock(Direction d)
+    {
+        var streamId = d.BlockIsPush ? d.Promised : d.BlockStream;
+        var endStream = d.BlockEndStream;
+        var blockNs = d.BlockNs;
+        var push = d.BlockIsPush;
+        var onStream = d.BlockStream;
+        string? lost = d.BlockTooLarge ? "header_block_too_large" : d.BlockLost ? "header_block_lost" : null;
+        _fieldList.Clear();
+        _fieldsLength = 0;
+        _fieldsTooLarge = false;
+        _unknownFields = 0;
+        _unknownMayBePseudo = false;
+        if (lost is null)
+        {
+            if (d.Hpack.Decode(d.Block.AsSpan(0, d.BlockLength), this) is { } error)
+            {
+                _host.CountDrop(DropLabels.Malformed("h2_" + error));
+                lost = "hpack_error";
+            }
+            else if (_fieldsTooLarge)
+            {
+                lost = "header_list_too_large";
+            }
+        }
+        else
+        {
+            d.Hpack.MarkUnsynced(); // the block's table changes went by unseen
+        }
+        d.ReleaseBlockIfLarge();
+        if (_unknownFields > 0) _host.Metrics.Http2UnknownFields.Add(_unknownFields);
+
+        _streams.TryGetValue(streamId, out var s);
+        if (lost is not null)
+        {
+            if (s is { Unnamed: false } && !push && (IsClient(d) ? s.Request : s.Response) is not null)
+            {
+                // trailers that could not be read: the message they end is kept without them
+                _host.CountDrop("h2_trailers_lost");
+                if (endStream) EndSide(s, IsClient(d));
+                return;
+            }
+            Unnamed(s, streamId, lost);
+            if (s is not null && endStream && !push) EndSide(s, IsClient(d));
+            return;
+        }
+
+        // pseudo-header fields first (RFC 9113 §8.3): who sent the block and what it names
+        string? method = null;
+        int path = -1, authority = -1, status = -1, regular = _fieldList.Count;
+        for (var i = 0; i < _fieldList.Count; i++)
+        {
+            var name = FieldName(i);
+            if (name.IsEmpty || name[0] != (byte)':')
+            {
+                if (regular == _fieldList.Count) regular = i;
+                continue;
+            }
+            if (name.SequenceEqual(":method"u8)) method = HttpStrings.Method(FieldValue(i));
+            else if (name.SequenceEqual(":path"u8)) path = i;
+            else if (name.SequenceEqual(":authority"u8)) authority = i;
+            else if (name.SequenceEqual(":status"u8)) status = i;
+        }
+        var isRequestBlock = push || method is not null || (status < 0 && s is not null && _clientDirection == d.Dir);
+        if (_clientDirection is null && (method is not null || status >= 0))
+        {
+            // joined mid-stream: the side that sends :method is the client
+            _clientDirection = method is not null && !push ? d.Dir : d.Dir == StreamDirection.Egress ? StreamDirection.Ingress : StreamDirection.Egress;
+        }
+
+        if (s is not null && (isRequestBlock ? s.Request : s.Response) is { } existing && !push && method is null && status < 0)
+        {
+            // trailers: appended to the message they end
+            for (var i = 0; i < _fieldList.Count; i++)
+                if (FieldName(i) is var n && (n.IsEmpty || n[0] != (byte)':')) existing.AddHeader(n, FieldValue(i));
+            if (endStream) EndSide(s, isRequestBlock);
+            return;
+        }
+
+        if (isRequestBlock)
+        {
+            if (method is null || (path < 0 && method != HttpStrings.Connect) || (path < 0 && authority < 0))
+            {
+                Unnamed(s, streamId, _unknownMayBePseudo ? "hpack_unknown_entry" : "missing_pseudo_header");
+                return;
+            }
+            if (s is null)
+            {
+                if (_streams.Count >= MaxStreams)
+                {
+                    _host.CountDrop("h2_too_many_streams");
+                    return;
+                }
+                s = new Stream(streamId);
+                _streams[streamId] = s;
+            }
+            else if (s.Request is not null)
+            {
+                _host.CountDrop(DropLabels.Malformed("h2_second_request_headers"));
+                return;
+            }
+            var m = HttpMessage.Rent();
+            m.SetRequestLine(method, path >= 0 ? FieldValue(path) : FieldValue(authority), Version);
+            var hasHost = false;
+            for (var i = regular; i < _fieldList.Count; i++)
+                if (HttpText.EqualsLower(FieldName(i), "host"u8)) hasHost = true;
+            if (!hasHost && authority >= 0) m.AddHeader("host"u8, FieldValue(authority));
+            AddRegular(m, regular);
+            m.FirstByteNs = blockNs;
+            s.Request = m;
+            s.Pushed = push;
+            _confirmed = true;
+            NoteGrpc(s);
+            if (push) s.RequestEnded = true;
+            else if (endStream) EndSide(s, client: true);
+            return;
+        }
+
+        // a response's header block
+        if (status < 0 || !TryStatus(FieldValue(status), out var code))
+        {
+            Unnamed(s, streamId, _unknownMayBePseudo ? "hpack_unknown_entry" : "missing_pseudo_header");
+            if (s is not null && endStream) EndSide(s, client: false);
+            return;
+        }
+        _confirmed = true;
+        if (s is null || s.Unnamed)
+        {
+            // its request went by before the collector joined (or could not be named)
+            if (s is null) _host.Metrics.Http2StreamsUnnamed["response_without_request"].Increment();
+            return;
+        }
+        if (code is >= 100 and < 200)
+        {
+            _host.CountDrop("interim_response"); // 100 Continue, 103 Early Hints: not the answer
+            return;
+        }
+        var r = HttpMessage.Rent();
+        r.SetStatusLine(Version, code, default);
+        AddRegular(r, regular);
+        r.FirstByteNs = blockNs;
+        s.Response = r;
+        if (s.Grpc) s.ResponseEncoding = GrpcEncoding(r);
+        if (endStream) EndSide(s, client: false);
+    }
+
+    private void AddRegular(HttpMessage m, int from)
+    {
+        for (var i = from; i < _fieldList.Count; i++)
+        {
+            var name = FieldName(i);
+            if (!name.IsEmpty && name[0] == (byte)':') continue; // a pseudo-header out of place is not a field
+            m.AddHeader(name, FieldValue(i));
+        }
+    }
+
+    private static bool TryStatus(ReadOnlySpan<byte> v, out int code)
+    {
+        code = 0;
+        if (v.Length != 3) return false;
+        foreach (var c in v)
+        {
+            if (c is < (byte)'0' or > (byte)'9') return false;
+            code = code * 10 + (c - '0');
+        }
+        return code >= 100;
+    }
+
+    /// <summary>A stream that cannot be named is counted once, and its later frames are ignored.</summary>
+    private void Unnamed(Stream? s, uint streamId, string reason)
+    {
+        _host.Metrics.Http2StreamsUnnamed[reason].Increment();
+        if (s is null)
+        {
+            if (_streams.Count >= MaxStreams) return;
+            s = new Stream(streamId);
+            _streams[streamId] = s;
+        }
+        if (s.Unnamed) return;
+        s.Unnamed = true;
+        s.ReleaseMessages();
+    }
+
+    private static void NoteGrpc(Stream s)
+    {
+        var m = s.Request!;
+        var ct = m.FindHeader("content-type"u8);
+        if (ct < 0 || !m.HeaderValue(ct).StartsWith("application/grpc"u8)) return;
+        s.Grpc = true;
+        s.GrpcRequests = new GrpcMessageReader();
+        s.RequestEncoding = GrpcEncoding(m);
+    }
+
+    private static string? GrpcEncoding(HttpMessage m)
+    {
+        var i = m.FindHeader("grpc-encoding"u8);
+        if (i < 0) return null;
+        var v = m.HeaderValue(i);
+        return v.SequenceEqual("gzip"u8) ? "gzip" : v.SequenceEqual("deflate"u8) ? "deflate" : v.SequenceEqual("identity"u8) ? null : "other";
+    }
+
+    // ---- streams ending ----
+
+    private void EndSide(Stream s, bool client)
+    {
+        if (client)
+        {
+            s.RequestEnded = true;
+            s.GrpcRequests?.OnEnd();
+        }
+        else
+        {
+            s.ResponseEnded = true;
+            s.GrpcResponses?.OnEnd();
+        }
+        if (client && s.Request is not null) s.Request.LastByteNs = _eventNs;
+        if (!client && s.Response is not null) s.Response.LastByteNs = _eventNs;
+        if (!s.RequestEnded || !s.ResponseEnded) return;
+        _streams.Remove(s.Id);
+        if (s.Unnamed) return;
+        if (s.Grpc)
+        {
+            GrpcPairs(s, final: true);
+            s.ReleaseMessages();
+            return;
+        }
+        if (s.Request is null || s.Response is null)
+        {
+            _host.CountDrop(s.Request is null ? "response_without_request" : "request_without_response");
+            s.ReleaseMessages();
+            return;
+        }
+        Emit(s.Request, s.Response);
+        s.Request = s.Response = null;
+    }
+
+    /// <summary>RST_STREAM or GOAWAY: a stream whose response had ended is emitted (a server may
+    /// reset the rest of an upload it answered, RFC 9113 §8.1); anything else is counted. gRPC
+    /// messages already whole are emitted.</summary>
+    private void Reset(Stream s, string reason)
+    {
+        _streams.Remove(s.Id);
+        if (s.Unnamed) return;
+        if (s.Grpc && s.Response is not null)
+        {
+            s.GrpcRequests?.OnEnd();
+            s.GrpcResponses?.OnEnd();
+            GrpcPairs(s, final: true);
+            if (!s.ResponseEnded) _host.CountDrop(reason);
+            s.ReleaseMessages();
+            return;
+        }
+        if (s.ResponseEnded && s.Request is not null && s.Response is not null)
+        {
+            if (!s.RequestEnded) s.Request.Incomplete = true;
+            Emit(s.Request, s.Response);
+            s.Request = s.Response = null;
+            return;
+        }
+        _host.CountDrop(reason);
+        s.ReleaseMessages();
+    }
+
+    private void Emit(HttpMessage request, HttpMessage response)
+    {
+        if (request.IsLost || response.IsLost)
+        {
+            _host.CountDrop(request.IsLost ? DropLabels.Request(request.LostReason!) : DropLabels.Response(response.LostReason!));
+            request.Dispose();
+            response.Dispose();
+            return;
+        }
+        CountCut(request);
+        CountCut(response);
+        _host.Emit(request, response, ExchangeDirection);
+    }
+
+    private void CountCut(HttpMessage m)
+    {
+        if (m.BodyTruncated) _host.Metrics.BodiesCut["cap"].Increment();
+        if (m.BodyHasGap) _host.Metrics.BodiesCut["gap"].Increment();
+        if (m.Incomplete) _host.Metrics.BodiesCut["incomplete"].Increment();
+    }
+
+    /// <summary>Emits a gRPC stream's message pairs that are settled. Pair i is request message i
+    /// with response message i, either side empty when that side sent fewer. A pair waits until
+    /// both sides have passed its index (sent message i or ended) and a later message exists or
+    /// the stream ended, so that the last pair carries the trailers (grpc-status). Every exchange
+    /// carries the stream's request and response headers and x-collector-grpc-index: i.</summary>
+    private void GrpcPairs(Stream s, bool final)
+    {
+        var requests = s.GrpcRequests!.Done;
+        var responses = s.GrpcResponses?.Done;
+        Span<byte> index = stackalloc byte[11];
+        while (true)
+        {
+            var haveRequest = requests.Count > 0;
+            var haveResponse = responses is { Count: > 0 };
+            if (!haveRequest && !haveResponse) break;
+            var settled = (haveRequest || s.RequestEnded) && (haveResponse || s.ResponseEnded) && s.Response is not null;
+            var later = requests.Count > 1 || responses is { Count: > 1 };
+            var held = requests.Count + (responses?.Count ?? 0);
+            if (!final && !(settled && later) && held <= MaxHeldGrpcMessages) break;
+            if (s.Response is null)
+            {
+                // nothing to pair them with: the oldest request message is counted
+                _host.CountDrop(final ? "grpc_request_without_response" : "grpc_unanswered_messages_shed");
+                requests[0].Release();
+                requests.RemoveAt(0);
+                s.GrpcIndex++;
+                continue;
+            }
+            var request = HttpMessage.Rent();
+            request.CopyHeadFrom(s.Request!);
+            System.Buffers.Text.Utf8Formatter.TryFormat(s.GrpcIndex, index, out var n);
+            request.AddHeader(GrpcIndexHeader, index[..n]);
+            var response = HttpMessage.Rent();
+            response.CopyHeadFrom(s.Response);
+            if (haveRequest) TakeMessage(request, requests);
+            if (haveResponse) TakeMessage(response, responses!);
+            if (final && !s.ResponseEnded) response.Incomplete = true;
+            s.GrpcIndex++;
+            _host.Metrics.GrpcMessages.Add((haveRequest ? 1 : 0) + (haveResponse ? 1 : 0));
+            Emit(request, response);
+        }
+        if (final)
+        {
+            var lost = s.GrpcRequests.LostMessages + (s.GrpcResponses?.LostMessages ?? 0);
+            for (var i = 0; i < lost; i++) _host.CountDrop("grpc_message_lost");
+        }
+    }
+
+    private void TakeMessage(HttpMessage m, List<GrpcMessage> queue)
+    {
+        var g = queue[0];
+        queue.RemoveAt(0);
+        m.AlwaysBase64 = true;
+        m.AppendBody(g.Bytes, _limits.MaxBodyBytes + 5);
+        if (g.Truncated) m.BodyTruncated = true;
+        if (g.HasGap) m.SkipBody(0);
+        g.Release();
+    }
+
+    // ---- holes, loss, the end ----
+
+    public void OnGap(StreamDirection direction, long bytes, ulong eventNs)
+    {
+        var d = Of(direction);
+        _eventNs = eventNs;
+        if (d.Resync)
+        {
+            _host.Metrics.ResyncSkippedBytes.Add(bytes);
+            return;
+        }
+        if (d.PrefaceLeft > 0 || !d.InFrame || d.HeadLength > 0)
+        {
+            LoseSync(d, "gap");
+            return;
+        }
+        var left = d.Frame.Length - d.FramePos;
+        if (bytes > left)
+        {
+            LoseSync(d, "gap");
+            return;
+        }
+        // the hole is inside this frame's payload: what it hit is marked, and framing stays
+        var h = d.Frame;
+        var contentStart = Math.Max(d.FramePos, d.PrefixLength);
+        var holeEnd = d.FramePos + (int)bytes;
+        if (d.FramePos < d.PrefixLength && h.Has(Http2Frame.FlagPadded))
+        {
+            // the pad length itself is in the hole: where the content ends is unknown
+            if (h.Type == Http2Frame.Data && _streams.TryGetValue(h.StreamId, out var ps)) MarkGap(ps, d, long.MaxValue);
+            else if (h.Type != Http2Frame.Data) d.BlockLost = true;
+            d.PadLength = 0;
+        }
+        else if (holeEnd > contentStart)
+        {
+            var contentHole = Math.Min(holeEnd, d.Frame.Length - d.PadLength) - contentStart;
+            if (contentHole > 0)
+            {
+                if (h.Type == Http2Frame.Data) { if (_streams.TryGetValue(h.StreamId, out var s)) MarkGap(s, d, contentHole); }
+                else if (h.Type is Http2Frame.Headers or Http2Frame.PushPromise or Http2Frame.Continuation) d.BlockLost = true;
+            }
+        }
+        d.FramePos = holeEnd;
+        if (d.FramePos == d.Frame.Length) EndFrame(d);
+    }
+
+    private void MarkGap(Stream s, Direction d, long bytes)
+    {
+        if (s.Unnamed) return;
+        var client = IsClient(d);
+        if (s.Grpc)
+        {
+            var reader = client ? s.GrpcRequests : s.GrpcResponses;
+            if (bytes == long.MaxValue) reader?.LoseFraming();
+            else reader?.OnGap(bytes, _limits.MaxBodyBytes, client ? s.RequestEncoding : s.ResponseEncoding);
+            return;
+        }
+        (client ? s.Request : s.Response)?.SkipBody(bytes == long.MaxValue ? 0 : bytes);
+    }
+
+    /// <summary>A direction's framing is lost (a hole across a frame boundary, or bytes that break
+    /// the protocol): what was in flight is marked, header blocks since are unknown, and frames are
+    /// looked for again at the start of later events.</summary>
+    private void LoseSync(Direction d, string reason)
+    {
+        if (reason == "gap") _host.CountDrop(DropLabels.SyncLost("h2_gap"));
+        else _host.CountDrop(DropLabels.Malformed("h2_" + reason));
+        if (_joined && !_confirmed)
+        {
+            // the bytes only looked like frames: let HTTP/1 look at the connection instead
+            _host.SwitchTo(new Http1Session(_host, joined: true));
+            d.Resync = true;
+            return;
+        }
+        d.InFrame = false;
+        d.HeadLength = 0;
+        d.PrefaceLeft = 0;
+        d.Resync = true;
+        if (d.ExpectContinuation || d.BlockLength > 0)
+        {
+            d.ExpectContinuation = false;
+            d.BlockLength = 0;
+        }
+        d.Hpack.MarkUnsynced(); // header blocks may have gone by in the hole
+        foreach (var s in _streams.Values) MarkGap(s, d, long.MaxValue);
+    }
+
+    public void Finish(bool closed, ulong nowNs, string reason)
+    {
+        _eventNs = nowNs;
+        foreach (var s in _streams.Values)
+        {
+            if (s.Unnamed) continue;
+            if (s.Grpc && s.Response is not null)
+            {
+                s.GrpcRequests?.OnEnd();
+                s.GrpcResponses?.OnEnd();
+                GrpcPairs(s, final: true);
+            }
+            else if (s.Request is not null && s.Response is not null)
+            {
+                // what has its header block is handed on, marked as cut by the end
+                if (!s.ResponseEnded) s.Response.Incomplete = true;
+                if (!s.RequestEnded) s.Request.Incomplete = true;
+                Emit(s.Request, s.Response);
+                s.Request = s.Response = null;
+            }
+            else
+            {
+                _host.CountDrop(s.Request is null ? "response_without_request" : DropLabels.WithoutResponse(reason));
+            }
+            s.ReleaseMessages();
+        }
+        _streams.Clear();
+        ReleaseFields();
+    }
+
+    public void Shed()
+    {
+        foreach (var s in _streams.Values)
+        {
+            s.Request?.MarkLost("shed");
+            s.Response?.MarkLost("shed");
+            if (s.GrpcRequests is { } q) { for (var i = 0; i < q.Done.Count; i++) _host.CountDrop("grpc_message_shed"); q.LoseFraming(); q.Release(); }
+            if (s.GrpcResponses is { } p) { for (var i = 0; i < p.Done.Count; i++) _host.CountDrop("grpc_message_shed"); p.LoseFraming(); p.Release(); }
+        }
+        foreach (var d in new[] { _egress, _ingress })
+        {
+            if (d.Block is null) continue;
+            if (d.ExpectContinuation || d.BlockLength > 0) d.BlockLost = true;
+            d.BlockLength = 0;
+            d.ReleaseBlock();
+        }
+        ReleaseFields();
+    }
+
+    private void ReleaseFields()
+    {
+        if (_fields is not null) BufferPool.Return(_fields);
+        _fields = null;
+        _fieldsLength = 0;
+    }
+
+    public void Dispose()
+    {
+        foreach (var s in _streams.Values) s.ReleaseMessages();
+        _streams.Clear();
+        _egress.ReleaseBlock();
+        _ingress.ReleaseBlock();
+        ReleaseFields();
+    }
+
+    // ---- state ----
+
+    /// <summary>One direction's frame reader and HPACK decoder.</summary>
+    private sealed class Direction(StreamDirection dir, int tableCap, int maxString, bool joined)
+    {
+        public readonly StreamDirection Dir = dir;
+        public readonly HpackDecoder Hpack = NewDecoder(tableCap, maxString, joined);
+        public readonly byte[] Head = new byte[Http2Frame.HeaderSize];
+        public int HeadLength;
+        public bool InFrame;
+        public Http2FrameHeader Frame;
+        public int FramePos, PrefixLength, PadLength;
+        public readonly byte[] Control = new byte[64]; // prefix fields and control payloads (SETTINGS: 10 settings)
+        public int ControlLength;
+        public byte[]? Block;
+        public int BlockLength;
+        public bool BlockTooLarge, BlockLost, BlockIsPush, BlockEndStream, ExpectContinuation;
+        public uint BlockStream, Promised;
+        public ulong BlockNs;
+        public int PrefaceLeft;
+        public bool Resync;
+        /// <summary>The largest frame the other endpoint accepts (its SETTINGS_MAX_FRAME_SIZE);
+        /// unknown when joined mid-stream.</summary>
+        public int MaxFrameSize = joined ? Http2Frame.MaxFrameSizeLimit : Http2Frame.DefaultMaxFrameSize;
+
+        public int Retained => Block?.Length ?? 0;
+
+        private static HpackDecoder NewDecoder(int cap, int maxString, bool joined)
+        {
+            var d = new HpackDecoder(cap, maxString);
+            if (joined) d.MarkUnsynced();
+            return d;
+        }
+
+        public void AppendBlock(ReadOnlySpan<byte> fragment, int cap)
+        {
+            if (BlockTooLarge || BlockLost) return;
+            var need = BlockLength + fragment.Length;
+            if (need > cap)
+            {
+                // endless CONTINUATION or a block past the header limit: nothing more is kept
+                BlockTooLarge = true;
+                ReleaseBlock();
+                return;
+            }
+            if (Block is null || Block.Length < need)
+            {
+                var bigger = BufferPool.Rent(Math.Max(need, Math.Min(cap, Math.Max(1024, (Block?.Length ?? 0) * 2))));
+                if (Block is not null)
+                {
+                    Block.AsSpan(0, BlockLength).CopyTo(bigger);
+                    BufferPool.Return(Block);
+                }
+                Block = bigger;
+            }
+            fragment.CopyTo(Block.AsSpan(BlockLength));
+            BlockLength = need;
+        }
+
+        /// <summary>Most blocks are small: a block buffer is kept between blocks unless it grew.</summary>
+        public void ReleaseBlockIfLarge()
+        {
+            BlockLength = 0;
+            if (Block is { Length: > 4096 }) ReleaseBlock();
+        }
+
+        public void ReleaseBlock()
+        {
+            if (Block is not null) BufferPool.Return(Block);
+            Block = null;
+            BlockLength = 0;
+        }
+    }
+
+    private sealed class Stream(uint id)
+    {
+        public readonly uint Id = id;
+        public HttpMessage? Request, Response;
+        public bool RequestEnded, ResponseEnded, Unnamed, Pushed, Grpc;
+        public GrpcMessageReader? GrpcRequests, GrpcResponses;
+        public string? RequestEncoding, ResponseEncoding;
+        public int GrpcIndex;
+
+        public long Retained =>
+            (Request?.RetainedBytes ?? 0) + (Response?.RetainedBytes ?? 0) +
+            (GrpcRequests?.Retained ?? 0) + (GrpcResponses?.Retained ?? 0);
+
+        public void ReleaseMessages()
+        {
+            Request?.Dispose();
+            Response?.Dispose();
+            Request = Response = null;
+            GrpcRequests?.Release();
+            GrpcResponses?.Release();
+        }
+    }
+}
