@@ -11,18 +11,28 @@
 # Prints requests/s (median), the ratios to the floor and to the trap, the collector's CPU seconds per
 # 10,000 requests and what it dropped. Traffic stays on 127.0.0.1; every run is bounded by
 # DURATION seconds.
+# HTTP/2 (scheme h2): h2load (H2_CONNECTIONS connections, H2_STREAMS streams each) against nginx over
+# TLS with ALPN h2, the same 1 KiB file, in the modes none, floor and collector (tracing nginx and
+# h2load), H2_ROUNDS rounds (at most 2 unless set); the collector's /metrics at the end of each of its
+# runs show that it saw HTTP/2 (connections that began with the preface) and how many exchanges it
+# emitted against the requests made (both sides traced: two per request).
+# SCHEMES picks the schemes (default "http https h2").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-10}
 CONNECTIONS=${CONNECTIONS:-32}
+SCHEMES=${SCHEMES:-http https h2}
+H2_ROUNDS=${H2_ROUNDS:-$((ROUNDS < 2 ? ROUNDS : 2))}
+H2_CONNECTIONS=${H2_CONNECTIONS:-8}
+H2_STREAMS=${H2_STREAMS:-10}
 COLLECTOR=build/collector/Collector
 LIBSSL=$(ls /usr/lib/x86_64-linux-gnu/libssl.so.3)
 work=$(mktemp -d /tmp/capture-bench.XXXXXX)
 trap 'kill $(cat $work/nginx.pid 2>/dev/null) 2>/dev/null || true; pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-plain=$((20000 + RANDOM % 20000)); tls=$((plain + 1))
+plain=$((20000 + RANDOM % 20000)); tls=$((plain + 1)); h2=$((plain + 3)) # plain + 2: the collector's metrics
 # nginx's workers run as nobody: they must be able to reach the file (mktemp makes the directory
 # 0700, and nginx then answers every request with 403 and an error-log line: a different benchmark)
 chmod 755 "$work"
@@ -42,6 +52,7 @@ http {
   server {
     listen 127.0.0.1:$plain;
     listen 127.0.0.1:$tls ssl;
+    listen 127.0.0.1:$h2 ssl http2;
     ssl_certificate $work/cert.pem;
     ssl_certificate_key $work/key.pem;
     root $work/www;
@@ -54,6 +65,8 @@ for url in "http://127.0.0.1:$plain/1k.txt" "https://127.0.0.1:$tls/1k.txt"; do
   got=$(curl -sk -o /dev/null -w '%{http_code} %{size_download}' "$url")
   [ "$got" = "200 1024" ] || { echo "capture-bench: $url answered '$got', expected '200 1024'" >&2; exit 1; }
 done
+got=$(curl -sk --http2 -o /dev/null -w '%{http_code} %{size_download} HTTP/%{http_version}' "https://127.0.0.1:$h2/1k.txt")
+[ "$got" = "200 1024 HTTP/2" ] || { echo "capture-bench: https://127.0.0.1:$h2/1k.txt answered '$got', expected '200 1024 HTTP/2'" >&2; exit 1; }
 
 cat > "$work/floor.bt" <<BT
 tracepoint:syscalls:sys_enter_read, tracepoint:syscalls:sys_exit_read,
@@ -74,8 +87,10 @@ uprobe:$LIBSSL:SSL_write_ex, uretprobe:$LIBSSL:SSL_write_ex
 BT
 sed 's/{ @\[cpu\] = count(); }/{ }/' "$work/floor.bt" > "$work/trap.bt"
 
-warm_up() { # url
-  [ "$WARMUP" = 0 ] || wrk -t2 -c"$CONNECTIONS" -d"${WARMUP}s" "$1" > /dev/null 2>&1
+warm_up() { # scheme url
+  [ "$WARMUP" = 0 ] && return
+  if [ "$1" = h2 ]; then h2load -t2 -c"$H2_CONNECTIONS" -m"$H2_STREAMS" -D"$WARMUP" "$2" > /dev/null 2>&1
+  else wrk -t2 -c"$CONNECTIONS" -d"${WARMUP}s" "$2" > /dev/null 2>&1; fi
 }
 run_wrk() { # url → requests/s; a run with error responses measures something else: stop
   local out
@@ -83,36 +98,77 @@ run_wrk() { # url → requests/s; a run with error responses measures something 
   if grep -q "Non-2xx" <<< "$out"; then echo "capture-bench: error responses from $1: $(grep Non-2xx <<< "$out")" >&2; exit 1; fi
   awk '/Requests\/sec/ {print $2}' <<< "$out"
 }
+run_h2load() { # url → requests/s (and the requests done in $work/h2load.done); not h2, failures or
+  # error responses: stop
+  local out
+  out=$(h2load -t2 -c"$H2_CONNECTIONS" -m"$H2_STREAMS" -D"$DURATION" "$1" 2>&1)
+  if ! grep -q "^Application protocol: h2$" <<< "$out"; then
+    echo "capture-bench: h2load did not speak h2 with $1: $(grep -i "protocol\|error" <<< "$out" | head -3)" >&2; exit 1
+  fi
+  if ! grep -q " 0 failed, 0 errored, 0 timeout" <<< "$out" || ! grep -q "^status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx" <<< "$out"; then
+    echo "capture-bench: failed requests or error responses from $1: $(grep -E "^(requests|status codes):" <<< "$out" | tr '\n' ' ')" >&2; exit 1
+  fi
+  awk '/^requests:/ {print $8}' <<< "$out" > "$work/h2load.done"
+  awk '/^finished in/ {print $4}' <<< "$out"
+}
+run_load() { # scheme url → requests/s
+  if [ "$1" = h2 ]; then run_h2load "$2"; else run_wrk "$2"; fi
+}
+metric() { # metrics port, name, label text → the sum of that metric's samples whose labels contain the text
+  curl -s "127.0.0.1:$1/metrics" | awk -v n="$2" -v l="${3:-}" '{split($1, a, "{")} a[1] == n && index($1, l) {s += $NF} END {print s + 0}'
+}
 dropped() { # metrics port → events, exchanges and messages dropped so far (every stage)
   curl -s "127.0.0.1:$1/metrics" | awk '/^collector_drops_total/ {s += $2} END {print s + 0}'
+}
+drop_reasons() { # metrics port → "stage/reason=count ..." of what was dropped so far
+  curl -s "127.0.0.1:$1/metrics" | awk '/^collector_drops_total\{/ && $NF > 0 {
+      st = $1; sub(/.*stage="/, "", st); sub(/".*/, "", st); r = $1; sub(/.*reason="/, "", r); sub(/".*/, "", r)
+      printf "%s%s/%s=%s", (n++ ? " " : ""), st, r, $NF } END { if (!n) printf "none" }'
 }
 cpu_seconds() { # pid → utime+stime in seconds
   awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
 }
 
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b ? a / b : 0}'; }
+
 declare -A results cpu drops startup
+h2capture=""
 metrics_port=$((tls + 1))
 for round in $(seq "$ROUNDS"); do
-  for scheme in http https; do
-    port=$plain; [ "$scheme" = https ] && port=$tls
-    url="$scheme://127.0.0.1:$port/1k.txt"
-    for mode in none trap floor collector server; do
+  for scheme in $SCHEMES; do
+    modes="none trap floor collector server"
+    case $scheme in
+      http) url="http://127.0.0.1:$plain/1k.txt" ;;
+      https) url="https://127.0.0.1:$tls/1k.txt" ;;
+      h2) [ "$round" -le "$H2_ROUNDS" ] || continue
+          url="https://127.0.0.1:$h2/1k.txt"; modes="none floor collector" ;;
+      *) echo "capture-bench: unknown scheme $scheme" >&2; exit 1 ;;
+    esac
+    for mode in $modes; do
       pid=""
       if [ "$mode" = floor ] || [ "$mode" = trap ]; then
         bpftrace "$work/$mode.bt" > "$work/bt.out" 2>&1 & pid=$!
         sleep 4
       elif [ "$mode" = collector ] || [ "$mode" = server ]; then
-        traced=nginx,wrk; [ "$mode" = server ] && traced=nginx
+        traced=nginx,wrk; [ "$scheme" = h2 ] && traced=nginx,h2load; [ "$mode" = server ] && traced=nginx
         TRACE_COMMS=$traced METRICS_BIND=127.0.0.1:$metrics_port $COLLECTOR > /dev/null 2> "$work/collector.log" & pid=$!
         for i in $(seq 100); do grep -q "ready:" "$work/collector.log" && break; sleep 0.1; done
       fi
-      warm_up "$url"
+      warm_up "$scheme" "$url"
       if [ "$mode" = collector ] || [ "$mode" = server ]; then
-        c0=$(cpu_seconds $pid); d0=$(dropped $metrics_port)
+        c0=$(cpu_seconds $pid); d0=$(dropped $metrics_port); e0=$(metric $metrics_port collector_exchanges_emitted_total)
       fi
-      rps=$(run_wrk "$url")
+      rps=$(run_load "$scheme" "$url")
       if [ "$mode" = collector ] || [ "$mode" = server ]; then
-        c1=$(cpu_seconds $pid); d1=$(dropped $metrics_port)
+        c1=$(cpu_seconds $pid); d1=$(dropped $metrics_port); e1=$(metric $metrics_port collector_exchanges_emitted_total)
+        if [ "$scheme" = h2 ]; then
+          # the collector saw HTTP/2: connections that began with the preface (both sides of the
+          # warm-up's and the measured run's), exchanges emitted against 2 per request done
+          done_requests=$(cat "$work/h2load.done")
+          h2capture+="round $round: $(metric $metrics_port collector_http2_connections_total 'start="preface"') h2 connections (preface; $(( (WARMUP == 0 ? 2 : 4) * H2_CONNECTIONS )) expected), "
+          h2capture+="$((e1 - e0)) exchanges emitted for $done_requests requests done in the measured run ($(ratio $((e1 - e0)) $((2 * done_requests))) of 2 per request), "
+          h2capture+="drops $((d1 - d0)); since start-up by stage and reason: $(drop_reasons $metrics_port)"$'\n'
+        fi
         cpu["$scheme,$mode"]+="$(awk -v a="$c0" -v b="$c1" -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%.3f", (b - a) / (r * d) * 10000 }') "
         drops["$scheme,$mode"]+="$((d1 - d0)) "
         startup["$scheme,$mode"]+="$d0 "
@@ -125,36 +181,51 @@ for round in $(seq "$ROUNDS"); do
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
-printf '\n%-7s %9s %9s %9s %10s %9s %16s %13s %15s %12s %10s %9s\n' scheme none trap floor collector server \
-  collector/floor server/floor collector/trap server/trap "CPU s/10k" "(server)"
-for scheme in http https; do
-  n=$(echo "${results[$scheme,none]}" | median)
-  t=$(echo "${results[$scheme,trap]}" | median)
-  f=$(echo "${results[$scheme,floor]}" | median)
-  c=$(echo "${results[$scheme,collector]}" | median)
-  v=$(echo "${results[$scheme,server]}" | median)
-  printf '%-7s %9.0f %9.0f %9.0f %10.0f %9.0f %16s %13s %15s %12s %10s %9s\n' "$scheme" "$n" "$t" "$f" "$c" "$v" \
-    "$(ratio "$c" "$f")" "$(ratio "$v" "$f")" "$(ratio "$c" "$t")" "$(ratio "$v" "$t")" \
-    "$(echo "${cpu[$scheme,collector]}" | median)" "$(echo "${cpu[$scheme,server]}" | median)"
-done
-printf '\n(requests/s, medians of %s rounds of %s s after %s s of warm-up; CPU: collector CPU seconds per 10,000 requests)\n' "$ROUNDS" "$DURATION" "$WARMUP"
 # The machine's speed drifts between rounds (the same mode can differ by a third): each round's
 # modes ran back to back, so a round's own ratio compares like with like. Their median, and the
-# range, next to the ratio of medians above.
+# range, next to the ratio of medians.
 paired() { # numerators denominators → "median (min-max)" of the per-round ratios
   local r
   r=$(paste -d' ' <(tr ' ' '\n' <<< "$1" | grep -v '^$') <(tr ' ' '\n' <<< "$2" | grep -v '^$') |
     awk '{printf "%.3f\n", $1 / $2}' | sort -n)
   printf '%.3f (%s-%s)' "$(median <<< "$r")" "$(head -1 <<< "$r")" "$(tail -1 <<< "$r")"
 }
-for scheme in http https; do
-  printf 'per-round ratios, %s: collector/floor %s, server/floor %s, collector/trap %s, server/trap %s\n' "$scheme" \
-    "$(paired "${results[$scheme,collector]}" "${results[$scheme,floor]}")" "$(paired "${results[$scheme,server]}" "${results[$scheme,floor]}")" \
-    "$(paired "${results[$scheme,collector]}" "${results[$scheme,trap]}")" "$(paired "${results[$scheme,server]}" "${results[$scheme,trap]}")"
-done
-for scheme in http https; do
-  printf 'drops during the measured runs, %s: collector %s| server %s\n' "$scheme" "${drops[$scheme,collector]}" "${drops[$scheme,server]}"
-  printf 'drops from start-up to the end of warm-up (the collector starts under full load), %s: collector %s| server %s\n' \
-    "$scheme" "${startup[$scheme,collector]}" "${startup[$scheme,server]}"
-done
+h1schemes=$(tr ' ' '\n' <<< "$SCHEMES" | grep -x 'https\?' | tr '\n' ' ' || true)
+if [ -n "$h1schemes" ]; then
+  printf '\n%-7s %9s %9s %9s %10s %9s %16s %13s %15s %12s %10s %9s\n' scheme none trap floor collector server \
+    collector/floor server/floor collector/trap server/trap "CPU s/10k" "(server)"
+  for scheme in $h1schemes; do
+    n=$(echo "${results[$scheme,none]}" | median)
+    t=$(echo "${results[$scheme,trap]}" | median)
+    f=$(echo "${results[$scheme,floor]}" | median)
+    c=$(echo "${results[$scheme,collector]}" | median)
+    v=$(echo "${results[$scheme,server]}" | median)
+    printf '%-7s %9.0f %9.0f %9.0f %10.0f %9.0f %16s %13s %15s %12s %10s %9s\n' "$scheme" "$n" "$t" "$f" "$c" "$v" \
+      "$(ratio "$c" "$f")" "$(ratio "$v" "$f")" "$(ratio "$c" "$t")" "$(ratio "$v" "$t")" \
+      "$(echo "${cpu[$scheme,collector]}" | median)" "$(echo "${cpu[$scheme,server]}" | median)"
+  done
+  printf '\n(requests/s, medians of %s rounds of %s s after %s s of warm-up; CPU: collector CPU seconds per 10,000 requests)\n' "$ROUNDS" "$DURATION" "$WARMUP"
+  for scheme in $h1schemes; do
+    printf 'per-round ratios, %s: collector/floor %s, server/floor %s, collector/trap %s, server/trap %s\n' "$scheme" \
+      "$(paired "${results[$scheme,collector]}" "${results[$scheme,floor]}")" "$(paired "${results[$scheme,server]}" "${results[$scheme,floor]}")" \
+      "$(paired "${results[$scheme,collector]}" "${results[$scheme,trap]}")" "$(paired "${results[$scheme,server]}" "${results[$scheme,trap]}")"
+  done
+  for scheme in $h1schemes; do
+    printf 'drops during the measured runs, %s: collector %s| server %s\n' "$scheme" "${drops[$scheme,collector]}" "${drops[$scheme,server]}"
+    printf 'drops from start-up to the end of warm-up (the collector starts under full load), %s: collector %s| server %s\n' \
+      "$scheme" "${startup[$scheme,collector]}" "${startup[$scheme,server]}"
+  done
+fi
+if [ -n "${results[h2,none]:-}" ]; then
+  n=$(echo "${results[h2,none]}" | median)
+  f=$(echo "${results[h2,floor]}" | median)
+  c=$(echo "${results[h2,collector]}" | median)
+  printf '\n%-7s %9s %9s %10s %16s %10s\n' scheme none floor collector collector/floor "CPU s/10k"
+  printf '%-7s %9.0f %9.0f %10.0f %16s %10s\n' h2 "$n" "$f" "$c" "$(ratio "$c" "$f")" "$(echo "${cpu[h2,collector]}" | median)"
+  printf '\n(h2: h2load -c %s -m %s over TLS with ALPN h2, the same 1 KiB file; requests/s, medians of %s rounds of %s s after %s s of warm-up)\n' \
+    "$H2_CONNECTIONS" "$H2_STREAMS" "$H2_ROUNDS" "$DURATION" "$WARMUP"
+  printf 'per-round ratios, h2: collector/floor %s\n' "$(paired "${results[h2,collector]}" "${results[h2,floor]}")"
+  printf 'drops during the measured runs, h2: collector %s\n' "${drops[h2,collector]}"
+  printf 'drops from start-up to the end of warm-up, h2: collector %s\n' "${startup[h2,collector]}"
+  printf 'h2 capture (collector runs), %s' "$h2capture"
+fi

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Runtime;
 using Collector.Configuration;
@@ -15,7 +16,10 @@ namespace Collector.Bench;
 /// <summary>Reassembly → filter → Akto encoding, fed with synthetic kernel events (no kernel):
 /// many keep-alive connections interleaved event by event, both sides of the traffic (the traced
 /// process as server and as client). `make bench`; `--quick` for a short run; `--seconds N` per
-/// scenario.</summary>
+/// scenario; `--only TEXT` for the scenarios whose name (or tag: h2) contains it; `--verify` to
+/// only check that every scenario's exchanges come out whole and none is dropped (each scenario
+/// is checked so before it is measured, and the run stops at one that fails). HTTP/2 rows are compared with the HTTP/1 row of
+/// the same body size (run too when --only left it out).</summary>
 public static class Program
 {
     public static int Main(string[] args)
@@ -32,28 +36,70 @@ public static class Program
         Console.WriteLine($"collector bench: {Environment.ProcessorCount} cores, .NET {Environment.Version}, " +
                           $"GC {(GCSettings.IsServerGC ? "server" : "workstation")}, {seconds}s per scenario, 2000 connections" +
                           (Driver.ExchangesPerConnection == int.MaxValue ? " (never closed)" : $" (each closed after {Driver.ExchangesPerConnection} exchanges)"));
-        var scenarios = new (string Name, Func<int, StreamDirection, ExchangeTemplate> Make)[]
+        var scenarios = new Scenario[]
         {
-            ("plain 4 KiB", (v, d) => Traffic.Plain(4096, v, d)),
-            ("plain 1 KiB", (v, d) => Traffic.Plain(1024, v, d)),
-            ("POST 1 KiB / 4 KiB", (v, d) => Traffic.Post(1024, 4096, v, d)),
-            ("chunked 4 KiB (4 x 1 KiB)", (v, d) => Traffic.Chunked(4096, 1024, v, d)),
-            ("gzip 4 KiB", (v, d) => Traffic.Gzipped(4096, v, d)),
-            ("mixed", Mixed),
+            new("plain 4 KiB", Http1((v, d) => Traffic.Plain(4096, v, d))),
+            new("plain 1 KiB", Http1((v, d) => Traffic.Plain(1024, v, d))),
+            new("POST 1 KiB / 4 KiB", Http1((v, d) => Traffic.Post(1024, 4096, v, d))),
+            new("chunked 4 KiB (4 x 1 KiB)", Http1((v, d) => Traffic.Chunked(4096, 1024, v, d))),
+            new("gzip 4 KiB", Http1((v, d) => Traffic.Gzipped(4096, v, d))),
+            new("mixed", Http1(Mixed)),
+            new("h2 1 KiB (8 streams/conn interleaved)", (v, d) => Http2Traffic.Get(1024, v, d), "h2", "plain 1 KiB"),
+            new("h2 4 KiB (8 streams)", (v, d) => Http2Traffic.Get(4096, v, d), "h2", "plain 4 KiB"),
+            new("gRPC unary 1 KiB", (v, d) => Http2Traffic.GrpcUnary(1024, v, d), "h2 grpc", "plain 1 KiB"),
         };
+        bool Selected(Scenario s) => only is null || s.Name.Contains(only, StringComparison.OrdinalIgnoreCase) ||
+                                     s.Tags.Contains(only, StringComparison.OrdinalIgnoreCase);
+        var baselines = scenarios.Where(Selected).Select(s => s.Baseline).OfType<string>().ToHashSet();
+        var verifyOnly = args.Contains("--verify");
         var rows = new List<Result>();
         foreach (var s in scenarios)
         {
-            if (only is not null && !s.Name.Contains(only, StringComparison.OrdinalIgnoreCase)) continue;
+            if (!Selected(s) && !(baselines.Contains(s.Name) && !verifyOnly)) continue;
+            {
+                // correctness before speed: a few connections through their whole life (and a
+                // reopen). It also warms every row alike (the h2 rows are primed besides, which
+                // would otherwise leave a --quick HTTP/1 row partly in tier-0 code beside them).
+                using var check = new Driver(s.Make, connections: 16);
+                var (ok, report) = check.Verify();
+                Console.Error.WriteLine($"  {s.Name}: {report}");
+                if (!ok) return 1;
+                if (verifyOnly) continue;
+            }
             var driver = new Driver(s.Make, connections: 2000);
+            driver.Prime();
             driver.Run(TimeSpan.FromSeconds(Math.Min(1, seconds / 2))); // warm-up (tiered JIT, pools)
             var r = driver.Run(TimeSpan.FromSeconds(seconds));
             driver.Dispose();
             rows.Add(r with { Name = s.Name });
             Console.Error.WriteLine($"  {rows[^1].Name}: done");
         }
+        if (verifyOnly) return 0;
         Print(rows);
+        PrintRatios(scenarios, rows);
         return 0;
+    }
+
+    private sealed record Scenario(string Name, Func<int, StreamDirection, ReplayTemplate> Make, string Tags = "", string? Baseline = null);
+
+    private static Func<int, StreamDirection, ReplayTemplate> Http1(Func<int, StreamDirection, ExchangeTemplate> make) =>
+        (v, d) => ReplayTemplate.Of(make(v, d));
+
+    /// <summary>(1 / exchanges per second) of an HTTP/2 row over that of its HTTP/1 row.</summary>
+    private static void PrintRatios(Scenario[] scenarios, List<Result> rows)
+    {
+        if (rows.Any(r => scenarios.First(s => s.Name == r.Name).Baseline is not null)) Console.WriteLine();
+        foreach (var r in rows)
+        {
+            if (scenarios.First(s => s.Name == r.Name).Baseline is not { } name) continue;
+            if (rows.FirstOrDefault(b => b.Name == name) is not { } b || r.ExchangesPerSecond == 0) continue;
+            // the second figure is the event thread's CPU time per exchange: the same thing on a quiet
+            // machine, and still meaningful on a busy one (where exchanges/s follows the scheduler)
+            var cpu = r.CpuNsPerExchange > 0 && b.CpuNsPerExchange > 0 ? $"; by thread CPU time {r.CpuNsPerExchange / b.CpuNsPerExchange:N2}x" +
+                $" ({r.CpuNsPerExchange / 1000:N1} vs {b.CpuNsPerExchange / 1000:N1} us)" : "";
+            Console.WriteLine($"CPU per exchange vs HTTP/1 (same body size): {r.Name} / {name} = " +
+                              $"{b.ExchangesPerSecond / r.ExchangesPerSecond:N2}x by exchanges/s{cpu} (goal <= 2x)");
+        }
     }
 
     // 40% plain 4 KiB, 20% POST 1 KiB → 4 KiB, 20% chunked 4 KiB, 10% plain 1 KiB, 10% gzip 4 KiB
@@ -78,7 +124,7 @@ public static class Program
 }
 
 public sealed record Result(string Name, double EventsPerSecond, double ExchangesPerSecond, double PayloadMbPerSecond,
-    double AllocPerExchange, double AllocPerEventOnEventThread, string Gcs, double PeakRssMb);
+    double AllocPerExchange, double AllocPerEventOnEventThread, string Gcs, double PeakRssMb, double CpuNsPerExchange = 0);
 
 /// <summary>Discards messages (counts them): the cost measured is ours, not a sink's.</summary>
 public sealed class DiscardSink : IMessageSink
@@ -91,11 +137,34 @@ public sealed class DiscardSink : IMessageSink
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }
 
+/// <summary>What the Driver replays on a connection, one template after another (an HTTP/1
+/// template is one exchange; an HTTP/2 one is several streams).</summary>
+public sealed class ReplayTemplate
+{
+    public required SyntheticEvent[] Events { get; init; }
+    /// <summary>Per event, null or (offset, relative stream id) pairs: before the event is handed
+    /// over, each is rewritten in place to the relative id + <see cref="StreamIdStride"/> × the
+    /// templates already played on the connection, so that stream ids keep increasing. (Templates
+    /// are shared by connections; the rewrite is safe because OnData keeps nothing of the span.)</summary>
+    public int[]?[]? StreamIds { get; init; }
+    public int StreamIdStride { get; init; }
+    /// <summary>Played once when a connection opens, before its first template (the HTTP/2 preface
+    /// and SETTINGS).</summary>
+    public SyntheticEvent[]? ConnectionStart { get; init; }
+    /// <summary>Exchanges the template makes.</summary>
+    public int Exchanges { get; init; } = 1;
+    /// <summary>Verification: null when an exchange this template made is as it was sent.</summary>
+    public Func<HttpExchange, string?>? Check { get; init; }
+
+    public static ReplayTemplate Of(ExchangeTemplate t) => new() { Events = t.Events };
+}
+
 public sealed class Driver : IDisposable
 {
     private const int Variants = 64;
     // then the connection closes and a new one opens (its objects are the only allocations of
-    // reassembly); --no-churn: keep-alive for ever
+    // reassembly); --no-churn: keep-alive for ever. An HTTP/2 connection closes after as many
+    // exchanges (streams), in whole templates.
     public static int ExchangesPerConnection = 200;
 
     private sealed class Conn
@@ -103,37 +172,46 @@ public sealed class Driver : IDisposable
         public uint Fd;
         public uint Generation;
         public ulong EgressPos, IngressPos;
-        public int Exchange;
+        public int Exchange; // templates played since the connection opened
         public int Event;
-        public ExchangeTemplate Template = null!;
+        public ReplayTemplate Template = null!;
         public StreamDirection RequestDirection;
+        public SyntheticEvent[]? Start;
+        public int StartEvent;
+        public int Completed; // templates played, reopens included (verification)
     }
 
-    private readonly ExchangeTemplate[][] _templates; // [direction][variant]
+    private readonly ReplayTemplate[][] _templates; // [direction][variant]
+    private readonly int _templatesPerConnection;
     private readonly Conn[] _conns;
     private readonly ConnectionTable _table;
     private readonly OutputPipeline _pipeline;
+    private readonly CollectorMetrics _metrics = new();
     private readonly DiscardSink _sink = new();
     private readonly MessageBuffer _buffer = new(64 * 1024);
-    private long _emitted;
+    private long _emitted, _expected, _opensWithStart;
     private ulong _now = 1_000_000_000;
     private uint _generation = 1;
     private const uint Tgid = 4242;
+    private Func<HttpExchange, string?>? _check;
+    private long _checkFailures;
+    private string? _firstCheckFailure;
 
-    public Driver(Func<int, StreamDirection, ExchangeTemplate> make, int connections)
+    public Driver(Func<int, StreamDirection, ReplayTemplate> make, int connections)
     {
         _templates =
         [
             Enumerable.Range(0, Variants).Select(v => make(v, StreamDirection.Ingress)).ToArray(),
             Enumerable.Range(0, Variants).Select(v => make(v, StreamDirection.Egress)).ToArray(),
         ];
-        var metrics = new CollectorMetrics();
+        var perTemplate = _templates[0][0].Exchanges;
+        _templatesPerConnection = ExchangesPerConnection == int.MaxValue ? int.MaxValue : Math.Max(1, ExchangesPerConnection / perTemplate);
         var settings = new Settings();
         var filter = new ExchangeFilter(settings, [], new Dictionary<string, string>());
-        _pipeline = new OutputPipeline(filter, _sink, metrics, new AktoIdentity("1000000", "0", Guid.NewGuid().ToString(), []),
+        _pipeline = new OutputPipeline(filter, _sink, _metrics, new AktoIdentity("1000000", "0", Guid.NewGuid().ToString(), []),
             settings.MaxBodyBytes, settings.KafkaMaxMessageBytes, NullLogger.Instance);
         var limits = new ReassemblyLimits(TimeSpan.FromSeconds(30), 4096, 600L << 20, new HttpLimits(settings.MaxHeaderBytes, settings.MaxBodyBytes));
-        _table = new ConnectionTable(limits, metrics, HandleInline);
+        _table = new ConnectionTable(limits, _metrics, HandleInline);
         _conns = new Conn[connections];
         for (var i = 0; i < connections; i++)
         {
@@ -147,6 +225,11 @@ public sealed class Driver : IDisposable
     private void HandleInline(HttpExchange x)
     {
         _emitted++;
+        if (_check is not null && _check(x) is { } failure)
+        {
+            _checkFailures++;
+            _firstCheckFailure ??= failure;
+        }
         var before = GC.GetAllocatedBytesForCurrentThread();
         var t0 = Stopwatch.GetTimestamp();
         try { _pipeline.Handle(x, _buffer); }
@@ -162,6 +245,9 @@ public sealed class Driver : IDisposable
         c.Exchange = 0;
         c.Event = 0;
         c.Template = _templates[c.RequestDirection == StreamDirection.Ingress ? 0 : 1][index % Variants];
+        c.Start = c.Template.ConnectionStart;
+        c.StartEvent = 0;
+        if (c.Start is not null) _opensWithStart++;
         var e = new OpenEvent
         {
             Header = new EventHeader { TimestampNs = _now, Type = EventType.Open, Tgid = Tgid, Fd = c.Fd, Generation = c.Generation },
@@ -181,12 +267,14 @@ public sealed class Driver : IDisposable
         GC.Collect();
         GC.WaitForPendingFinalizers();
         GC.Collect();
+        using var sampler = Environment.GetEnvironmentVariable("BENCH_DIAG") == "alloc" ? new AllocationSampler() : null;
         var gc0 = GC.CollectionCount(0); var gc1 = GC.CollectionCount(1); var gc2 = GC.CollectionCount(2);
         var allocAll = GC.GetTotalAllocatedBytes(true);
         var allocThread = GC.GetAllocatedBytesForCurrentThread();
         var emitted0 = _emitted;
         var output0 = OutputAllocated;
         long events = 0, payload = 0;
+        var cpu0 = ThreadCpuNs();
         var sw = Stopwatch.StartNew();
         var stopAt = (long)(duration.TotalSeconds * Stopwatch.Frequency);
         var conns = _conns;
@@ -204,8 +292,11 @@ public sealed class Driver : IDisposable
             if (sw.ElapsedTicks >= stopAt) break;
         }
         var eventThreadAlloc = GC.GetAllocatedBytesForCurrentThread() - allocThread;
+        var cpuNs = ThreadCpuNs() - cpu0;
         if (Environment.GetEnvironmentVariable("BENCH_DIAG") is not null)
-            Console.Error.WriteLine($"  output share of time: {(double)OutputTicks / sw.ElapsedTicks:P0}, output bytes {_sink.Bytes / Math.Max(1, _sink.Messages)}/msg");
+            Console.Error.WriteLine($"  output share of time: {(double)OutputTicks / sw.ElapsedTicks:P0}, output bytes {_sink.Bytes / Math.Max(1, _sink.Messages)}/msg, " +
+                                    $"output alloc {(double)(OutputAllocated - output0) / Math.Max(1, _emitted - emitted0):N0} B/exchange");
+        sampler?.Report(_emitted - emitted0);
         OutputTicks = 0;
         sw.Stop();
         var allocated = GC.GetTotalAllocatedBytes(true) - allocAll;
@@ -215,28 +306,100 @@ public sealed class Driver : IDisposable
             exchanges == 0 ? 0 : (double)allocated / exchanges,
             (double)(eventThreadAlloc - (OutputAllocated - output0)) / events,
             $"{GC.CollectionCount(0) - gc0}/{GC.CollectionCount(1) - gc1}/{GC.CollectionCount(2) - gc2}",
-            Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0);
+            Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0,
+            exchanges == 0 || cpu0 < 0 ? 0 : (double)cpuNs / exchanges);
     }
 
-    private unsafe int Next(Conn c, int index)
+    /// <summary>Nanoseconds this thread has run on a CPU (Linux schedstat), -1 where unknown.</summary>
+    private static long ThreadCpuNs()
     {
-        var ev = c.Template.Events[c.Event];
-        ref var pos = ref ev.Direction == StreamDirection.Egress ? ref c.EgressPos : ref c.IngressPos;
-        var h = new DataEventHeader
+        try { return long.Parse(File.ReadAllText("/proc/thread-self/schedstat").Split(' ')[0]); }
+        catch (IOException) { return -1; }
+        catch (UnauthorizedAccessException) { return -1; }
+    }
+
+    /// <summary>For templates of several exchanges (HTTP/2): every connection plays through its
+    /// preface and first template, then connection i plays i % 17 events more. Otherwise the
+    /// connections, opened together and played in turn, would all end their templates in the same
+    /// sweep (8 exchanges each, every ten or so sweeps of 2000 connections), and a short run would
+    /// count a burst more or less. HTTP/1 templates: nothing (their rows stay as they were).</summary>
+    public void Prime()
+    {
+        if (_templates[0][0].Exchanges == 1) return;
+        bool more;
+        do
         {
-            Header = new EventHeader { TimestampNs = _now += 1000, Type = EventType.Data, Tgid = Tgid, Fd = c.Fd, Generation = c.Generation },
-            Position = pos,
-            CallBytes = (uint)ev.Payload.Length,
-            DataLength = (uint)ev.Payload.Length,
-            Direction = ev.Direction,
-            Source = EventSource.Syscall,
-        };
-        pos += (ulong)ev.Payload.Length;
-        _table.OnData(h, ev.Payload);
-        if (++c.Event == c.Template.Events.Length)
+            more = false;
+            for (var i = 0; i < _conns.Length; i++)
+            {
+                if (_conns[i].Completed >= 1) continue;
+                Next(_conns[i], i + 1);
+                more = true;
+            }
+        } while (more);
+        for (var i = 0; i < _conns.Length; i++)
+            for (var k = 0; k < i % 17; k++)
+                Next(_conns[i], i + 1);
+        OutputTicks = 0;
+    }
+
+    /// <summary>Plays every connection through whole templates, past one close and reopen (five
+    /// templates without churn), then ends them: every exchange sent must come out, as sent
+    /// (the template's check), with nothing dropped.</summary>
+    public (bool Ok, string Report) Verify()
+    {
+        _check = _templates[0][0].Check;
+        var perConnection = _templatesPerConnection == int.MaxValue ? 5 : _templatesPerConnection + 3;
+        var emitted0 = _emitted;
+        var expected0 = _expected;
+        bool more;
+        do
+        {
+            more = false;
+            for (var i = 0; i < _conns.Length; i++)
+            {
+                if (_conns[i].Completed >= perConnection) continue;
+                Next(_conns[i], i + 1);
+                more = true;
+            }
+        } while (more);
+        _table.EndAll("shutdown");
+        _check = null;
+        var emitted = _emitted - emitted0;
+        var expected = _expected - expected0;
+        var problems = new List<string>();
+        if (emitted != expected) problems.Add($"{expected} exchanges sent, {emitted} emitted");
+        var drops = _metrics.HttpDrops.Series.Where(kv => kv.Value.Value > 0).Select(kv => $"{kv.Key}={kv.Value.Value}").ToList();
+        if (drops.Count > 0) problems.Add("drops: " + string.Join(", ", drops));
+        var unnamed = _metrics.Http2StreamsUnnamed.Series.Where(kv => kv.Value.Value > 0).Select(kv => $"{kv.Key}={kv.Value.Value}").ToList();
+        if (unnamed.Count > 0) problems.Add("h2 streams unnamed: " + string.Join(", ", unnamed));
+        if (_metrics.Http2UnknownFields.Value > 0) problems.Add($"h2 unknown fields: {_metrics.Http2UnknownFields.Value}");
+        var cut = _metrics.BodiesCut.Series.Where(kv => kv.Value.Value > 0).Select(kv => $"{kv.Key}={kv.Value.Value}").ToList();
+        if (cut.Count > 0) problems.Add("bodies cut: " + string.Join(", ", cut));
+        var prefaces = _metrics.Http2Connections["preface"].Value;
+        if (prefaces != _opensWithStart) problems.Add($"{_opensWithStart} h2 connections opened, {prefaces} seen as h2 (preface)");
+        if (_checkFailures > 0) problems.Add($"{_checkFailures} exchanges not as sent (first: {_firstCheckFailure})");
+        var what = $"verified {_conns.Length} connections x {perConnection} templates ({_generation - 1} opened): " +
+                   $"{expected} exchanges sent, {emitted} emitted";
+        return problems.Count == 0 ? (true, what + ", none dropped") : (false, "VERIFY FAILED: " + string.Join("; ", problems));
+    }
+
+    private int Next(Conn c, int index)
+    {
+        if (c.Start is { } start)
+        {
+            var n = Play(c, start[c.StartEvent], null, 0);
+            if (++c.StartEvent == start.Length) c.Start = null;
+            return n;
+        }
+        var t = c.Template;
+        var length = Play(c, t.Events[c.Event], t.StreamIds?[c.Event], t.StreamIdStride * c.Exchange);
+        if (++c.Event == t.Events.Length)
         {
             c.Event = 0;
-            if (++c.Exchange == ExchangesPerConnection)
+            c.Completed++;
+            _expected += t.Exchanges;
+            if (++c.Exchange == _templatesPerConnection)
             {
                 _table.OnClose(new CloseEvent
                 {
@@ -251,11 +414,72 @@ public sealed class Driver : IDisposable
                 c.Template = _templates[c.RequestDirection == StreamDirection.Ingress ? 0 : 1][(index + c.Exchange) % Variants];
             }
         }
+        return length;
+    }
+
+    private int Play(Conn c, SyntheticEvent ev, int[]? streamIds, int streamBase)
+    {
+        if (streamIds is not null)
+            for (var k = 0; k < streamIds.Length; k += 2)
+                BinaryPrimitives.WriteUInt32BigEndian(ev.Payload.AsSpan(streamIds[k]), (uint)(streamIds[k + 1] + streamBase));
+        ref var pos = ref ev.Direction == StreamDirection.Egress ? ref c.EgressPos : ref c.IngressPos;
+        var h = new DataEventHeader
+        {
+            Header = new EventHeader { TimestampNs = _now += 1000, Type = EventType.Data, Tgid = Tgid, Fd = c.Fd, Generation = c.Generation },
+            Position = pos,
+            CallBytes = (uint)ev.Payload.Length,
+            DataLength = (uint)ev.Payload.Length,
+            Direction = ev.Direction,
+            Source = EventSource.Syscall,
+        };
+        pos += (ulong)ev.Payload.Length;
+        _table.OnData(h, ev.Payload);
         return ev.Payload.Length;
     }
 
     public void Dispose()
     {
         _table.EndAll("shutdown");
+    }
+}
+
+/// <summary>BENCH_DIAG=alloc: which types the measured run allocated, from the runtime's
+/// allocation sampling (an AllocationTick event about every 100 KB allocated, naming the type
+/// that crossed the mark): a statistical picture, enough to see where bytes per exchange go.</summary>
+public sealed class AllocationSampler : System.Diagnostics.Tracing.EventListener
+{
+    private readonly Dictionary<string, long> _bytes = new();
+    private long _total;
+    private bool _on;
+
+    public AllocationSampler() => _on = true;
+
+    protected override void OnEventSourceCreated(System.Diagnostics.Tracing.EventSource source)
+    {
+        if (source.Name == "Microsoft-Windows-DotNETRuntime")
+            EnableEvents(source, System.Diagnostics.Tracing.EventLevel.Verbose, (System.Diagnostics.Tracing.EventKeywords)0x1); // GC keyword: AllocationTick
+    }
+
+    protected override void OnEventWritten(System.Diagnostics.Tracing.EventWrittenEventArgs e)
+    {
+        if (!_on || e.EventName is null || !e.EventName.StartsWith("GCAllocationTick") || e.Payload is null) return;
+        var type = e.PayloadNames!.IndexOf("TypeName") is var t and >= 0 ? e.Payload[t] as string ?? "?" : "?";
+        var amount = e.PayloadNames.IndexOf("AllocationAmount64") is var a and >= 0 ? Convert.ToInt64(e.Payload[a]) : 100_000;
+        lock (_bytes)
+        {
+            _bytes[type] = _bytes.GetValueOrDefault(type) + amount;
+            _total += amount;
+        }
+    }
+
+    public void Report(long exchanges)
+    {
+        _on = false;
+        lock (_bytes)
+        {
+            Console.Error.WriteLine($"  sampled allocations ({_total / Math.Max(1, exchanges):N0} B/exchange sampled), top types:");
+            foreach (var (type, bytes) in _bytes.OrderByDescending(kv => kv.Value).Take(10))
+                Console.Error.WriteLine($"    {bytes / (double)Math.Max(1, exchanges),8:N1} B/exchange  {bytes * 100.0 / Math.Max(1, _total),5:N1}%  {type}");
+        }
     }
 }
