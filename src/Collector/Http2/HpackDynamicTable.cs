@@ -26,7 +26,7 @@ internal sealed class HpackDynamicTable
         public int Offset;      // ring position of the first name byte; the value follows it
         public int NameLength;  // -1: name unknown (nothing stored)
         public int ValueLength; // -1: value not stored (it did not fit in our cap)
-        public int Size;        // RFC 7541 size; a lower bound when something is unknown
+        public int Size;        // RFC 7541 size; a lower bound when the name is unknown
     }
 
     private static int Stored(in Entry e) => Math.Max(e.NameLength, 0) + Math.Max(e.ValueLength, 0);
@@ -217,6 +217,7 @@ internal sealed class HpackDynamicTable
         {
             // Dropped for our memory, not by the encoder: the real table still has it.
             EvictOldest();
+            _unknownTail = true;
         }
 
         if (_count == _entries.Length) GrowEntries();
