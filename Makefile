@@ -12,7 +12,7 @@ export DOTNET_NOLOGO := 1
 BPF_SRC := $(wildcard bpf/*.c bpf/*.h)
 CS_SRC := $(shell find src -name '*.cs' -o -name '*.csproj') Collector.sln
 
-.PHONY: all deps build bpf collector native run test test-kernels bench bench-capture clean
+.PHONY: all deps build bpf collector native run test test-kernels bench bench-capture fuzz clean
 
 all: build
 
@@ -76,6 +76,10 @@ bench: build
 # capture overhead in the real kernel: nginx + wrk with no probes, count-only probes, the collector
 bench-capture: build
 	bench/capture-bench.sh
+
+# coverage-guided fuzzing of the parsers (SharpFuzz + afl++), not part of make test: FUZZ_SECONDS per target
+fuzz: build
+	scripts/fuzz.sh
 
 clean:
 	rm -rf $(BUILD) src/*/bin src/*/obj tests/*/bin tests/*/obj bench/*/bin bench/*/obj

@@ -144,6 +144,7 @@ internal sealed class GrpcMessageReader
     private static GrpcMessage Inflate(GrpcMessage m, int cap, string encoding)
     {
         var body = m.Buffer.AsSpan(5, m.Length - 5);
+        byte[]? output = null;
         try
         {
             using var input = new MemoryStream(m.Buffer!, 5, m.Length - 5, writable: false);
@@ -153,7 +154,7 @@ internal sealed class GrpcMessageReader
                 "deflate" => new ZLibStream(input, CompressionMode.Decompress),
                 _ => throw new InvalidDataException("unknown grpc-encoding"),
             };
-            var output = BufferPool.Rent(5 + Math.Min(cap, Math.Max(body.Length * 4, 256)));
+            output = BufferPool.Rent(5 + Math.Min(cap, Math.Max(body.Length * 4, 256)));
             var length = 5;
             var truncated = false;
             while (true)
@@ -179,8 +180,9 @@ internal sealed class GrpcMessageReader
             m.Release();
             return new GrpcMessage { Buffer = output, Length = length, Truncated = truncated };
         }
-        catch (InvalidDataException)
+        catch (Exception e) when (e is InvalidDataException or IOException)
         {
+            if (output is not null) BufferPool.Return(output);
             return m; // sent as it came (flag 1): the processor sees what was on the wire
         }
     }
@@ -188,7 +190,18 @@ internal sealed class GrpcMessageReader
     public void Release()
     {
         _current.Release();
+        _current = default;
         foreach (var m in Done) m.Release();
         Done.Clear();
+    }
+
+    /// <summary>Back to a new stream's start (the reader is reused with its stream object).</summary>
+    public void Reset()
+    {
+        Release();
+        _prefixLength = 0;
+        _remaining = 0;
+        _inMessage = _lost = false;
+        LostMessages = 0;
     }
 }

@@ -148,7 +148,7 @@ public static class AktoMessage
                     {
                         n = stream.Read(output, written, output.Length - written);
                     }
-                    catch (InvalidDataException) when (cut && written > 0)
+                    catch (Exception e) when (e is InvalidDataException or IOException && cut && written > 0)
                     {
                         break; // the cut end of a cut body
                     }
@@ -157,8 +157,9 @@ public static class AktoMessage
                 }
             }
         }
-        catch (InvalidDataException)
+        catch (Exception e) when (e is InvalidDataException or IOException)
         {
+            // bytes that do not inflate (zlib's own errors, e.g. a preset dictionary, are IOExceptions)
             BufferPool.Return(output);
             metrics?.BodyDecodeFailures.Increment();
             return;
