@@ -61,7 +61,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (upgradeRequest is not null)
         {
             // RFC 9113 §3.3 (RFC 7540 §3.2): the upgraded request is stream 1, half-closed by the client
-            var s = new Stream(1) { Request = upgradeRequest, RequestEnded = true };
+            var s = Stream.Rent(1);
+            s.Request = upgradeRequest;
+            s.RequestEnded = true;
             NoteGrpc(s);
             _streams[1] = s;
         }
@@ -471,7 +473,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                     _host.CountDrop("h2_too_many_streams");
                     return;
                 }
-                s = new Stream(streamId);
+                s = Stream.Rent(streamId);
                 _streams[streamId] = s;
             }
             else if (s.Request is not null)
@@ -553,7 +555,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (s is null)
         {
             if (_streams.Count >= MaxStreams) return;
-            s = new Stream(streamId);
+            s = Stream.Rent(streamId);
             _streams[streamId] = s;
         }
         if (s.Unnamed) return;
@@ -567,7 +569,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         var ct = m.FindHeader("content-type"u8);
         if (ct < 0 || !m.HeaderValue(ct).StartsWith("application/grpc"u8)) return;
         s.Grpc = true;
-        s.GrpcRequests = new GrpcMessageReader();
+        s.GrpcRequests ??= new GrpcMessageReader();
         s.RequestEncoding = GrpcEncoding(m);
     }
 
@@ -597,6 +599,12 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (!client && s.Response is not null) s.Response.LastByteNs = _eventNs;
         if (!s.RequestEnded || !s.ResponseEnded) return;
         _streams.Remove(s.Id);
+        Complete(s);
+        s.Recycle();
+    }
+
+    private void Complete(Stream s)
+    {
         if (s.Unnamed) return;
         if (s.Grpc)
         {
@@ -620,6 +628,12 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
     private void Reset(Stream s, string reason)
     {
         _streams.Remove(s.Id);
+        ResetCore(s, reason);
+        s.Recycle();
+    }
+
+    private void ResetCore(Stream s, string reason)
+    {
         if (s.Unnamed) return;
         if (s.Grpc && s.Response is not null)
         {
@@ -832,7 +846,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             {
                 _host.CountDrop(s.Request is null ? "response_without_request" : DropLabels.WithoutResponse(reason));
             }
-            s.ReleaseMessages();
+            s.Recycle();
         }
         _streams.Clear();
         ReleaseFields();
@@ -866,7 +880,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
 
     public void Dispose()
     {
-        foreach (var s in _streams.Values) s.ReleaseMessages();
+        foreach (var s in _streams.Values) s.Recycle();
         _streams.Clear();
         _egress.ReleaseBlock();
         _ingress.ReleaseBlock();
@@ -947,14 +961,25 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         }
     }
 
-    private sealed class Stream(uint id)
+    /// <summary>One stream's state. Pooled with its gRPC readers: a stream is the one object an
+    /// exchange would otherwise cost.</summary>
+    private sealed class Stream
     {
-        public readonly uint Id = id;
+        private static readonly ThreadCachedPool<Stream> Pool = new(batch: 64, maxShared: 4096);
+
+        public uint Id;
         public HttpMessage? Request, Response;
         public bool RequestEnded, ResponseEnded, Unnamed, Pushed, Grpc;
-        public GrpcMessageReader? GrpcRequests, GrpcResponses;
+        public GrpcMessageReader? GrpcRequests, GrpcResponses; // kept across uses, reset
         public string? RequestEncoding, ResponseEncoding;
         public int GrpcIndex;
+
+        public static Stream Rent(uint id)
+        {
+            var s = Pool.TryRent() ?? new Stream();
+            s.Id = id;
+            return s;
+        }
 
         public long Retained =>
             (Request?.RetainedBytes ?? 0) + (Response?.RetainedBytes ?? 0) +
@@ -965,8 +990,18 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             Request?.Dispose();
             Response?.Dispose();
             Request = Response = null;
-            GrpcRequests?.Release();
-            GrpcResponses?.Release();
+            GrpcRequests?.Reset();
+            GrpcResponses?.Reset();
+        }
+
+        /// <summary>Releases what it holds and goes back to the pool; it must not be used after.</summary>
+        public void Recycle()
+        {
+            ReleaseMessages();
+            RequestEnded = ResponseEnded = Unnamed = Pushed = Grpc = false;
+            RequestEncoding = ResponseEncoding = null;
+            GrpcIndex = 0;
+            Pool.Return(this);
         }
     }
 }
