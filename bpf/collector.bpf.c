@@ -57,7 +57,8 @@ extern int bpf_probe_read_user_dynptr(struct bpf_dynptr *dptr, __u64 off, __u64 
 #define MSG_PEEK 2
 #ifndef COLLECTOR_COMPAT
 #define MAX_CHUNKS_LIMIT 64 /* hard ceiling for max_chunks_per_call */
-#define MAX_IOV_WALK 16     /* iovec entries walked per call; the rest becomes a gap */
+#define MAX_IOV_WALK 1024   /* iovec entries walked per call (UIO_MAXIOV: all of them; Kestrel writes
+			     * a 100 KiB gRPC message as 25+ pipe segments in one sendmsg) */
 #define MAX_MMSG_WALK 4     /* messages of sendmmsg/recvmmsg walked per call */
 #else
 /* without bpf_loop the verifier walks every iteration of every nested loop: smaller walks (what

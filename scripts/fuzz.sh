@@ -9,6 +9,7 @@
 # FUZZ_TARGETS   targets to run (default "http1 http2 hpack"; see tests/Collector.Fuzz/Program.cs)
 # FUZZ_TIMEOUT   afl's per-input timeout in ms: longer is a hang (default 2000)
 # FUZZ_REPORT=1  no fuzzing: the table and findings of the last run
+# FUZZ_PARALLEL=1 the targets' afl-fuzz runs at the same time (one core each), not one after another
 #
 # Output under build/fuzz/<target>/: in/ (the seeds given), out/default/ (afl's queue, crashes,
 # hangs, fuzzer_stats), afl.log. The previous run's out/ is kept as out.prev/. Ends with a table
@@ -78,15 +79,24 @@ fuzz_all() {
         dict=()
         [ -f "$PROJECT/dict/$target.dict" ] && dict=(-x "$PROJECT/dict/$target.dict")
         echo "[$target] afl-fuzz for ${SECONDS_PER_TARGET}s ($(ls "$dir/in" | wc -l) seeds), log $dir/afl.log"
-        status=0
         afl-fuzz -i "$dir/in" -o "$dir/out" -t "$TIMEOUT_MS" -m none -V "$SECONDS_PER_TARGET" "${dict[@]}" \
-            -- "${FUZZ[@]}" "$target" > "$dir/afl.log" 2>&1 || status=$?
-        if [ "$status" -ne 0 ]; then
-            echo "[$target] afl-fuzz failed ($status):" >&2
-            tail -n 15 "$dir/afl.log" >&2
-            FOUND[$target]=1
-        fi
+            -- "${FUZZ[@]}" "$target" > "$dir/afl.log" 2>&1 &
+        PIDS[$target]=$!
+        [ "${FUZZ_PARALLEL:-0}" = 1 ] || wait_for "$target"
     done
+    for target in "${!PIDS[@]}"; do wait_for "$target"; done
+}
+
+declare -A PIDS=()
+wait_for() {
+    local target=$1 status=0
+    wait "${PIDS[$target]}" || status=$?
+    unset "PIDS[$target]"
+    if [ "$status" -ne 0 ]; then
+        echo "[$target] afl-fuzz failed ($status):" >&2
+        tail -n 15 "$ROOT/$target/afl.log" >&2
+        FOUND[$target]=1
+    fi
 }
 
 [ "${FUZZ_REPORT:-0}" = 1 ] || fuzz_all

@@ -19,6 +19,9 @@ internal sealed class Connection : ISessionHost, IDisposable
     private IProtocolSession? _session;
     private IProtocolSession? _switchTo;
     private long _holeBeforeFirstBytes; // bytes missing before the first ones seen (both directions)
+    private byte[]? _early;             // a joined connection's first bytes, too few to judge
+    private int _earlyLength;
+    private StreamDirection _earlyDirection;
 
     public Connection(ConnectionTable table, ConnectionId id, HttpLimits limits)
     {
@@ -93,9 +96,35 @@ internal sealed class Connection : ISessionHost, IDisposable
         next = position + (ulong)payload.Length;
         if (_session is null)
         {
+            var midStream = Joined || _holeBeforeFirstBytes > 0;
+            if (midStream && _earlyLength + payload.Length < Http2Frame.HeaderSize && (_earlyLength == 0 || _earlyDirection == direction))
+            {
+                // too few bytes to tell a frame header from the middle of a message: held (at
+                // most 8 bytes) until the next event of this direction
+                _early ??= new byte[Http2Frame.HeaderSize];
+                payload.CopyTo(_early.AsSpan(_earlyLength));
+                _earlyLength += payload.Length;
+                _earlyDirection = direction;
+                return;
+            }
+            var first = payload;
+            if (_earlyLength > 0 && _earlyDirection == direction)
+            {
+                // the held bytes and this event's, judged together (and fed in one piece)
+                var whole = new byte[_earlyLength + payload.Length];
+                _early.AsSpan(0, _earlyLength).CopyTo(whole);
+                payload.CopyTo(whole.AsSpan(_earlyLength));
+                _earlyLength = 0;
+                first = payload = whole;
+            }
             // the first bytes after a hole may be mid-frame as well as mid-message
-            _session = ProtocolDetector.Choose(this, direction, payload, Joined, midStream: Joined || _holeBeforeFirstBytes > 0);
+            _session = ProtocolDetector.Choose(this, direction, first, Joined, midStream);
             if (_holeBeforeFirstBytes > 0 && _session is Http1Session) _session.OnGap(direction, _holeBeforeFirstBytes, ns);
+            if (_earlyLength > 0)
+            {
+                _session.OnData(_earlyDirection, _early.AsSpan(0, _earlyLength), ns); // the other direction's held bytes
+                _earlyLength = 0;
+            }
         }
         _session.OnData(direction, payload, ns);
         if (_switchTo is not null)
@@ -134,6 +163,7 @@ internal sealed class Connection : ISessionHost, IDisposable
         _session = null;
         _nextPosition[0] = _nextPosition[1] = 0;
         _holeBeforeFirstBytes = 0;
+        _earlyLength = 0;
     }
 
     private void UpdateRetained()

@@ -44,6 +44,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
     private readonly Direction _egress, _ingress;
     private readonly Dictionary<uint, Stream> _streams = new();
     private StreamDirection? _clientDirection;
+    private uint _highestStream; // streams at or below it that are not in the table have ended
+    private uint _firstOpened;   // the first stream whose request headers this session read
     private readonly bool _joined;
     private bool _confirmed; // a header block named a stream: this is HTTP/2, not bytes that looked like it
 
@@ -56,6 +58,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         var tableCap = 64 * 1024;
         _egress = new Direction(StreamDirection.Egress, tableCap, _limits.MaxHeaderBytes, _joined);
         _ingress = new Direction(StreamDirection.Ingress, tableCap, _limits.MaxHeaderBytes, _joined);
+        _egress.TooLargeCount = _ingress.TooLargeCount = () => _host.CountDrop("h2_header_block_too_large");
         _clientDirection = clientDirection;
         if (clientDirection is { } c && start != Http2Start.Joined) Of(c).PrefaceLeft = Http2Frame.Preface.Length - prefaceRead;
         if (upgradeRequest is not null)
@@ -234,6 +237,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         {
             case Http2Frame.Data:
                 if (_streams.TryGetValue(d.Frame.StreamId, out var s)) BodyBytes(s, d, content);
+                else if (OpenedUnseen(d.Frame.StreamId)) Unnamed(null, d.Frame.StreamId, "headers_not_seen");
                 break;
             case Http2Frame.Headers or Http2Frame.PushPromise or Http2Frame.Continuation:
                 d.AppendBlock(content, _limits.MaxHeaderBytes);
@@ -293,9 +297,20 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 break;
             case Http2Frame.Settings:
                 if (!h.Has(Http2Frame.FlagAck)) Settings(d);
+                else if (d.PendingTableSize is { } lowered)
+                {
+                    // the encoder acknowledged a lower limit: blocks from now on keep to it
+                    d.PendingTableSize = null;
+                    d.Hpack.SetProtocolMaxTableSize(lowered);
+                }
                 break;
             case Http2Frame.RstStream:
                 if (_streams.TryGetValue(h.StreamId, out var reset)) Reset(reset, "h2_stream_reset");
+                else if (_joined && OpenedUnseen(h.StreamId)) Unnamed(null, h.StreamId, "headers_not_seen", tracked: false);
+                break;
+            case Http2Frame.WindowUpdate or Http2Frame.Priority when h.StreamId != 0:
+                // a joined connection's streams from before: seen, never to be named
+                if (_joined && !_streams.ContainsKey(h.StreamId) && OpenedUnseen(h.StreamId)) Unnamed(null, h.StreamId, "headers_not_seen");
                 break;
             case Http2Frame.GoAway:
                 GoAway(d, BinaryPrimitives.ReadUInt32BigEndian(d.Control.AsSpan(0, 4)) & 0x7fffffffu);
@@ -314,7 +329,14 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         {
             var id = BinaryPrimitives.ReadUInt16BigEndian(settings[i..]);
             var value = BinaryPrimitives.ReadUInt32BigEndian(settings[(i + 2)..]);
-            if (id == Http2Frame.SettingHeaderTableSize) other.Hpack.SetProtocolMaxTableSize((int)Math.Min(value, int.MaxValue));
+            if (id == Http2Frame.SettingHeaderTableSize)
+            {
+                // a higher limit holds at once; a lower one only once the encoder acknowledges it
+                // (blocks it encoded before it saw these settings may still use the old one)
+                var size = (int)Math.Min(value, int.MaxValue);
+                if (size >= other.Hpack.MaxTableSize && other.PendingTableSize is null) other.Hpack.SetProtocolMaxTableSize(size);
+                else other.PendingTableSize = size;
+            }
             else if (id == Http2Frame.SettingMaxFrameSize && value is >= Http2Frame.DefaultMaxFrameSize and <= Http2Frame.MaxFrameSizeLimit)
                 other.MaxFrameSize = (int)value;
         }
@@ -466,6 +488,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 Unnamed(s, streamId, _unknownMayBePseudo ? "hpack_unknown_entry" : "missing_pseudo_header");
                 return;
             }
+
             if (s is null)
             {
                 if (_streams.Count >= MaxStreams)
@@ -475,6 +498,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 }
                 s = Stream.Rent(streamId);
                 _streams[streamId] = s;
+                if (streamId > _highestStream) _highestStream = streamId;
+                if (_firstOpened == 0) _firstOpened = streamId;
             }
             else if (s.Request is not null)
             {
@@ -483,10 +508,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             }
             var m = HttpMessage.Rent();
             m.SetRequestLine(method, path >= 0 ? FieldValue(path) : FieldValue(authority), Version);
-            var hasHost = false;
-            for (var i = regular; i < _fieldList.Count; i++)
-                if (HttpText.EqualsLower(FieldName(i), "host"u8)) hasHost = true;
-            if (!hasHost && authority >= 0) m.AddHeader("host"u8, FieldValue(authority));
+            if (authority >= 0 && !HasField("host"u8, regular)) m.AddHeader("host"u8, FieldValue(authority));
             AddRegular(m, regular);
             m.FirstByteNs = blockNs;
             s.Request = m;
@@ -501,7 +523,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         // a response's header block
         if (status < 0 || !TryStatus(FieldValue(status), out var code))
         {
-            Unnamed(s, streamId, _unknownMayBePseudo ? "hpack_unknown_entry" : "missing_pseudo_header");
+            Unnamed(s, streamId, _unknownMayBePseudo ? "hpack_unknown_entry" : s is null && OpenedUnseen(streamId) ? "headers_not_seen" : "missing_pseudo_header");
             if (s is not null && endStream) EndSide(s, client: false);
             return;
         }
@@ -509,7 +531,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (s is null || s.Unnamed)
         {
             // its request went by before the collector joined (or could not be named)
-            if (s is null) _host.Metrics.Http2StreamsUnnamed["response_without_request"].Increment();
+            if (s is null) Unnamed(null, streamId, "response_without_request");
+            if (endStream && _streams.TryGetValue(streamId, out var gone)) EndSide(gone, client: false);
             return;
         }
         if (code is >= 100 and < 200)
@@ -524,6 +547,13 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         s.Response = r;
         if (s.Grpc) s.ResponseEncoding = GrpcEncoding(r);
         if (endStream) EndSide(s, client: false);
+    }
+
+    private bool HasField(ReadOnlySpan<byte> lowerName, int from)
+    {
+        for (var i = from; i < _fieldList.Count; i++)
+            if (HttpText.EqualsLower(FieldName(i), lowerName)) return true;
+        return false;
     }
 
     private void AddRegular(HttpMessage m, int from)
@@ -548,17 +578,25 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         return code >= 100;
     }
 
+    /// <summary>A stream not in the table whose frames arrive was opened unseen (its HEADERS went by
+    /// in a hole, or before a joined connection's first bytes), not closed: newer than every
+    /// stream seen, or, on a joined connection, older than the first one opened since.</summary>
+    private bool OpenedUnseen(uint streamId) =>
+        streamId > _highestStream || (_joined && (_firstOpened == 0 || streamId < _firstOpened));
+
     /// <summary>A stream that cannot be named is counted once, and its later frames are ignored.</summary>
-    private void Unnamed(Stream? s, uint streamId, string reason)
+    private void Unnamed(Stream? s, uint streamId, string reason, bool tracked = true)
     {
+        if (streamId > _highestStream) _highestStream = streamId;
+        if (s is { Unnamed: true }) return; // counted once
         _host.Metrics.Http2StreamsUnnamed[reason].Increment();
         if (s is null)
         {
+            if (!tracked) return;
             if (_streams.Count >= MaxStreams) return;
             s = Stream.Rent(streamId);
             _streams[streamId] = s;
         }
-        if (s.Unnamed) return;
         s.Unnamed = true;
         s.ReleaseMessages();
     }
@@ -908,16 +946,25 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         public ulong BlockNs;
         public int PrefaceLeft;
         public bool Resync;
+        /// <summary>A lower SETTINGS_HEADER_TABLE_SIZE for this direction's encoder, until it acknowledges.</summary>
+        public int? PendingTableSize;
         /// <summary>The largest frame the other endpoint accepts (its SETTINGS_MAX_FRAME_SIZE);
         /// unknown when joined mid-stream.</summary>
         public int MaxFrameSize = joined ? Http2Frame.MaxFrameSizeLimit : Http2Frame.DefaultMaxFrameSize;
 
         public int Retained => Block?.Length ?? 0;
+        public Action? TooLargeCount;
 
         private static HpackDecoder NewDecoder(int cap, int maxString, bool joined)
         {
             var d = new HpackDecoder(cap, maxString);
-            if (joined) d.MarkUnsynced();
+            if (joined)
+            {
+                // the SETTINGS that set the encoder's limit went by before we joined: any size
+                // update is taken (our cap still bounds what is kept)
+                d.SetProtocolMaxTableSize(int.MaxValue);
+                d.MarkUnsynced();
+            }
             return d;
         }
 
@@ -930,6 +977,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 // endless CONTINUATION or a block past the header limit: nothing more is kept
                 BlockTooLarge = true;
                 ReleaseBlock();
+                TooLargeCount?.Invoke();
                 return;
             }
             if (Block is null || Block.Length < need)
