@@ -44,8 +44,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
     private readonly Direction _egress, _ingress;
     private readonly Dictionary<uint, Stream> _streams = new();
     private StreamDirection? _clientDirection;
-    private uint _highestStream; // streams at or below it that are not in the table have ended
-    private uint _firstOpened;   // the first stream whose request headers this session read
+    // per initiator (client streams are odd, pushed ones even: their ids grow apart)
+    private readonly uint[] _highestStream = new uint[2]; // streams at or below it that are not in the table have ended
+    private readonly uint[] _firstOpened = new uint[2];   // the first stream whose request headers this session read
     private readonly bool _joined;
     private bool _confirmed; // a header block named a stream: this is HTTP/2, not bytes that looked like it
 
@@ -164,9 +165,20 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         }
         if (h.Type == Http2Frame.Continuation && !d.ExpectContinuation)
         {
-            LoseSync(d, "continuation_without_headers");
-            return false;
+            if (!_joined || d.SawHeaderBlock)
+            {
+                LoseSync(d, "continuation_without_headers");
+                return false;
+            }
+            // joined inside a header block: the rest of it is read past, its stream unnamed
+            d.BlockStream = h.StreamId;
+            d.BlockIsPush = d.BlockEndStream = false;
+            d.BlockLength = 0;
+            d.BlockTooLarge = false;
+            d.BlockLost = true;
+            d.ExpectContinuation = true;
         }
+        if (h.Type is Http2Frame.Headers or Http2Frame.PushPromise) d.SawHeaderBlock = true;
         d.Frame = h;
         d.InFrame = true;
         d.FramePos = 0;
@@ -182,6 +194,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             LoseSync(d, "bad_frame_length");
             return false;
         }
+        if (h.Type == Http2Frame.Data && !_streams.ContainsKey(h.StreamId) && OpenedUnseen(h.StreamId))
+            Unnamed(null, h.StreamId, "headers_not_seen"); // its HEADERS went by unseen (even if this DATA is empty)
         if (h.Type is Http2Frame.Headers or Http2Frame.PushPromise)
         {
             d.BlockStream = h.StreamId;
@@ -237,7 +251,6 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         {
             case Http2Frame.Data:
                 if (_streams.TryGetValue(d.Frame.StreamId, out var s)) BodyBytes(s, d, content);
-                else if (OpenedUnseen(d.Frame.StreamId)) Unnamed(null, d.Frame.StreamId, "headers_not_seen");
                 break;
             case Http2Frame.Headers or Http2Frame.PushPromise or Http2Frame.Continuation:
                 d.AppendBlock(content, _limits.MaxHeaderBytes);
@@ -498,8 +511,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 }
                 s = Stream.Rent(streamId);
                 _streams[streamId] = s;
-                if (streamId > _highestStream) _highestStream = streamId;
-                if (_firstOpened == 0) _firstOpened = streamId;
+                NoteStream(streamId);
+                if (_firstOpened[streamId & 1] == 0) _firstOpened[streamId & 1] = streamId;
             }
             else if (s.Request is not null)
             {
@@ -582,12 +595,18 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
     /// in a hole, or before a joined connection's first bytes), not closed: newer than every
     /// stream seen, or, on a joined connection, older than the first one opened since.</summary>
     private bool OpenedUnseen(uint streamId) =>
-        streamId > _highestStream || (_joined && (_firstOpened == 0 || streamId < _firstOpened));
+        streamId > _highestStream[streamId & 1] || (_joined && (_firstOpened[streamId & 1] == 0 || streamId < _firstOpened[streamId & 1]));
+
+    private void NoteStream(uint streamId)
+    {
+        ref var highest = ref _highestStream[streamId & 1];
+        if (streamId > highest) highest = streamId;
+    }
 
     /// <summary>A stream that cannot be named is counted once, and its later frames are ignored.</summary>
     private void Unnamed(Stream? s, uint streamId, string reason, bool tracked = true)
     {
-        if (streamId > _highestStream) _highestStream = streamId;
+        NoteStream(streamId);
         if (s is { Unnamed: true }) return; // counted once
         _host.Metrics.Http2StreamsUnnamed[reason].Increment();
         if (s is null)
@@ -946,6 +965,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         public ulong BlockNs;
         public int PrefaceLeft;
         public bool Resync;
+        public bool SawHeaderBlock; // a HEADERS or PUSH_PROMISE began in this direction
         /// <summary>A lower SETTINGS_HEADER_TABLE_SIZE for this direction's encoder, until it acknowledges.</summary>
         public int? PendingTableSize;
         /// <summary>The largest frame the other endpoint accepts (its SETTINGS_MAX_FRAME_SIZE);
