@@ -613,6 +613,9 @@ static __always_inline int judge_first_bytes(struct conn_state *st, const void *
 	if (len >= 9) {
 		/* HTTP/2 without its preface: a server's SETTINGS, or any frame mid-stream */
 		int preexisting = st->flags & CONN_PREEXISTING;
+		/* (a second frame header in the same call is not checked: the verifier's walk of
+		 * recvmmsg, which judges every buffer, passes its limit; user space gives a joined
+		 * connection back to HTTP/1 when its frames do not hold) */
 		if ((head[3] == 4 || preexisting) &&
 		    is_h2_frame_header(head, preexisting ? (1u << 20) : 16384)) {
 			st->flags |= CONN_HTTP;

@@ -91,7 +91,16 @@ internal sealed class Connection : ISessionHost, IDisposable
             var gap = (long)(position - next);
             _table.Metrics.GapBytes.Add(gap);
             if (_session is not null) _session.OnGap(direction, gap, ns);
-            else _holeBeforeFirstBytes = gap;
+            else
+            {
+                _holeBeforeFirstBytes += gap;
+                if (_earlyLength > 0 && _earlyDirection == direction)
+                {
+                    // held bytes and what follows the hole are not one piece: the held ones go
+                    _table.Metrics.ResyncSkippedBytes.Add(_earlyLength);
+                    _earlyLength = 0;
+                }
+            }
         }
         next = position + (ulong)payload.Length;
         if (_session is null)
@@ -183,7 +192,11 @@ internal sealed class Connection : ISessionHost, IDisposable
 
     void ISessionHost.CountDrop(string reason) => _table.Metrics.CountHttpDrop(reason);
 
-    void ISessionHost.SwitchTo(IProtocolSession next) => _switchTo = next;
+    void ISessionHost.SwitchTo(IProtocolSession next)
+    {
+        _switchTo?.Dispose(); // a switch decided earlier in the same event is superseded
+        _switchTo = next;
+    }
 
     public void Dispose()
     {

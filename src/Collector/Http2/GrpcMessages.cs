@@ -32,7 +32,11 @@ internal sealed class GrpcMessageReader
     private long _remaining;      // bytes of the current message still to come
     private GrpcMessage _current;
     private bool _inMessage;
-    private bool _lost;           // the framing is lost (a hole across a prefix): the rest is counted
+    private bool _lost;           // the framing is lost (a hole across a prefix) until a DATA frame starts a message
+    private bool _atFrameStart;
+    private const uint MaxPlausibleMessage = 64 << 20;
+    /// <summary>Times the framing was found again after a loss.</summary>
+    public int Resyncs { get; private set; }
 
     public List<GrpcMessage> Done { get; } = new();
     /// <summary>Messages this reader could not cut out (framing lost in a hole), counted by the session.</summary>
@@ -51,9 +55,21 @@ internal sealed class GrpcMessageReader
         }
     }
 
+    /// <summary>A DATA frame of this side begins: where gRPC writers start their messages, so where
+    /// framing lost in a hole is looked for again.</summary>
+    public void FrameStart() => _atFrameStart = true;
+
     public void Feed(ReadOnlySpan<byte> data, int cap, string? encoding)
     {
-        if (_lost) return;
+        var frameStart = _atFrameStart;
+        _atFrameStart = false;
+        if (_lost)
+        {
+            // a frame that begins with a plausible prefix (flag 0 or 1, a length gRPC allows)
+            if (!frameStart || data.Length < 5 || data[0] > 1 || BinaryPrimitives.ReadUInt32BigEndian(data[1..5]) > MaxPlausibleMessage) return;
+            _lost = false;
+            Resyncs++;
+        }
         while (!data.IsEmpty)
         {
             if (!_inMessage)
@@ -159,13 +175,13 @@ internal sealed class GrpcMessageReader
             var truncated = false;
             while (true)
             {
+                if (length - 5 >= cap)
+                {
+                    truncated = inflater.ReadByte() >= 0; // (pooled buffers are larger than asked)
+                    break;
+                }
                 if (length == output.Length)
                 {
-                    if (length - 5 >= cap)
-                    {
-                        truncated = inflater.ReadByte() >= 0;
-                        break;
-                    }
                     var bigger = BufferPool.Rent(Math.Min(5 + cap, output.Length * 2));
                     output.AsSpan(0, length).CopyTo(bigger);
                     BufferPool.Return(output);
@@ -201,7 +217,7 @@ internal sealed class GrpcMessageReader
         Release();
         _prefixLength = 0;
         _remaining = 0;
-        _inMessage = _lost = false;
-        LostMessages = 0;
+        _inMessage = _lost = _atFrameStart = false;
+        LostMessages = Resyncs = 0;
     }
 }

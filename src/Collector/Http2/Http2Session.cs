@@ -68,6 +68,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             var s = Stream.Rent(1);
             s.Request = upgradeRequest;
             s.RequestEnded = true;
+            _highestStream[1] = _firstOpened[1] = 1;
             NoteGrpc(s);
             _streams[1] = s;
         }
@@ -184,6 +185,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         d.FramePos = 0;
         d.PadLength = 0;
         d.ControlLength = 0;
+        d.ControlLost = false;
         var padded = (h.Type is Http2Frame.Data or Http2Frame.Headers or Http2Frame.PushPromise) && h.Has(Http2Frame.FlagPadded);
         d.PrefixLength = (padded ? 1 : 0)
             + (h.Type == Http2Frame.Headers && h.Has(Http2Frame.FlagPriority) ? 5 : 0)
@@ -194,8 +196,11 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             LoseSync(d, "bad_frame_length");
             return false;
         }
-        if (h.Type == Http2Frame.Data && !_streams.ContainsKey(h.StreamId) && OpenedUnseen(h.StreamId))
-            Unnamed(null, h.StreamId, "headers_not_seen"); // its HEADERS went by unseen (even if this DATA is empty)
+        if (h.Type == Http2Frame.Data)
+        {
+            if (_streams.TryGetValue(h.StreamId, out var ds)) (IsClient(d) ? ds.GrpcRequests : ds.GrpcResponses)?.FrameStart();
+            else if (OpenedUnseen(h.StreamId)) Unnamed(null, h.StreamId, "headers_not_seen"); // its HEADERS went by unseen (even if this DATA is empty)
+        }
         if (h.Type is Http2Frame.Headers or Http2Frame.PushPromise)
         {
             d.BlockStream = h.StreamId;
@@ -271,6 +276,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
     {
         if (s.Unnamed) return;
         var client = IsClient(d);
+        if (!client && s.Response is null) return; // DATA before the response's HEADERS: the stream's loss is counted at its end
         if (s.Grpc)
         {
             var reader = client ? s.GrpcRequests! : (s.GrpcResponses ??= new GrpcMessageReader());
@@ -287,6 +293,20 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
     {
         d.InFrame = false;
         var h = d.Frame;
+        if (d.ControlLost && h.Type is Http2Frame.Settings or Http2Frame.RstStream or Http2Frame.GoAway or Http2Frame.PushPromise)
+        {
+            // part of what the frame says went by in a hole: acting on the rest would misread it
+            _host.CountDrop("h2_control_frame_cut");
+            if (h.Type == Http2Frame.PushPromise)
+            {
+                // which stream it promises is unknown: its block is read past (the table unsynced)
+                d.Promised = 0;
+                d.BlockLost = true;
+                if (h.Has(Http2Frame.FlagEndHeaders)) HeaderBlock(d);
+                else d.ExpectContinuation = true;
+            }
+            return;
+        }
         switch (h.Type)
         {
             case Http2Frame.Data:
@@ -314,7 +334,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 {
                     // the encoder acknowledged a lower limit: blocks from now on keep to it
                     d.PendingTableSize = null;
-                    d.Hpack.SetProtocolMaxTableSize(lowered);
+                    d.SetProtocolTableSize(lowered);
                 }
                 break;
             case Http2Frame.RstStream:
@@ -347,7 +367,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 // a higher limit holds at once; a lower one only once the encoder acknowledges it
                 // (blocks it encoded before it saw these settings may still use the old one)
                 var size = (int)Math.Min(value, int.MaxValue);
-                if (size >= other.Hpack.MaxTableSize && other.PendingTableSize is null) other.Hpack.SetProtocolMaxTableSize(size);
+                if (size >= other.ProtocolTableSize && other.PendingTableSize is null) other.SetProtocolTableSize(size);
                 else other.PendingTableSize = size;
             }
             else if (id == Http2Frame.SettingMaxFrameSize && value is >= Http2Frame.DefaultMaxFrameSize and <= Http2Frame.MaxFrameSizeLimit)
@@ -458,7 +478,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 return;
             }
             Unnamed(s, streamId, lost);
-            if (s is not null && endStream && !push) EndSide(s, IsClient(d));
+            if (endStream && !push && _streams.TryGetValue(streamId, out var ended)) EndSide(ended, IsClient(d));
             return;
         }
 
@@ -499,12 +519,13 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             if (method is null || (path < 0 && method != HttpStrings.Connect) || (path < 0 && authority < 0))
             {
                 Unnamed(s, streamId, _unknownMayBePseudo ? "hpack_unknown_entry" : "missing_pseudo_header");
+                if (endStream && !push && _streams.TryGetValue(streamId, out var ended)) EndSide(ended, true);
                 return;
             }
 
             if (s is null)
             {
-                if (_streams.Count >= MaxStreams)
+                if (_streams.Count >= MaxStreams && !EvictUnnamed())
                 {
                     _host.CountDrop("h2_too_many_streams");
                     return;
@@ -537,7 +558,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (status < 0 || !TryStatus(FieldValue(status), out var code))
         {
             Unnamed(s, streamId, _unknownMayBePseudo ? "hpack_unknown_entry" : s is null && OpenedUnseen(streamId) ? "headers_not_seen" : "missing_pseudo_header");
-            if (s is not null && endStream) EndSide(s, client: false);
+            if (endStream && _streams.TryGetValue(streamId, out var ended)) EndSide(ended, client: false);
             return;
         }
         _confirmed = true;
@@ -551,6 +572,11 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (code is >= 100 and < 200)
         {
             _host.CountDrop("interim_response"); // 100 Continue, 103 Early Hints: not the answer
+            return;
+        }
+        if (s.Response is not null)
+        {
+            _host.CountDrop(DropLabels.Malformed("h2_second_response_headers"));
             return;
         }
         var r = HttpMessage.Rent();
@@ -604,6 +630,22 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
     }
 
     /// <summary>A stream that cannot be named is counted once, and its later frames are ignored.</summary>
+    /// <summary>A full table drops its unnamed entries (each was counted when it was named so):
+    /// they only keep later frames of their streams from being counted twice.</summary>
+    private bool EvictUnnamed()
+    {
+        List<uint>? gone = null;
+        foreach (var (id, st) in _streams)
+            if (st.Unnamed) (gone ??= new()).Add(id);
+        if (gone is null) return false;
+        foreach (var id in gone)
+        {
+            _streams.Remove(id, out var st);
+            st!.Recycle();
+        }
+        return true;
+    }
+
     private void Unnamed(Stream? s, uint streamId, string reason, bool tracked = true)
     {
         NoteStream(streamId);
@@ -611,8 +653,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         _host.Metrics.Http2StreamsUnnamed[reason].Increment();
         if (s is null)
         {
-            if (!tracked) return;
-            if (_streams.Count >= MaxStreams) return;
+            if (!tracked || streamId == 0) return;
+            if (_streams.Count >= MaxStreams && !EvictUnnamed()) return;
             s = Stream.Rent(streamId);
             _streams[streamId] = s;
         }
@@ -642,6 +684,14 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
 
     private void EndSide(Stream s, bool client)
     {
+        if (s.Unnamed)
+        {
+            // counted already; its first END_STREAM frees the entry (a later frame of it is no
+            // longer counted: its id is at or below the highest seen)
+            _streams.Remove(s.Id);
+            s.Recycle();
+            return;
+        }
         if (client)
         {
             s.RequestEnded = true;
@@ -665,6 +715,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (s.Unnamed) return;
         if (s.Grpc)
         {
+            if (s.Response is null && s.GrpcRequests!.Done.Count == 0) _host.CountDrop("request_without_response"); // (its messages are counted one by one)
             GrpcPairs(s, final: true);
             s.ReleaseMessages();
             return;
@@ -752,12 +803,14 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             var later = requests.Count > 1 || responses is { Count: > 1 };
             var held = requests.Count + (responses?.Count ?? 0);
             if (!final && !(settled && later) && held <= MaxHeldGrpcMessages) break;
-            if (s.Response is null)
+            if (s.Response is null || s.Request!.IsLost || s.Response.IsLost)
             {
-                // nothing to pair them with: the oldest request message is counted
-                _host.CountDrop(final ? "grpc_request_without_response" : "grpc_unanswered_messages_shed");
-                requests[0].Release();
-                requests.RemoveAt(0);
+                // nothing to pair them with (no response headers), or the stream was shed: the
+                // oldest message is counted
+                var queue = haveRequest ? requests : responses!;
+                _host.CountDrop(s.Response is null ? final ? "grpc_request_without_response" : "grpc_unanswered_messages_shed" : "grpc_message_shed");
+                queue[0].Release();
+                queue.RemoveAt(0);
                 s.GrpcIndex++;
                 continue;
             }
@@ -825,13 +878,18 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             else if (h.Type != Http2Frame.Data) d.BlockLost = true;
             d.PadLength = 0;
         }
-        else if (holeEnd > contentStart)
+        else if (d.FramePos < d.PrefixLength && h.Type == Http2Frame.PushPromise)
+        {
+            d.ControlLost = true; // the promised stream id (HEADERS' priority fields are not needed)
+        }
+        if (holeEnd > contentStart && !(d.FramePos < d.PrefixLength && h.Has(Http2Frame.FlagPadded)))
         {
             var contentHole = Math.Min(holeEnd, d.Frame.Length - d.PadLength) - contentStart;
             if (contentHole > 0)
             {
                 if (h.Type == Http2Frame.Data) { if (_streams.TryGetValue(h.StreamId, out var s)) MarkGap(s, d, contentHole); }
                 else if (h.Type is Http2Frame.Headers or Http2Frame.PushPromise or Http2Frame.Continuation) d.BlockLost = true;
+                else d.ControlLost = true; // SETTINGS, GOAWAY, RST_STREAM …: their bytes are not all there
             }
         }
         d.FramePos = holeEnd;
@@ -845,7 +903,11 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (s.Grpc)
         {
             var reader = client ? s.GrpcRequests : s.GrpcResponses;
-            if (bytes == long.MaxValue) reader?.LoseFraming();
+            if (bytes == long.MaxValue)
+            {
+                if (reader is { FramingLost: false }) _host.CountDrop("grpc_framing_lost"); // messages in the hole are not known
+                reader?.LoseFraming();
+            }
             else reader?.OnGap(bytes, _limits.MaxBodyBytes, client ? s.RequestEncoding : s.ResponseEncoding);
             return;
         }
@@ -863,6 +925,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         {
             // the bytes only looked like frames: let HTTP/1 look at the connection instead
             _host.SwitchTo(new Http1Session(_host, joined: true));
+            d.InFrame = false;
             d.Resync = true;
             return;
         }
@@ -884,7 +947,11 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         _eventNs = nowNs;
         foreach (var s in _streams.Values)
         {
-            if (s.Unnamed) continue;
+            if (s.Unnamed)
+            {
+                s.Recycle();
+                continue;
+            }
             if (s.Grpc && s.Response is not null)
             {
                 s.GrpcRequests?.OnEnd();
@@ -965,9 +1032,18 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         public ulong BlockNs;
         public int PrefaceLeft;
         public bool Resync;
+        public bool ControlLost; // a hole covered part of this frame's prefix or control payload
         public bool SawHeaderBlock; // a HEADERS or PUSH_PROMISE began in this direction
         /// <summary>A lower SETTINGS_HEADER_TABLE_SIZE for this direction's encoder, until it acknowledges.</summary>
         public int? PendingTableSize;
+        /// <summary>The limit this direction's encoder keeps to (SETTINGS_HEADER_TABLE_SIZE in force).</summary>
+        public int ProtocolTableSize { get; private set; } = joined ? int.MaxValue : 4096;
+
+        public void SetProtocolTableSize(int size)
+        {
+            ProtocolTableSize = size;
+            Hpack.SetProtocolMaxTableSize(size);
+        }
         /// <summary>The largest frame the other endpoint accepts (its SETTINGS_MAX_FRAME_SIZE);
         /// unknown when joined mid-stream.</summary>
         public int MaxFrameSize = joined ? Http2Frame.MaxFrameSizeLimit : Http2Frame.DefaultMaxFrameSize;

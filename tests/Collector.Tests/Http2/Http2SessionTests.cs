@@ -355,4 +355,52 @@ public sealed class Http2SessionTests
             Assert.Equal(large, Payload(x, "responsePayload"));
         }
     }
+
+    [Fact]
+    public void Grpc_data_before_any_response_headers_is_counted_not_thrown()
+    {
+        using var h = new Harness();
+        var c = h.Open(5);
+        h.Request(c, Cat(Preface, Settings(), Headers(1, true, GrpcRequest)));
+        h.Response(c, Cat(Settings(), Data(1, false, Cat(Enumerable.Range(0, 300).Select(_ => GrpcMessage([])).ToArray())), Data(1, true, GrpcMessage([]))));
+        Assert.Empty(h.Exchanges);
+        Assert.Equal(1, h.Drops("request_without_response"));
+        h.Close(c);
+        Assert.Equal(0, h.Table.RetainedBytes);
+    }
+
+    [Fact]
+    public void Unnamed_streams_leave_the_table_at_their_end_so_a_busy_connection_never_fills_it()
+    {
+        using var h = new Harness(maxHeaderBytes: 256);
+        var c = h.Open(5);
+        h.Request(c, Cat(Preface, Settings()));
+        h.Response(c, Settings());
+        for (uint i = 0; i < 1100; i++)
+        {
+            var id = 1 + 2 * i;
+            // every other request's header block is over the cap: never named, counted
+            var big = i % 2 == 0 ? new string('c', 400) : "x";
+            h.Request(c, Headers(id, true, (":method", "GET"), (":scheme", "http"), (":path", "/" + i), (":authority", "a"), ("cookie", big)));
+            h.Response(c, Cat(Headers(id, false, (":status", "200")), Data(id, true, "ok"u8.ToArray())));
+        }
+        Assert.Equal(550, h.Exchanges.Count);
+        Assert.Equal(550, h.Metrics.Http2StreamsUnnamed["header_block_too_large"].Value);
+        Assert.Equal(0, h.Drops("h2_too_many_streams"));
+    }
+
+    [Fact]
+    public void A_hole_across_a_grpc_prefix_loses_those_messages_counted_and_framing_returns_at_the_next_data_frame()
+    {
+        using var h = new Harness();
+        var c = h.Open(5);
+        h.Request(c, Cat(Preface, Settings(), Headers(1, false, GrpcRequest), Data(1, true, GrpcMessage(Proto("q")))));
+        var lost = Data(1, false, Cat(GrpcMessage(Proto("r0")), GrpcMessage(Proto("r1"))));
+        h.Response(c, Cat(Settings(), Headers(1, false, GrpcResponse), lost[..12]));
+        h.Gap(c, c.ResponseDirection, lost.Length - 12 + 40); // the rest of that frame and more
+        h.Response(c, Cat(Data(1, false, GrpcMessage(Proto("r2"))), Data(1, false, GrpcMessage(Proto("r3"))), Headers(1, true, GrpcTrailers)));
+        Assert.Equal(1, h.Drops("grpc_framing_lost"));
+        var responses = h.Exchanges.Select(x => Payload(x, "responsePayload")).Where(p => p.Length > 0).ToList();
+        Assert.Equal([GrpcMessage(Proto("r2")), GrpcMessage(Proto("r3"))], responses);
+    }
 }
