@@ -814,12 +814,24 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 s.GrpcIndex++;
                 continue;
             }
-            var request = HttpMessage.Rent();
-            request.CopyHeadFrom(s.Request!);
+            // the stream's last pair takes the stream's own messages (a unary call copies nothing)
+            var last = final && requests.Count <= 1 && (responses?.Count ?? 0) <= 1;
+            HttpMessage request, response;
+            if (last)
+            {
+                request = s.Request!;
+                response = s.Response;
+                s.Request = s.Response = null;
+            }
+            else
+            {
+                request = HttpMessage.Rent();
+                request.CopyHeadFrom(s.Request!);
+                response = HttpMessage.Rent();
+                response.CopyHeadFrom(s.Response);
+            }
             System.Buffers.Text.Utf8Formatter.TryFormat(s.GrpcIndex, index, out var n);
             request.AddHeader(GrpcIndexHeader, index[..n]);
-            var response = HttpMessage.Rent();
-            response.CopyHeadFrom(s.Response);
             if (haveRequest) TakeMessage(request, requests);
             if (haveResponse) TakeMessage(response, responses!);
             if (final && !s.ResponseEnded) response.Incomplete = true;
