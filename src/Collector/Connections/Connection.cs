@@ -116,7 +116,6 @@ internal sealed class Connection : ISessionHost, IDisposable
                 _earlyDirection = direction;
                 return;
             }
-            var first = payload;
             if (_earlyLength > 0 && _earlyDirection == direction)
             {
                 // the held bytes and this event's, judged together (and fed in one piece)
@@ -124,10 +123,10 @@ internal sealed class Connection : ISessionHost, IDisposable
                 _early.AsSpan(0, _earlyLength).CopyTo(whole);
                 payload.CopyTo(whole.AsSpan(_earlyLength));
                 _earlyLength = 0;
-                first = payload = whole;
+                payload = whole;
             }
             // the first bytes after a hole may be mid-frame as well as mid-message
-            _session = ProtocolDetector.Choose(this, direction, first, Joined, midStream);
+            _session = ProtocolDetector.Choose(this, direction, payload, Joined, midStream);
             if (_holeBeforeFirstBytes > 0 && _session is Http1Session) _session.OnGap(direction, _holeBeforeFirstBytes, ns);
             if (_earlyLength > 0)
             {
@@ -187,8 +186,29 @@ internal sealed class Connection : ISessionHost, IDisposable
 
     // ---- ISessionHost ----
 
-    void ISessionHost.Emit(HttpMessage request, HttpMessage response, int direction) =>
-        _table.Emit(HttpExchange.Rent(Id, Info, direction, Source, request, response, _table.Metrics));
+    void ISessionHost.Emit(HttpMessage request, HttpMessage response, int direction)
+    {
+        var metrics = _table.Metrics;
+        if (request.IsLost || response.IsLost)
+        {
+            // placeholders that kept their place in pairing: counted here, never sent
+            metrics.CountHttpDrop(request.IsLost ? DropLabels.Request(request.LostReason!) : DropLabels.Response(response.LostReason!));
+            request.Dispose();
+            response.Dispose();
+            return;
+        }
+        CountCut(metrics, request);
+        CountCut(metrics, response);
+        _table.Emit(HttpExchange.Rent(Id, Info, direction, Source, request, response, metrics));
+    }
+
+    /// <summary>Bodies sent with a part missing (the output marks them in the headers).</summary>
+    private static void CountCut(CollectorMetrics metrics, HttpMessage m)
+    {
+        if (m.BodyTruncated) metrics.BodiesCut["cap"].Increment();
+        if (m.BodyHasGap) metrics.BodiesCut["gap"].Increment();
+        if (m.Incomplete) metrics.BodiesCut["incomplete"].Increment();
+    }
 
     void ISessionHost.CountDrop(string reason) => _table.Metrics.CountHttpDrop(reason);
 

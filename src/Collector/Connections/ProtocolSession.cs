@@ -37,8 +37,9 @@ internal interface ISessionHost
     CollectorMetrics Metrics { get; }
     HttpLimits Limits { get; }
 
-    /// <summary>A request and its response, whole or marked: to the filters and the output. The
-    /// exchange owns both messages from here on. direction: 1 the traced process is the server, 2 the client.</summary>
+    /// <summary>A request and its response, whole or marked: to the filters and the output (a lost
+    /// placeholder on either side is counted instead, and cut bodies are counted). The host owns
+    /// both messages from here on. direction: 1 the traced process is the server, 2 the client.</summary>
     void Emit(HttpMessage request, HttpMessage response, int direction);
 
     /// <summary>A message or stream lost or skipped in reassembly (a metric label).</summary>

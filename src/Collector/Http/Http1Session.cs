@@ -202,28 +202,11 @@ internal sealed class Http1Session : IProtocolSession, IHttpMessageSink
             }
             if (head.Response is null) return;
             var e = Pop();
-            if (e.Request.IsLost || e.Response!.IsLost)
-            {
-                _host.Metrics.CountHttpDrop(e.Request.IsLost ? DropLabels.Request(e.Request.LostReason!) : DropLabels.Response(e.Response!.LostReason!));
-                e.Request.Dispose();
-                e.Response!.Dispose();
-                continue;
-            }
-            CountCut(e.Request);
-            CountCut(e.Response);
             var requestDirection = _ingress.Parser.Role == StreamRole.Requests ? StreamDirection.Ingress
                 : _egress.Parser.Role == StreamRole.Requests ? StreamDirection.Egress
                 : StreamDirection.Ingress;
             _host.Emit(e.Request, e.Response!, requestDirection == StreamDirection.Ingress ? 1 : 2);
         }
-    }
-
-    /// <summary>Bodies emitted with a part missing (the output marks them in the headers).</summary>
-    private void CountCut(HttpMessage m)
-    {
-        if (m.BodyTruncated) _host.Metrics.BodiesCut["cap"].Increment();
-        if (m.BodyHasGap) _host.Metrics.BodiesCut["gap"].Increment();
-        if (m.Incomplete) _host.Metrics.BodiesCut["incomplete"].Increment();
     }
 
     /// <summary>Gives up pairing (a pipelined connection lost messages): what is waiting is

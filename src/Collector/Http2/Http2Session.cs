@@ -59,7 +59,6 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         var tableCap = 64 * 1024;
         _egress = new Direction(StreamDirection.Egress, tableCap, _limits.MaxHeaderBytes, _joined);
         _ingress = new Direction(StreamDirection.Ingress, tableCap, _limits.MaxHeaderBytes, _joined);
-        _egress.TooLargeCount = _ingress.TooLargeCount = () => _host.CountDrop("h2_header_block_too_large");
         _clientDirection = clientDirection;
         if (clientDirection is { } c && start != Http2Start.Joined) Of(c).PrefaceLeft = Http2Frame.Preface.Length - prefaceRead;
         if (upgradeRequest is not null)
@@ -258,7 +257,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 if (_streams.TryGetValue(d.Frame.StreamId, out var s)) BodyBytes(s, d, content);
                 break;
             case Http2Frame.Headers or Http2Frame.PushPromise or Http2Frame.Continuation:
-                d.AppendBlock(content, _limits.MaxHeaderBytes);
+                if (!d.AppendBlock(content, _limits.MaxHeaderBytes)) _host.CountDrop("h2_header_block_too_large");
                 break;
             default:
             {
@@ -726,7 +725,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             s.ReleaseMessages();
             return;
         }
-        Emit(s.Request, s.Response);
+        _host.Emit(s.Request, s.Response, ExchangeDirection);
         s.Request = s.Response = null;
     }
 
@@ -755,33 +754,12 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (s.ResponseEnded && s.Request is not null && s.Response is not null)
         {
             if (!s.RequestEnded) s.Request.Incomplete = true;
-            Emit(s.Request, s.Response);
+            _host.Emit(s.Request, s.Response, ExchangeDirection);
             s.Request = s.Response = null;
             return;
         }
         _host.CountDrop(reason);
         s.ReleaseMessages();
-    }
-
-    private void Emit(HttpMessage request, HttpMessage response)
-    {
-        if (request.IsLost || response.IsLost)
-        {
-            _host.CountDrop(request.IsLost ? DropLabels.Request(request.LostReason!) : DropLabels.Response(response.LostReason!));
-            request.Dispose();
-            response.Dispose();
-            return;
-        }
-        CountCut(request);
-        CountCut(response);
-        _host.Emit(request, response, ExchangeDirection);
-    }
-
-    private void CountCut(HttpMessage m)
-    {
-        if (m.BodyTruncated) _host.Metrics.BodiesCut["cap"].Increment();
-        if (m.BodyHasGap) _host.Metrics.BodiesCut["gap"].Increment();
-        if (m.Incomplete) _host.Metrics.BodiesCut["incomplete"].Increment();
     }
 
     /// <summary>Emits a gRPC stream's message pairs that are settled. Pair i is request message i
@@ -837,7 +815,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             if (final && !s.ResponseEnded) response.Incomplete = true;
             s.GrpcIndex++;
             _host.Metrics.GrpcMessages.Add((haveRequest ? 1 : 0) + (haveResponse ? 1 : 0));
-            Emit(request, response);
+            _host.Emit(request, response, ExchangeDirection);
         }
         if (final)
         {
@@ -975,7 +953,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 // what has its header block is handed on, marked as cut by the end
                 if (!s.ResponseEnded) s.Response.Incomplete = true;
                 if (!s.RequestEnded) s.Request.Incomplete = true;
-                Emit(s.Request, s.Response);
+                _host.Emit(s.Request, s.Response, ExchangeDirection);
                 s.Request = s.Response = null;
             }
             else
@@ -1061,7 +1039,6 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         public int MaxFrameSize = joined ? Http2Frame.MaxFrameSizeLimit : Http2Frame.DefaultMaxFrameSize;
 
         public int Retained => Block?.Length ?? 0;
-        public Action? TooLargeCount;
 
         private static HpackDecoder NewDecoder(int cap, int maxString, bool joined)
         {
@@ -1076,17 +1053,17 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             return d;
         }
 
-        public void AppendBlock(ReadOnlySpan<byte> fragment, int cap)
+        /// <summary>False when this fragment took the block past the cap (once per block).</summary>
+        public bool AppendBlock(ReadOnlySpan<byte> fragment, int cap)
         {
-            if (BlockTooLarge || BlockLost) return;
+            if (BlockTooLarge || BlockLost) return true;
             var need = BlockLength + fragment.Length;
             if (need > cap)
             {
                 // endless CONTINUATION or a block past the header limit: nothing more is kept
                 BlockTooLarge = true;
                 ReleaseBlock();
-                TooLargeCount?.Invoke();
-                return;
+                return false;
             }
             if (Block is null || Block.Length < need)
             {
@@ -1100,6 +1077,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             }
             fragment.CopyTo(Block.AsSpan(BlockLength));
             BlockLength = need;
+            return true;
         }
 
         /// <summary>Most blocks are small: a block buffer is kept between blocks unless it grew.</summary>
