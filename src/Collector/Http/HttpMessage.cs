@@ -307,6 +307,21 @@ public sealed class HttpMessage : IDisposable
         BodyLength += take;
     }
 
+    /// <summary>An empty body takes a pooled array as it is (a gRPC message already cut to the
+    /// cap): no copy. Otherwise the bytes are appended.</summary>
+    internal void AdoptBody(byte[] pooled, int length, int cap)
+    {
+        if (_body is not null || BodyLength != 0 || IsLost || BodyHasGap || length > cap)
+        {
+            AppendBody(pooled.AsSpan(0, length), cap);
+            BufferPool.Return(pooled);
+            return;
+        }
+        BodyTotalBytes += length;
+        _body = pooled;
+        BodyLength = length;
+    }
+
     internal void SkipBody(long bytes)
     {
         BodyTotalBytes += bytes;

@@ -80,14 +80,65 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
 
     public bool HasMessagesInProgress => _streams.Count > 0;
 
+    // What the streams hold is summed as it changes rather than over every stream at each event:
+    // a stream whose messages may have changed is touched, and the next read of Retained
+    // re-measures only the touched ones (a stream leaving the table takes its share with it).
+    private long _streamsRetained;
+    private readonly List<Stream> _touched = new();
+    private bool _recountAll;
+
+    /// <summary>Tests: every read of Retained also recounts every stream and throws when the running
+    /// sum disagrees (a mutation that forgot to touch its stream).</summary>
+    internal static bool CheckRetainedAccounting;
+
     public long Retained
     {
         get
         {
-            long r = _egress.Retained + _ingress.Retained + (_fields?.Length ?? 0);
-            foreach (var s in _streams.Values) r += s.Retained;
-            return r;
+            if (_recountAll)
+            {
+                _recountAll = false;
+                _streamsRetained = 0;
+                foreach (var s in _streams.Values) _streamsRetained += s.Accounted = s.Retained;
+                foreach (var s in _touched) s.Touched = false;
+            }
+            else
+            {
+                foreach (var s in _touched)
+                {
+                    if (!s.Touched) continue; // left the table since (or listed twice)
+                    s.Touched = false;
+                    var r = s.Retained;
+                    _streamsRetained += r - s.Accounted;
+                    s.Accounted = r;
+                }
+            }
+            _touched.Clear();
+            if (CheckRetainedAccounting)
+            {
+                long all = 0;
+                foreach (var s in _streams.Values) all += s.Retained;
+                if (all != _streamsRetained)
+                    throw new InvalidOperationException($"HTTP/2 retained bytes: running sum {_streamsRetained}, streams hold {all}");
+            }
+            return _egress.Retained + _ingress.Retained + (_fields?.Length ?? 0) + _streamsRetained;
         }
+    }
+
+    /// <summary>The stream's messages may have changed size.</summary>
+    private void Touch(Stream s)
+    {
+        if (s.Touched) return;
+        s.Touched = true;
+        _touched.Add(s);
+    }
+
+    /// <summary>The stream leaves the table and goes back to the pool.</summary>
+    private void RemoveAndRecycle(Stream s)
+    {
+        _streams.Remove(s.Id);
+        _streamsRetained -= s.Accounted;
+        s.Recycle();
     }
 
     // ---- bytes in ----
@@ -197,7 +248,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         }
         if (h.Type == Http2Frame.Data)
         {
-            if (_streams.TryGetValue(h.StreamId, out var ds)) (IsClient(d) ? ds.GrpcRequests : ds.GrpcResponses)?.FrameStart();
+            d.FrameStream = null;
+            if (DataStream(d) is { } ds) (IsClient(d) ? ds.GrpcRequests : ds.GrpcResponses)?.FrameStart();
             else if (OpenedUnseen(h.StreamId)) Unnamed(null, h.StreamId, "headers_not_seen"); // its HEADERS went by unseen (even if this DATA is empty)
         }
         if (h.Type is Http2Frame.Headers or Http2Frame.PushPromise)
@@ -254,7 +306,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         switch (d.Frame.Type)
         {
             case Http2Frame.Data:
-                if (_streams.TryGetValue(d.Frame.StreamId, out var s)) BodyBytes(s, d, content);
+                if (DataStream(d) is { } s) BodyBytes(s, d, content);
                 break;
             case Http2Frame.Headers or Http2Frame.PushPromise or Http2Frame.Continuation:
                 if (!d.AppendBlock(content, _limits.MaxHeaderBytes)) _host.CountDrop("h2_header_block_too_large");
@@ -271,11 +323,23 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         }
     }
 
+    /// <summary>The stream of the DATA frame being read: looked up once per frame (a frame's
+    /// payload comes in many pieces), again only when the stream left the table since.</summary>
+    private Stream? DataStream(Direction d)
+    {
+        if (d.FrameStream is { } cached && cached.Use == d.FrameStreamUse) return cached;
+        if (!_streams.TryGetValue(d.Frame.StreamId, out var s)) return null;
+        d.FrameStream = s;
+        d.FrameStreamUse = s.Use;
+        return s;
+    }
+
     private void BodyBytes(Stream s, Direction d, ReadOnlySpan<byte> content)
     {
         if (s.Unnamed) return;
         var client = IsClient(d);
         if (!client && s.Response is null) return; // DATA before the response's HEADERS: the stream's loss is counted at its end
+        Touch(s);
         if (s.Grpc)
         {
             var reader = client ? s.GrpcRequests! : (s.GrpcResponses ??= new GrpcMessageReader());
@@ -309,7 +373,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         switch (h.Type)
         {
             case Http2Frame.Data:
-                if (h.Has(Http2Frame.FlagEndStream) && _streams.TryGetValue(h.StreamId, out var s)) EndSide(s, IsClient(d));
+                if (h.Has(Http2Frame.FlagEndStream) && DataStream(d) is { } s) EndSide(s, IsClient(d));
                 break;
             case Http2Frame.Headers or Http2Frame.PushPromise:
                 if (h.Type == Http2Frame.PushPromise)
@@ -421,9 +485,26 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         }
         name.CopyTo(_fields.AsSpan(_fieldsLength));
         value.CopyTo(_fields.AsSpan(_fieldsLength + name.Length));
+        var index = _fieldList.Count;
         _fieldList.Add((_fieldsLength, name.Length, _fieldsLength + name.Length, value.Length));
         _fieldsLength = need;
+        // what the block names is noted as it is decoded (pseudo-header fields: the last of each kind)
+        if (!name.IsEmpty && name[0] == (byte)':')
+        {
+            if (name.SequenceEqual(":method"u8)) _methodField = index;
+            else if (name.SequenceEqual(":path"u8)) _pathField = index;
+            else if (name.SequenceEqual(":authority"u8)) _authorityField = index;
+            else if (name.SequenceEqual(":status"u8)) _statusField = index;
+        }
+        else
+        {
+            if (_firstRegularField < 0) _firstRegularField = index;
+            if (name.Length == 4 && HttpText.EqualsLower(name, "host"u8)) _hostField = true;
+        }
     }
+
+    private int _methodField, _pathField, _authorityField, _statusField, _firstRegularField;
+    private bool _hostField;
 
     void IHpackHeaderSink.OnUnknownField(ReadOnlySpan<byte> name, bool nameKnown)
     {
@@ -447,6 +528,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         _fieldsTooLarge = false;
         _unknownFields = 0;
         _unknownMayBePseudo = false;
+        _methodField = _pathField = _authorityField = _statusField = _firstRegularField = -1;
+        _hostField = false;
         if (lost is null)
         {
             if (d.Hpack.Decode(d.Block.AsSpan(0, d.BlockLength), this) is { } error)
@@ -482,21 +565,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         }
 
         // pseudo-header fields first (RFC 9113 §8.3): who sent the block and what it names
-        string? method = null;
-        int path = -1, authority = -1, status = -1, regular = _fieldList.Count;
-        for (var i = 0; i < _fieldList.Count; i++)
-        {
-            var name = FieldName(i);
-            if (name.IsEmpty || name[0] != (byte)':')
-            {
-                if (regular == _fieldList.Count) regular = i;
-                continue;
-            }
-            if (name.SequenceEqual(":method"u8)) method = HttpStrings.Method(FieldValue(i));
-            else if (name.SequenceEqual(":path"u8)) path = i;
-            else if (name.SequenceEqual(":authority"u8)) authority = i;
-            else if (name.SequenceEqual(":status"u8)) status = i;
-        }
+        var method = _methodField >= 0 ? HttpStrings.Method(FieldValue(_methodField)) : null;
+        int path = _pathField, authority = _authorityField, status = _statusField;
+        var regular = _firstRegularField >= 0 ? _firstRegularField : _fieldList.Count;
         var isRequestBlock = push || method is not null || (status < 0 && s is not null && _clientDirection == d.Dir);
         if (_clientDirection is null && (method is not null || status >= 0))
         {
@@ -509,6 +580,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             // trailers: appended to the message they end
             for (var i = 0; i < _fieldList.Count; i++)
                 if (FieldName(i) is var n && (n.IsEmpty || n[0] != (byte)':')) existing.AddHeader(n, FieldValue(i));
+            Touch(s);
             if (endStream) EndSide(s, isRequestBlock);
             return;
         }
@@ -541,11 +613,12 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             }
             var m = HttpMessage.Rent();
             m.SetRequestLine(method, path >= 0 ? FieldValue(path) : FieldValue(authority), Version);
-            if (authority >= 0 && !HasField("host"u8, regular)) m.AddHeader("host"u8, FieldValue(authority));
+            if (authority >= 0 && !_hostField) m.AddHeader("host"u8, FieldValue(authority));
             AddRegular(m, regular);
             m.FirstByteNs = blockNs;
             s.Request = m;
             s.Pushed = push;
+            Touch(s);
             _confirmed = true;
             NoteGrpc(s);
             if (push) s.RequestEnded = true;
@@ -583,15 +656,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         AddRegular(r, regular);
         r.FirstByteNs = blockNs;
         s.Response = r;
+        Touch(s);
         if (s.Grpc) s.ResponseEncoding = GrpcEncoding(r);
         if (endStream) EndSide(s, client: false);
-    }
-
-    private bool HasField(ReadOnlySpan<byte> lowerName, int from)
-    {
-        for (var i = from; i < _fieldList.Count; i++)
-            if (HttpText.EqualsLower(FieldName(i), lowerName)) return true;
-        return false;
     }
 
     private void AddRegular(HttpMessage m, int from)
@@ -637,11 +704,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         foreach (var (id, st) in _streams)
             if (st.Unnamed) (gone ??= new()).Add(id);
         if (gone is null) return false;
-        foreach (var id in gone)
-        {
-            _streams.Remove(id, out var st);
-            st!.Recycle();
-        }
+        foreach (var id in gone) RemoveAndRecycle(_streams[id]);
         return true;
     }
 
@@ -659,6 +722,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         }
         s.Unnamed = true;
         s.ReleaseMessages();
+        Touch(s);
     }
 
     private static void NoteGrpc(Stream s)
@@ -687,8 +751,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         {
             // counted already; its first END_STREAM frees the entry (a later frame of it is no
             // longer counted: its id is at or below the highest seen)
-            _streams.Remove(s.Id);
-            s.Recycle();
+            RemoveAndRecycle(s);
             return;
         }
         if (client)
@@ -703,8 +766,13 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         }
         if (client && s.Request is not null) s.Request.LastByteNs = _eventNs;
         if (!client && s.Response is not null) s.Response.LastByteNs = _eventNs;
-        if (!s.RequestEnded || !s.ResponseEnded) return;
+        if (!s.RequestEnded || !s.ResponseEnded)
+        {
+            Touch(s);
+            return;
+        }
         _streams.Remove(s.Id);
+        _streamsRetained -= s.Accounted;
         Complete(s);
         s.Recycle();
     }
@@ -735,6 +803,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
     private void Reset(Stream s, string reason)
     {
         _streams.Remove(s.Id);
+        _streamsRetained -= s.Accounted;
         ResetCore(s, reason);
         s.Recycle();
     }
@@ -769,6 +838,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
     /// carries the stream's request and response headers and x-collector-grpc-index: i.</summary>
     private void GrpcPairs(Stream s, bool final)
     {
+        Touch(s);
         var requests = s.GrpcRequests!.Done;
         var responses = s.GrpcResponses?.Done;
         Span<byte> index = stackalloc byte[11];
@@ -829,10 +899,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         var g = queue[0];
         queue.RemoveAt(0);
         m.AlwaysBase64 = true;
-        m.AppendBody(g.Bytes, _limits.MaxBodyBytes + 5);
+        if (g.Buffer is not null) m.AdoptBody(g.Buffer, g.Length, _limits.MaxBodyBytes + 5); // the message's buffer becomes the body
         if (g.Truncated) m.BodyTruncated = true;
         if (g.HasGap) m.SkipBody(0);
-        g.Release();
     }
 
     // ---- holes, loss, the end ----
@@ -889,6 +958,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
     private void MarkGap(Stream s, Direction d, long bytes)
     {
         if (s.Unnamed) return;
+        Touch(s);
         var client = IsClient(d);
         if (s.Grpc)
         {
@@ -963,6 +1033,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             s.Recycle();
         }
         _streams.Clear();
+        _streamsRetained = 0;
+        _touched.Clear();
         ReleaseFields();
     }
 
@@ -975,6 +1047,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             if (s.GrpcRequests is { } q) { for (var i = 0; i < q.Done.Count; i++) _host.CountDrop("grpc_message_shed"); q.LoseFraming(); q.Release(); }
             if (s.GrpcResponses is { } p) { for (var i = 0; i < p.Done.Count; i++) _host.CountDrop("grpc_message_shed"); p.LoseFraming(); p.Release(); }
         }
+        _recountAll = true;
         foreach (var d in new[] { _egress, _ingress })
         {
             if (d.Block is null) continue;
@@ -996,6 +1069,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
     {
         foreach (var s in _streams.Values) s.Recycle();
         _streams.Clear();
+        _streamsRetained = 0;
+        _touched.Clear();
         _egress.ReleaseBlock();
         _ingress.ReleaseBlock();
         ReleaseFields();
@@ -1012,6 +1087,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         public int HeadLength;
         public bool InFrame;
         public Http2FrameHeader Frame;
+        public Stream? FrameStream; // a DATA frame's stream, valid while its Use is FrameStreamUse
+        public int FrameStreamUse;
         public int FramePos, PrefixLength, PadLength;
         public readonly byte[] Control = new byte[64]; // prefix fields and control payloads (SETTINGS: 10 settings)
         public int ControlLength;
@@ -1107,6 +1184,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         public GrpcMessageReader? GrpcRequests, GrpcResponses; // kept across uses, reset
         public string? RequestEncoding, ResponseEncoding;
         public int GrpcIndex;
+        public int Use;        // bumped each time it goes back to the pool
+        public long Accounted; // its share of the session's running sum
+        public bool Touched;   // listed to be measured again
 
         public static Stream Rent(uint id)
         {
@@ -1135,6 +1215,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             RequestEnded = ResponseEnded = Unnamed = Pushed = Grpc = false;
             RequestEncoding = ResponseEncoding = null;
             GrpcIndex = 0;
+            Accounted = 0;
+            Touched = false;
+            Use++;
             Pool.Return(this);
         }
     }

@@ -1,7 +1,7 @@
 namespace Collector.Http2;
 
-/// <summary>The HPACK string Huffman code (RFC 7541 Appendix B), decoded four bits at a time through a
-/// state table built once from the code lengths.</summary>
+/// <summary>The HPACK string Huffman code (RFC 7541 Appendix B), decoded a whole code at a time
+/// through tables built once from the code lengths.</summary>
 internal static class Huffman
 {
     public const int Eos = 256;
@@ -31,61 +31,33 @@ internal static class Huffman
 
     private static readonly uint[] Codes = BuildCodes();
 
-    // Transition for (state, nibble) at [state * 16 + nibble]: the next state in the low byte, the
-    // emitted symbol in the next byte, then the flags. A state is an inner node of the code tree
-    // (root = 0); the shortest code is 5 bits, so a nibble completes at most one symbol.
-    private const uint Emit = 1 << 16;
-    private const uint Fail = 1 << 17;
-    private static readonly uint[] Transitions;
-
-    // States that may end a string: the padding must be a prefix of EOS (all ones) shorter than a byte.
-    private static readonly bool[] Accepting;
+    // Decoding reads the input as a bit string, 64 bits at a time. Every code of at most FastBits
+    // bits (every printable ASCII character but a few) is found by one look-up of the next
+    // FastBits bits: Fast[prefix] = length << 9 | symbol, 0 when the code is longer. Longer codes
+    // are found from the canonical layout: the codes of one length are consecutive from
+    // FirstCode[length], for the symbols ByCode[FirstIndex[length]..] in symbol order.
+    private const int FastBits = 11;
+    private static readonly ushort[] Fast = new ushort[1 << FastBits];
+    private static readonly uint[] FirstCode = new uint[31];
+    private static readonly int[] FirstIndex = new int[31];
+    private static readonly int[] CountOf = new int[31];
+    private static readonly ushort[] ByCode = new ushort[Eos + 1];
 
     static Huffman()
     {
-        // children[node * 2 + bit]: an inner node id (> 0, the root is never a child) or ~symbol.
-        var children = new int[256 * 2];
-        var nodes = 1;
-        for (var sym = 0; sym <= Eos; sym++)
+        var at = 0;
+        for (var len = 1; len <= 30; len++)
         {
-            var len = Lengths[sym];
-            var code = Codes[sym];
-            var node = 0;
-            for (var i = len - 1; i > 0; i--)
+            FirstIndex[len] = at;
+            for (var sym = 0; sym <= Eos; sym++)
             {
-                ref var child = ref children[node * 2 + (int)((code >> i) & 1)];
-                if (child == 0) child = nodes++;
-                node = child;
+                if (Lengths[sym] != len) continue;
+                if (CountOf[len]++ == 0) FirstCode[len] = Codes[sym];
+                ByCode[at++] = (ushort)sym;
+                if (len > FastBits) continue;
+                var first = (int)Codes[sym] << (FastBits - len);
+                Fast.AsSpan(first, 1 << (FastBits - len)).Fill((ushort)(len << 9 | sym));
             }
-            children[node * 2 + (int)(code & 1)] = ~sym;
-        }
-
-        Transitions = new uint[256 * 16];
-        for (var state = 0; state < 256; state++)
-        {
-            for (var nibble = 0; nibble < 16; nibble++)
-            {
-                var node = state;
-                uint flags = 0;
-                for (var bit = 3; bit >= 0 && (flags & Fail) == 0; bit--)
-                {
-                    var child = children[node * 2 + ((nibble >> bit) & 1)];
-                    if (child > 0) { node = child; continue; }
-                    var sym = ~child;
-                    flags = sym == Eos ? Fail : Emit | (uint)sym << 8;
-                    node = 0;
-                }
-                Transitions[state * 16 + nibble] = (uint)node | flags;
-            }
-        }
-
-        Accepting = new bool[256];
-        var ones = 0;
-        Accepting[0] = true;
-        for (var depth = 1; depth <= 7; depth++)
-        {
-            ones = children[ones * 2 + 1];
-            Accepting[ones] = true;
         }
     }
 
@@ -112,29 +84,52 @@ internal static class Huffman
     /// 0-7 one bits), -2 when the output does not fit in dst.</summary>
     public static int Decode(ReadOnlySpan<byte> src, Span<byte> dst)
     {
-        var table = Transitions;
-        var state = 0;
+        var fast = Fast;
+        ulong bits = 0; // unread bits, left-aligned
+        var count = 0;  // how many
+        var i = 0;
         var n = 0;
-        foreach (var b in src)
+        while (true)
         {
-            var t = table[(state << 4) | (b >> 4)];
-            if ((t & (Emit | Fail)) != 0)
+            while (count <= 56 && i < src.Length)
             {
-                if ((t & Fail) != 0) return -1;
-                if (n == dst.Length) return -2;
-                dst[n++] = (byte)(t >> 8);
+                bits |= (ulong)src[i++] << (56 - count);
+                count += 8;
             }
-            state = (int)(t & 0xff);
-
-            t = table[(state << 4) | (b & 0xf)];
-            if ((t & (Emit | Fail)) != 0)
+            if (count == 0) return n;
+            int len, sym;
+            var e = fast[bits >> (64 - FastBits)];
+            if (e != 0)
             {
-                if ((t & Fail) != 0) return -1;
-                if (n == dst.Length) return -2;
-                dst[n++] = (byte)(t >> 8);
+                len = e >> 9;
+                sym = e & 0x1ff;
             }
-            state = (int)(t & 0xff);
+            else
+            {
+                (len, sym) = Long(bits);
+            }
+            if (len > count)
+            {
+                // the input is used up (a refill keeps more than the longest code): what is left
+                // must be padding, fewer than 8 bits, all ones (a prefix of EOS, which no shorter
+                // code is)
+                return count <= 7 && bits >> (64 - count) == (1UL << count) - 1 ? n : -1;
+            }
+            if (sym == Eos) return -1;
+            if (n == dst.Length) return -2;
+            dst[n++] = (byte)sym;
+            bits <<= len;
+            count -= len;
         }
-        return Accepting[state] ? n : -1;
+    }
+
+    private static (int Length, int Symbol) Long(ulong bits)
+    {
+        for (var len = FastBits + 1; len <= 30; len++)
+        {
+            var offset = (bits >> (64 - len)) - FirstCode[len];
+            if (offset < (ulong)CountOf[len]) return (len, ByCode[FirstIndex[len] + (int)offset]);
+        }
+        return (31, Eos); // not reached: the code is complete, every 30 bits begin with a code
     }
 }
