@@ -387,19 +387,10 @@ internal sealed class HpackEncoder
         o.Add((byte)value);
     }
 
-    private static void String(List<byte> o, string s)
+    /// <summary>The Huffman code of <paramref name="raw"/> (the micro benchmark's input).</summary>
+    public static byte[] HuffmanBytes(byte[] raw)
     {
-        var raw = Encoding.ASCII.GetBytes(s);
-        long bits = 0;
-        foreach (var c in raw) bits += Huffman.Length(c);
-        var huffmanLength = (int)((bits + 7) / 8);
-        if (huffmanLength >= raw.Length)
-        {
-            Integer(o, 0, 7, raw.Length);
-            o.AddRange(raw);
-            return;
-        }
-        Integer(o, 0x80, 7, huffmanLength);
+        var o = new List<byte>();
         ulong acc = 0;
         var n = 0;
         foreach (var c in raw)
@@ -413,6 +404,23 @@ internal sealed class HpackEncoder
                 o.Add((byte)(acc >> n));
             }
         }
-        if (n > 0) o.Add((byte)((acc << (8 - n)) | (0xffu >> n))); // padded with the EOS prefix (ones)
+        if (n > 0) o.Add((byte)((acc << (8 - n)) | (0xffu >> n)));
+        return o.ToArray();
+    }
+
+    private static void String(List<byte> o, string s)
+    {
+        var raw = Encoding.ASCII.GetBytes(s);
+        long bits = 0;
+        foreach (var c in raw) bits += Huffman.Length(c);
+        var huffmanLength = (int)((bits + 7) / 8);
+        if (huffmanLength >= raw.Length)
+        {
+            Integer(o, 0, 7, raw.Length);
+            o.AddRange(raw);
+            return;
+        }
+        Integer(o, 0x80, 7, huffmanLength);
+        o.AddRange(HuffmanBytes(raw)); // padded with the EOS prefix (ones)
     }
 }

@@ -36,6 +36,16 @@ public static class Micro
         var x = kept!;
         var id = new AktoIdentity("1000000", "0", Guid.NewGuid().ToString(), []);
         var buffer = new MessageBuffer(1 << 16);
+        if (only == "huffman")
+        {
+            // typical Huffman-coded header values: a request id, a path, a user agent, a date
+            var samples = new[] { "5f0c4a8e-0001-4b1e-9f0d-00000000f7a3", "/api/v1/items/1234?page=2&size=50", "grpc-go/1.60.1", "Tue, 25 Nov 2025 10:01:07 GMT" }
+                .Select(v => Collector.Bench.HpackEncoder.HuffmanBytes(System.Text.Encoding.ASCII.GetBytes(v))).ToArray();
+            var dst = new byte[256];
+            var chars = samples.Sum(s => Collector.Http2.Huffman.Decode(s, dst));
+            Time($"Huffman.Decode of 4 header values ({chars} characters)", 2_000_000, () => { foreach (var s in samples) Collector.Http2.Huffman.Decode(s, dst); });
+            return;
+        }
         if (only == "reassembly") { Time("reassembly of one exchange (3 events)", 2_000_000, () => { Feed(3); kept!.Dispose(); }); return; }
         Time("AktoMessage.Write (4 KiB JSON body)", 200_000, () => { buffer.ResetWrittenCount(); AktoMessage.Write(buffer, x, id, 1, 262144); });
         Time("reassembly of one exchange (3 events)", 200_000, () => { Feed(3); kept!.Dispose(); });

@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
 namespace Collector.Http2;
 
 /// <summary>The HPACK string Huffman code (RFC 7541 Appendix B), decoded a whole code at a time
@@ -31,13 +34,15 @@ internal static class Huffman
 
     private static readonly uint[] Codes = BuildCodes();
 
-    // Decoding reads the input as a bit string, 64 bits at a time. Every code of at most FastBits
-    // bits (every printable ASCII character but a few) is found by one look-up of the next
-    // FastBits bits: Fast[prefix] = length << 9 | symbol, 0 when the code is longer. Longer codes
-    // are found from the canonical layout: the codes of one length are consecutive from
-    // FirstCode[length], for the symbols ByCode[FirstIndex[length]..] in symbol order.
-    private const int FastBits = 11;
-    private static readonly ushort[] Fast = new ushort[1 << FastBits];
+    // Decoding reads the input as a bit string, 64 bits at a time. The next FastBits bits are looked
+    // up in Fast, which says the one or two symbols whose codes they begin with (codes of at most
+    // FastBits bits together: every printable ASCII character but a few, and two of the commonest
+    // 5- and 6-bit ones at once): sym1 in bits 0-7, sym2 in 8-15, the first code's length in 16-19,
+    // both lengths in 20-23, how many symbols in 24-25 (0: a longer code). Longer codes are found
+    // from the canonical layout: the codes of one length are consecutive from FirstCode[length], for
+    // the symbols ByCode[FirstIndex[length]..] in symbol order.
+    private const int FastBits = 12;
+    private static readonly uint[] Fast = new uint[1 << FastBits];
     private static readonly uint[] FirstCode = new uint[31];
     private static readonly int[] FirstIndex = new int[31];
     private static readonly int[] CountOf = new int[31];
@@ -54,11 +59,29 @@ internal static class Huffman
                 if (Lengths[sym] != len) continue;
                 if (CountOf[len]++ == 0) FirstCode[len] = Codes[sym];
                 ByCode[at++] = (ushort)sym;
-                if (len > FastBits) continue;
-                var first = (int)Codes[sym] << (FastBits - len);
-                Fast.AsSpan(first, 1 << (FastBits - len)).Fill((ushort)(len << 9 | sym));
             }
         }
+        for (var prefix = 0; prefix < 1 << FastBits; prefix++)
+        {
+            var bits = (ulong)prefix << (64 - FastBits);
+            var (len1, sym1) = Next(bits);
+            if (len1 > FastBits) continue;
+            var entry = (uint)sym1 | (uint)len1 << 16 | (uint)len1 << 20 | 1u << 24;
+            var (len2, sym2) = Next(bits << len1);
+            if (len1 + len2 <= FastBits) entry = (uint)sym1 | (uint)sym2 << 8 | (uint)len1 << 16 | (uint)(len1 + len2) << 20 | 2u << 24;
+            Fast[prefix] = entry;
+        }
+    }
+
+    /// <summary>The symbol whose code begins the left-aligned bits, and its length.</summary>
+    private static (int Length, int Symbol) Next(ulong bits)
+    {
+        for (var len = 5; len <= 30; len++)
+        {
+            var offset = (bits >> (64 - len)) - FirstCode[len];
+            if (offset < (ulong)CountOf[len]) return (len, ByCode[FirstIndex[len] + (int)offset]);
+        }
+        return (31, Eos); // not reached: the code is complete, every 30 bits begin with a code
     }
 
     private static uint[] BuildCodes()
@@ -84,52 +107,57 @@ internal static class Huffman
     /// 0-7 one bits), -2 when the output does not fit in dst.</summary>
     public static int Decode(ReadOnlySpan<byte> src, Span<byte> dst)
     {
-        var fast = Fast;
+        ref var table = ref MemoryMarshal.GetArrayDataReference(Fast);
+        ref var output = ref MemoryMarshal.GetReference(dst);
+        var room = dst.Length;
         ulong bits = 0; // unread bits, left-aligned
         var count = 0;  // how many
         var i = 0;
         var n = 0;
         while (true)
         {
-            while (count <= 56 && i < src.Length)
+            if (count < 32)
             {
-                bits |= (ulong)src[i++] << (56 - count);
-                count += 8;
+                // a refill keeps more bits than the longest code unless the input is used up
+                while (count <= 56 && i < src.Length)
+                {
+                    bits |= (ulong)src[i++] << (56 - count);
+                    count += 8;
+                }
+                if (count == 0) return n;
             }
-            if (count == 0) return n;
+            var e = Unsafe.Add(ref table, (nint)(bits >> (64 - FastBits)));
+            if (e >> 24 == 2 && (int)(e >> 20 & 0xf) <= count && n + 2 <= room)
+            {
+                Unsafe.Add(ref output, n) = (byte)e;
+                Unsafe.Add(ref output, n + 1) = (byte)(e >> 8);
+                n += 2;
+                var both = (int)(e >> 20 & 0xf);
+                bits <<= both;
+                count -= both;
+                continue;
+            }
             int len, sym;
-            var e = fast[bits >> (64 - FastBits)];
             if (e != 0)
             {
-                len = e >> 9;
-                sym = e & 0x1ff;
+                len = (int)(e >> 16 & 0xf);
+                sym = (int)(e & 0xff);
             }
             else
             {
-                (len, sym) = Long(bits);
+                (len, sym) = Next(bits);
             }
             if (len > count)
             {
-                // the input is used up (a refill keeps more than the longest code): what is left
-                // must be padding, fewer than 8 bits, all ones (a prefix of EOS, which no shorter
-                // code is)
+                // the input is used up: what is left must be padding, fewer than 8 bits, all ones
+                // (a prefix of EOS, which no shorter code is)
                 return count <= 7 && bits >> (64 - count) == (1UL << count) - 1 ? n : -1;
             }
             if (sym == Eos) return -1;
-            if (n == dst.Length) return -2;
-            dst[n++] = (byte)sym;
+            if (n == room) return -2;
+            Unsafe.Add(ref output, n++) = (byte)sym;
             bits <<= len;
             count -= len;
         }
-    }
-
-    private static (int Length, int Symbol) Long(ulong bits)
-    {
-        for (var len = FastBits + 1; len <= 30; len++)
-        {
-            var offset = (bits >> (64 - len)) - FirstCode[len];
-            if (offset < (ulong)CountOf[len]) return (len, ByCode[FirstIndex[len] + (int)offset]);
-        }
-        return (31, Eos); // not reached: the code is complete, every 30 bits begin with a code
     }
 }
