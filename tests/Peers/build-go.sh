@@ -27,10 +27,12 @@ export GO111MODULE=off GOPROXY=off GOTOOLCHAIN=local GOFLAGS=-p=1 GOTELEMETRY=of
 # the build cache and GOPATH live with the outputs, so a build needs no HOME and make clean clears them
 export GOCACHE="$out/.gocache" GOPATH="$out/.gopath"
 
-# up to date: the output exists and no source (nor this script) is newer
+# up to date: the output exists, no source (nor this script) is newer, and it was built by the
+# toolchain's present version (a Debian update of golang-1.xx-go must rebuild what it built)
 fresh() {
-    local target=$1 src=$2
-    [ -x "$target" ] && [ -z "$(find "$src" "${BASH_SOURCE[0]}" -newer "$target" -print -quit)" ]
+    local target=$1 src=$2 version=$3
+    [ -x "$target" ] && [ "$(cat "$target.version" 2>/dev/null)" = "$version" ] &&
+        [ -z "$(find "$src" "${BASH_SOURCE[0]}" -newer "$target" -print -quit)" ]
 }
 
 # build VERSION PROGRAM FORM: one output, skipped when fresh
@@ -40,7 +42,9 @@ build() {
     [ "$prog" = go-tls ] && name="$prog-$form"
     local target="$out/go$v/$name"
     [ -x "$go" ] || { echo "build-go: $go is missing (scripts/deps.sh installs golang-$v-go)" >&2; exit 1; }
-    fresh "$target" "$src" && return 0
+    local version
+    version="$(head -n 1 "/usr/lib/go-$v/VERSION")"
+    fresh "$target" "$src" "$version" && return 0
     mkdir -p "$out/go$v"
     local flags=() env=()
     case "$form" in
@@ -57,6 +61,7 @@ build() {
     # built under a temporary name and moved: a half-written binary is never taken as up to date
     (cd "$src" && env "${env[@]}" nice -n 10 "$go" build "${flags[@]}" -o "$target.tmp" .)
     mv -f "$target.tmp" "$target"
+    echo "$version" > "$target.version"
 }
 
 for v in 1.19 1.21 1.22 1.23; do
