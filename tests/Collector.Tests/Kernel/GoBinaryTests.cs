@@ -179,6 +179,48 @@ public sealed class GoBinaryTests(ITestOutputHelper output)
     }
 
     [Theory]
+    [InlineData("/usr/lib/go-1.23/bin/gofmt", "go1.23.")]
+    [InlineData("/usr/lib/go-1.19/bin/gofmt", "go1.19.")]
+    public void A_go_program_without_tls_says_so(string path, string version)
+    {
+        var r = GoBinary.Analyze(path);
+        Assert.Equal(GoBinaryStatus.NoTls, r.Status);
+        Assert.StartsWith(version, r.Version);
+        Assert.Null(r.Read);
+    }
+
+    /// <summary>Go binaries this analysis does not read say what they are: one whose build info
+    /// section is gone (renamed here; Go before 1.13 writes none), one for another architecture.</summary>
+    [Fact]
+    public void Go_binaries_it_cannot_read_are_unsupported_with_a_reason()
+    {
+        var src = GoPeers.TlsPeer("1.23", "strip");
+        var bytes = File.ReadAllBytes(src);
+        var name = "\0.go.buildinfo\0"u8.ToArray();
+        var at = bytes.AsSpan().LastIndexOf(name);
+        Assert.True(at > 0);
+        var copy = CopyToTemp(src);
+        using (var fs = new FileStream(copy, FileMode.Open, FileAccess.ReadWrite))
+        {
+            fs.Position = at + name.Length - 2;
+            fs.WriteByte((byte)'X'); // .go.buildinfX
+        }
+        var r = GoBinary.Analyze(copy);
+        Assert.Equal((GoBinaryStatus.Unsupported, (string?)null), (r.Status, r.Version));
+        Assert.Contains("without build info", r.Reason);
+
+        copy = CopyToTemp(src);
+        using (var fs = new FileStream(copy, FileMode.Open, FileAccess.ReadWrite))
+        {
+            fs.Position = 0x12; // e_machine
+            fs.Write([183, 0]); // EM_AARCH64
+        }
+        r = GoBinary.Analyze(copy);
+        Assert.Equal((GoBinaryStatus.Unsupported, "go1.23.5"), (r.Status, r.Version));
+        Assert.StartsWith("arm64", r.Reason);
+    }
+
+    [Theory]
     [MemberData(nameof(OffsetToolchains))]
     public void The_offsets_table_is_what_each_toolchain_lays_out(string version)
     {
