@@ -326,6 +326,37 @@ public sealed class GoBinaryTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>Header fields that size a loop or an allocation, set to what no linker writes.</summary>
+    [Fact]
+    public void Hostile_header_sizes_are_an_answer()
+    {
+        var src = GoPeers.TlsPeer("1.23", "default");
+        var bytes = File.ReadAllBytes(src);
+        var shoff = BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(0x28));
+        var shnum = BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(0x3C));
+        var symtab = Enumerable.Range(0, shnum).Select(i => shoff + i * 64L)
+            .Single(h => BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan((int)h + 4)) == 2);
+        foreach (var (at, value, reason) in new (long, byte[], string)[]
+                 {
+                     (symtab + 0x38, BitConverter.GetBytes(0x1_0000_0000L), "entry size"), // sh_entsize 2^32: 0 as an int
+                     (symtab + 0x20, BitConverter.GetBytes(long.MaxValue), "beyond what a real binary has"), // sh_size
+                     (0x3A, BitConverter.GetBytes((ushort)0xFFFF), "section headers out of the file"), // e_shentsize
+                     (0x36, BitConverter.GetBytes((ushort)0xFFFF), "program headers out of the file"), // e_phentsize
+                     (0x38, BitConverter.GetBytes((ushort)0xFFFF), "program headers out of the file"), // e_phnum
+                 })
+        {
+            var copy = CopyToTemp(src);
+            using (var fs = new FileStream(copy, FileMode.Open, FileAccess.ReadWrite))
+            {
+                fs.Position = at;
+                fs.Write(value);
+            }
+            var r = GoBinary.Analyze(copy);
+            Assert.True(r.Status == GoBinaryStatus.Invalid, $"{at:x}: {r.Status}: {r.Reason}");
+            Assert.Contains(reason, r.Reason);
+        }
+    }
+
     /// <summary>Copies cut short at many points, as they are (Go's linker puts the section headers
     /// at the start and their names at the end, GNU ld both at the end), and with the section headers
     /// and their names put back after the cut, so that every table they name points past the end and

@@ -34,8 +34,11 @@ internal sealed class ElfImage : IDisposable
     /// is tens of MB); it keeps a hostile header from making us allocate the whole disk.</summary>
     public const long MaxTableBytes = 256L << 20;
 
-    // Real binaries have a dozen program headers and under a hundred sections.
+    // Real binaries have a dozen program headers and under a hundred sections, each header and
+    // symbol of the ELF64 size (56, 64, 24 bytes): larger entry sizes are allowed by the format, but
+    // not without bound
     private const int MaxProgramHeaders = 1024;
+    private const int MaxEntrySize = 256;
 
     private readonly SafeFileHandle _file;
 
@@ -109,7 +112,7 @@ internal sealed class ElfImage : IDisposable
         var loads = new List<Segment>();
         if (phnum > 0)
         {
-            if (phentsize < 56 || phnum > MaxProgramHeaders || phoff <= 0 || phoff > length - (long)phentsize * phnum)
+            if (phentsize is < 56 or > MaxEntrySize || phnum > MaxProgramHeaders || phoff <= 0 || phoff > length - (long)phentsize * phnum)
                 throw GoAnalysisException.Invalid($"program headers out of the file (offset {phoff}, {phnum} x {phentsize})");
             var ph = ReadExactly(file, length, phoff, phentsize * phnum);
             for (var i = 0; i < phnum; i++)
@@ -132,7 +135,7 @@ internal sealed class ElfImage : IDisposable
         // binary has that many, so such a file is read as one without sections
         if (shnum > 0 && shoff > 0)
         {
-            if (shentsize < 64 || shoff > length - (long)shentsize * shnum)
+            if (shentsize is < 64 or > MaxEntrySize || shoff > length - (long)shentsize * shnum)
                 throw GoAnalysisException.Invalid($"section headers out of the file (offset {shoff}, {shnum} x {shentsize})");
             var sh = ReadExactly(file, length, shoff, shentsize * shnum);
             byte[]? names = null;
@@ -247,7 +250,7 @@ internal sealed class ElfImage : IDisposable
         foreach (var s in Sections)
             if (s.Type == ShtSymtab) { symtab = s; break; }
         if (symtab is not { } st) return found;
-        if (st.Link >= Sections.Count || st.EntSize < 24)
+        if (st.Link >= Sections.Count || st.EntSize is < 24 or > MaxEntrySize)
             throw GoAnalysisException.Invalid($"symbol table: string table index {st.Link} or entry size {st.EntSize} is wrong");
         var syms = ReadSection(st);
         var strs = ReadSection(Sections[(int)st.Link]);
