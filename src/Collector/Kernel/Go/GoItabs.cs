@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 
 namespace Collector.Kernel.Go;
@@ -54,19 +55,22 @@ internal static class GoItabs
         if (moduledata == 0) return (null, $"moduledata not found ({layout.Note})");
 
         var types = words[layout.Types];
-        var etypes = words[layout.Types + 1];
         var links = words[layout.Itablinks];
-        var count = words[layout.Itablinks + 1];
-        var typesBuf = elf.FileOffset(types, etypes - types) >= 0 ? elf.ReadAt(types, (long)(etypes - types), ElfImage.MaxTableBytes, "moduledata.types") : null;
+        var count = (int)words[layout.Itablinks + 1];
         var linkBytes = elf.ReadAt(links, (long)count * 8, MaxItabs * 8, "moduledata.itablinks");
+        // Names are read for the few distinct interfaces first, and for a concrete type only when
+        // its itab's interface is net.Conn: a few hundred small reads, where naming every itab's
+        // type would read the whole type data (12 MB in Prometheus).
+        var isNetConn = new Dictionary<ulong, bool>();
         Span<byte> itab = stackalloc byte[16];
-        for (var k = 0; k < (int)count; k++)
+        for (var k = 0; k < count; k++)
         {
             var itabVaddr = BinaryPrimitives.ReadUInt64LittleEndian(linkBytes.AsSpan(k * 8));
-            Bytes(elf, typesBuf, types, itabVaddr, itab, "itab");
+            elf.Read(elf.RequireFileOffset(itabVaddr, 16, "itab"), itab, "itab");
             var inter = BinaryPrimitives.ReadUInt64LittleEndian(itab);
-            var type = BinaryPrimitives.ReadUInt64LittleEndian(itab[8..]);
-            if (NameIs(elf, typesBuf, types, type, TcpConnPointer) && NameIs(elf, typesBuf, types, inter, NetConn))
+            if (!isNetConn.TryGetValue(inter, out var match))
+                isNetConn[inter] = match = NameIs(elf, types, inter, NetConn);
+            if (match && NameIs(elf, types, BinaryPrimitives.ReadUInt64LittleEndian(itab[8..]), TcpConnPointer))
                 return (new GoItab(itabVaddr, $"itablinks of moduledata at 0x{moduledata:x} ({layout.Note})"), null);
         }
         return (null, $"no (*net.TCPConn, net.Conn) among the {count} itabs of moduledata at 0x{moduledata:x} ({layout.Note})");
@@ -87,27 +91,36 @@ internal static class GoItabs
             if ((s.Flags & ElfImage.PfW) != 0) places.Add((s.Offset, (long)s.FileSize));
 
         const int Chunk = 1 << 20;
-        foreach (var (start, size) in places)
+        var buffer = ArrayPool<byte>.Shared.Rent(Chunk);
+        try
         {
-            for (long pos = 0; pos < size; pos += Chunk - 16)
+            foreach (var (start, size) in places)
             {
-                var n = Math.Min(Chunk, size - pos);
-                if (n < 16) break;
-                var buf = elf.Read(start + pos, n, Chunk, "moduledata search");
-                for (var from = 0; from + 16 <= buf.Length;)
+                for (long pos = 0; pos < size; pos += Chunk - 16)
                 {
-                    var i = buf.AsSpan(from).IndexOf(pattern);
-                    if (i < 0) break;
-                    var at = start + pos + from + i;
-                    from += i + 1;
-                    if (at % 8 != 0 || at > elf.Length - wordCount * 8) continue;
-                    var raw = elf.Read(at, wordCount * 8, 1024, "moduledata");
-                    var words = new ulong[wordCount];
-                    for (var w = 0; w < wordCount; w++) words[w] = BinaryPrimitives.ReadUInt64LittleEndian(raw.AsSpan(w * 8));
-                    if (Plausible(words, tab, layout) && elf.SegmentOfOffset(at) is { } seg)
-                        return (seg.Vaddr + (ulong)(at - seg.Offset), words);
+                    var n = (int)Math.Min(Chunk, size - pos);
+                    if (n < 16) break;
+                    var buf = buffer.AsSpan(0, n);
+                    elf.Read(start + pos, buf, "moduledata search");
+                    for (var from = 0; from + 16 <= n;)
+                    {
+                        var i = buf[from..].IndexOf(pattern);
+                        if (i < 0) break;
+                        var at = start + pos + from + i;
+                        from += i + 1;
+                        if (at % 8 != 0 || at > elf.Length - wordCount * 8) continue;
+                        var raw = elf.Read(at, wordCount * 8, 1024, "moduledata");
+                        var words = new ulong[wordCount];
+                        for (var w = 0; w < wordCount; w++) words[w] = BinaryPrimitives.ReadUInt64LittleEndian(raw.AsSpan(w * 8));
+                        if (Plausible(words, tab, layout) && elf.SegmentOfOffset(at) is { } seg)
+                            return (seg.Vaddr + (ulong)(at - seg.Offset), words);
+                    }
                 }
             }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
         return (0, []);
     }
@@ -128,31 +141,19 @@ internal static class GoItabs
     /// <summary>Whether the type at <paramref name="type"/> is named <paramref name="expected"/>. A
     /// name is a flags byte, a uvarint length and the bytes (Go 1.17+), at types + str; with
     /// tflagExtraStar the stored name has one '*' more than the type's.</summary>
-    private static bool NameIs(ElfImage elf, byte[]? typesBuf, ulong types, ulong type, ReadOnlySpan<byte> expected)
+    private static bool NameIs(ElfImage elf, ulong types, ulong type, ReadOnlySpan<byte> expected)
     {
         Span<byte> header = stackalloc byte[TypeHeader];
-        Bytes(elf, typesBuf, types, type, header, "type");
+        elf.Read(elf.RequireFileOffset(type, TypeHeader, "type"), header, "type");
         var extraStar = (header[TypeTflag] & TflagExtraStar) != 0 ? 1 : 0;
         var str = BinaryPrimitives.ReadInt32LittleEndian(header[TypeStr..]);
         if (str < 0) return false;
-        var nameAddr = types + (ulong)str;
-        Span<byte> name = stackalloc byte[1 + 10 + 64];
-        var want = expected.Length + extraStar;
         // flags, then a one-byte uvarint for any name under 128 bytes, which ours are
-        var total = 2 + want;
-        Bytes(elf, typesBuf, types, nameAddr, name[..total], "type name");
+        var want = expected.Length + extraStar;
+        Span<byte> name = stackalloc byte[2 + want];
+        elf.Read(elf.RequireFileOffset(types + (ulong)str, (ulong)name.Length, "type name"), name, "type name");
         if (name[1] != want) return false;
-        var stored = name.Slice(2, want);
+        var stored = name[2..];
         return (extraStar == 0 || stored[0] == (byte)'*') && stored[extraStar..].SequenceEqual(expected);
-    }
-
-    private static void Bytes(ElfImage elf, byte[]? typesBuf, ulong types, ulong vaddr, Span<byte> into, string what)
-    {
-        if (typesBuf is not null && typesBuf.Length >= into.Length && vaddr >= types && vaddr - types <= (ulong)(typesBuf.Length - into.Length))
-        {
-            typesBuf.AsSpan((int)(vaddr - types), into.Length).CopyTo(into);
-            return;
-        }
-        elf.Read(elf.RequireFileOffset(vaddr, (ulong)into.Length, what), into, what);
     }
 }

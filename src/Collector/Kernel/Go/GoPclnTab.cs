@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.Text;
 
@@ -26,6 +27,8 @@ internal sealed class GoPclnTab
     public const uint Magic120 = 0xFFFFFFF1;
     // Go runs on far fewer functions than this even in the largest binaries (kubelet: ~90,000)
     private const ulong MaxFunctions = 10_000_000;
+    // the window large tables are read through
+    private const int Window = 1 << 20;
 
     private readonly ElfImage _elf;
 
@@ -97,39 +100,47 @@ internal sealed class GoPclnTab
     {
         // the bytes after the magic's low byte: FF FF FF, pad 0, pad 0, minLC 1, ptrSize 8
         ReadOnlySpan<byte> tail = [0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x01, 0x08];
-        const int Chunk = 1 << 20;
         uint unknownMagic = 0;
         string? rejected = null;
-        // data segments first: that is where Go's linkers put it; a linker that merges read-only
-        // data into the text segment would put it there, so those are scanned too, last
-        foreach (var seg in elf.Loads.OrderBy(l => (l.Flags & ElfImage.PfX) != 0))
+        var buffer = ArrayPool<byte>.Shared.Rent(Window);
+        try
         {
-            for (long pos = 0; pos < (long)seg.FileSize; pos += Chunk - 8)
+            // data segments first: that is where Go's linkers put it; a linker that merges read-only
+            // data into the text segment would put it there, so those are scanned too, last
+            foreach (var seg in elf.Loads.OrderBy(l => (l.Flags & ElfImage.PfX) != 0))
             {
-                var n = Math.Min(Chunk, (long)seg.FileSize - pos);
-                if (n < 8) break;
-                var buf = elf.Read(seg.Offset + pos, n, Chunk, "pclntab scan");
-                for (var from = 1; from + 7 <= buf.Length;)
+                for (long pos = 0; pos < (long)seg.FileSize; pos += Window - 8)
                 {
-                    var i = buf.AsSpan(from).IndexOf(tail);
-                    if (i < 0) break;
-                    var at = from + i - 1;
-                    from += i + 1;
-                    var fileOff = seg.Offset + pos + at;
-                    if (fileOff % 8 != 0 || buf[at] < 0xF0) continue;
-                    var magic = BinaryPrimitives.ReadUInt32LittleEndian(buf.AsSpan(at));
-                    if (!IsKnownMagic(magic)) { unknownMagic = magic; continue; }
-                    try
+                    var n = (int)Math.Min(Window, (long)seg.FileSize - pos);
+                    if (n < 8) break;
+                    var buf = buffer.AsSpan(0, n);
+                    elf.Read(seg.Offset + pos, buf, "pclntab scan");
+                    for (var from = 1; from + 7 <= n;)
                     {
-                        return Parse(elf, fileOff, (long)seg.FileSize - (pos + at), "header scan");
-                    }
-                    catch (GoAnalysisException e) when (e.Status == GoBinaryStatus.Invalid)
-                    {
-                        // eight bytes that look like a header by chance: keep looking, and say so if none is right
-                        rejected = e.Message;
+                        var i = buf[from..].IndexOf(tail);
+                        if (i < 0) break;
+                        var at = from + i - 1;
+                        from += i + 1;
+                        var fileOff = seg.Offset + pos + at;
+                        if (fileOff % 8 != 0 || buf[at] < 0xF0) continue;
+                        var magic = BinaryPrimitives.ReadUInt32LittleEndian(buf[at..]);
+                        if (!IsKnownMagic(magic)) { unknownMagic = magic; continue; }
+                        try
+                        {
+                            return Parse(elf, fileOff, (long)seg.FileSize - (pos + at), "header scan");
+                        }
+                        catch (GoAnalysisException e) when (e.Status == GoBinaryStatus.Invalid)
+                        {
+                            // eight bytes that look like a header by chance: keep looking, and say so if none is right
+                            rejected = e.Message;
+                        }
                     }
                 }
             }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
         if (rejected is not null) throw GoAnalysisException.Invalid("no valid pclntab header; last candidate: " + rejected);
         if (unknownMagic != 0) throw new GoAnalysisException(GoBinaryStatus.Unsupported, $"unknown pclntab magic 0x{unknownMagic:X8}");
@@ -204,69 +215,109 @@ internal sealed class GoPclnTab
     }
 
     /// <summary>Entry address and size (up to the next function's entry, which includes the int3
-    /// padding to the next 32-byte boundary) of each wanted function the table has.</summary>
+    /// padding to the next 32-byte boundary) of each wanted function the table has. The name table
+    /// and the function records (4 and 6 MB in Prometheus) are read through one pooled 1 MiB
+    /// window, so a large binary costs reads, not allocations.</summary>
     public Dictionary<string, (ulong Entry, ulong Size)> Find(IReadOnlyList<string> wanted)
     {
         if (Magic is not (Magic118 or Magic120 or Magic116))
             throw new GoAnalysisException(GoBinaryStatus.TooOld, $"pclntab layout {LayoutName} is not read");
         var found = new Dictionary<string, (ulong, ulong)>(StringComparer.Ordinal);
-        var names = _elf.Read(Offset + (long)FuncnameOffset, (long)(_cuOffset - FuncnameOffset), ElfImage.MaxTableBytes, "pclntab function names");
-
-        // Where each wanted name starts in the name table. Every occurrence counts, not only those
-        // after a NUL: a linker may share a name's bytes with the tail of a longer one.
-        var nameOffsets = new Dictionary<int, string>();
-        foreach (var w in wanted)
+        var window = ArrayPool<byte>.Shared.Rent(Window);
+        try
         {
-            var bytes = Encoding.ASCII.GetBytes(w + "\0");
-            for (var from = 0; from < names.Length;)
+            var nameOffsets = NameOffsets(wanted, window);
+            if (nameOffsets.Count == 0) return found;
+
+            var entrySize = Magic == Magic116 ? 16 : 8;
+            var functab = _elf.Read(Offset + (long)_pclnOffset, (long)(FunctionCount + 1) * entrySize, ElfImage.MaxTableBytes, "pclntab function table");
+            var record = Magic == Magic116 ? 12 : 8;
+            var nameAt = Magic == Magic116 ? 8 : 4;
+            var room = (ulong)_extent - _pclnOffset;
+            // the records follow the table in its order: each window is read once, going forward
+            ulong windowStart = 0, windowLength = 0;
+            var single = new byte[16];
+            for (var i = 0UL; i < FunctionCount && found.Count < wanted.Count; i++)
             {
-                var i = names.AsSpan(from).IndexOf(bytes);
-                if (i < 0) break;
-                nameOffsets.TryAdd(from + i, w);
-                from += i + 1;
+                var funcOff = FuncOff(functab, i);
+                if (funcOff > room || (ulong)record > room - funcOff)
+                    throw GoAnalysisException.Invalid($"pclntab: a function record at {funcOff} lies past the table ({room} bytes)");
+                ReadOnlySpan<byte> rec;
+                if (funcOff >= windowStart && funcOff + (ulong)record <= windowStart + windowLength)
+                {
+                    rec = window.AsSpan((int)(funcOff - windowStart), record);
+                }
+                else if (funcOff >= windowStart)
+                {
+                    windowStart = funcOff;
+                    windowLength = Math.Min(Window, room - funcOff);
+                    _elf.Read(Offset + (long)(_pclnOffset + funcOff), window.AsSpan(0, (int)windowLength), "pclntab function records");
+                    rec = window.AsSpan(0, record);
+                }
+                else
+                {
+                    // a record behind the window: not how linkers write them, so read on its own
+                    _elf.Read(Offset + (long)(_pclnOffset + funcOff), single.AsSpan(0, record), "pclntab function record");
+                    rec = single.AsSpan(0, record);
+                }
+                var nameOff = BinaryPrimitives.ReadInt32LittleEndian(rec[nameAt..]);
+                if (!nameOffsets.TryGetValue(nameOff, out var name) || found.ContainsKey(name)) continue;
+                ulong entry, next;
+                if (Magic == Magic116)
+                {
+                    entry = BinaryPrimitives.ReadUInt64LittleEndian(functab.AsSpan((int)(i * 16)));
+                    next = BinaryPrimitives.ReadUInt64LittleEndian(functab.AsSpan((int)((i + 1) * 16)));
+                    if (BinaryPrimitives.ReadUInt64LittleEndian(rec) != entry)
+                        throw GoAnalysisException.Invalid($"pclntab: {name}'s record and table entry disagree on its address");
+                }
+                else
+                {
+                    var entryOff = BinaryPrimitives.ReadUInt32LittleEndian(functab.AsSpan((int)(i * 8)));
+                    var nextOff = BinaryPrimitives.ReadUInt32LittleEndian(functab.AsSpan((int)((i + 1) * 8)));
+                    if (BinaryPrimitives.ReadUInt32LittleEndian(rec) != entryOff)
+                        throw GoAnalysisException.Invalid($"pclntab: {name}'s record and table entry disagree on its address");
+                    entry = TextStart + entryOff;
+                    next = TextStart + nextOff;
+                }
+                if (next <= entry) throw GoAnalysisException.Invalid($"pclntab: {name} has no size (next function at 0x{next:x})");
+                found[name] = (entry, next - entry);
             }
+            return found;
         }
-        if (nameOffsets.Count == 0) return found;
-
-        var entrySize = Magic == Magic116 ? 16 : 8;
-        var functabLength = (long)(FunctionCount + 1) * entrySize;
-        var functab = _elf.Read(Offset + (long)_pclnOffset, functabLength, ElfImage.MaxTableBytes, "pclntab function table");
-        // the _func records follow the function table; read up to the last one's name offset
-        ulong maxFuncOff = 0;
-        for (var i = 0UL; i < FunctionCount; i++)
-            maxFuncOff = Math.Max(maxFuncOff, FuncOff(functab, i));
-        var funcRecord = Magic == Magic116 ? 12UL : 8UL;
-        var room = (ulong)_extent - _pclnOffset;
-        if (maxFuncOff > room || funcRecord > room - maxFuncOff)
-            throw GoAnalysisException.Invalid($"pclntab: a function record at {maxFuncOff} lies past the table ({room} bytes)");
-        var funcs = _elf.Read(Offset + (long)_pclnOffset, (long)(maxFuncOff + funcRecord), ElfImage.MaxTableBytes, "pclntab function records");
-
-        for (var i = 0UL; i < FunctionCount && found.Count < wanted.Count; i++)
+        finally
         {
-            var funcOff = (int)FuncOff(functab, i);
-            var nameOff = BinaryPrimitives.ReadInt32LittleEndian(funcs.AsSpan(funcOff + (Magic == Magic116 ? 8 : 4)));
-            if (!nameOffsets.TryGetValue(nameOff, out var name) || found.ContainsKey(name)) continue;
-            ulong entry, next;
-            if (Magic == Magic116)
-            {
-                entry = BinaryPrimitives.ReadUInt64LittleEndian(functab.AsSpan((int)(i * 16)));
-                next = BinaryPrimitives.ReadUInt64LittleEndian(functab.AsSpan((int)((i + 1) * 16)));
-                if (BinaryPrimitives.ReadUInt64LittleEndian(funcs.AsSpan(funcOff)) != entry)
-                    throw GoAnalysisException.Invalid($"pclntab: {name}'s record and table entry disagree on its address");
-            }
-            else
-            {
-                var entryOff = BinaryPrimitives.ReadUInt32LittleEndian(functab.AsSpan((int)(i * 8)));
-                var nextOff = BinaryPrimitives.ReadUInt32LittleEndian(functab.AsSpan((int)((i + 1) * 8)));
-                if (BinaryPrimitives.ReadUInt32LittleEndian(funcs.AsSpan(funcOff)) != entryOff)
-                    throw GoAnalysisException.Invalid($"pclntab: {name}'s record and table entry disagree on its address");
-                entry = TextStart + entryOff;
-                next = TextStart + nextOff;
-            }
-            if (next <= entry) throw GoAnalysisException.Invalid($"pclntab: {name} has no size (next function at 0x{next:x})");
-            found[name] = (entry, next - entry);
+            ArrayPool<byte>.Shared.Return(window);
         }
-        return found;
+    }
+
+    /// <summary>Where each wanted name starts in the name table, searched window by window (the
+    /// windows overlap by a name's length). Every occurrence counts, not only those after a NUL: a
+    /// linker may share a name's bytes with the tail of a longer one.</summary>
+    private Dictionary<int, string> NameOffsets(IReadOnlyList<string> wanted, byte[] window)
+    {
+        var targets = wanted.Select(w => (Name: w, Bytes: Encoding.ASCII.GetBytes(w + "\0"))).ToArray();
+        var overlap = targets.Max(t => t.Bytes.Length) - 1;
+        var length = (long)(_cuOffset - FuncnameOffset);
+        var offsets = new Dictionary<int, string>();
+        for (long pos = 0; pos < length;)
+        {
+            var n = (int)Math.Min(Window, length - pos);
+            var span = window.AsSpan(0, n);
+            _elf.Read(Offset + (long)FuncnameOffset + pos, span, "pclntab function names");
+            foreach (var (name, bytes) in targets)
+            {
+                for (var from = 0; from < n;)
+                {
+                    var i = span[from..].IndexOf(bytes);
+                    if (i < 0) break;
+                    offsets.TryAdd((int)(pos + from + i), name);
+                    from += i + 1;
+                }
+            }
+            if (pos + n >= length) break;
+            pos += n - overlap;
+        }
+        return offsets;
     }
 
     private ulong FuncOff(byte[] functab, ulong i) => Magic == Magic116
