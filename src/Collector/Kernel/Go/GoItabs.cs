@@ -25,7 +25,7 @@ internal static class GoItabs
     private static ModuleLayout? Layout(int minor) => minor switch
     {
         // types, etypes, then (1.18+) rodata and gofunc, textsectmap, typelinks, itablinks
-        17 => new(22, 35, 43, "moduledata of go1.16-1.17 from runtime/symtab.go, not verified"),
+        17 => new(22, 35, 43, "moduledata of go1.17 from runtime/symtab.go, not verified"),
         18 or 19 => new(22, 35, 45, "moduledata of go1.18-1.19"),
         // covctrs, ecovctrs were added after noptrbss in 1.20
         >= 20 and <= 23 => new(22, 37, 47, "moduledata of go1.20-1.23"),
@@ -58,9 +58,9 @@ internal static class GoItabs
         var links = words[layout.Itablinks];
         var count = (int)words[layout.Itablinks + 1];
         var linkBytes = elf.ReadAt(links, (long)count * 8, MaxItabs * 8, "moduledata.itablinks");
-        // Names are read for the few distinct interfaces first, and for a concrete type only when
-        // its itab's interface is net.Conn: a few hundred small reads, where naming every itab's
-        // type would read the whole type data (12 MB in Prometheus).
+        // An interface's name is read once per distinct interface, a concrete type's only when its
+        // itab's interface is net.Conn: one small read per itab and a few per name, where naming
+        // every itab's type would read the whole type data (12 MB in Prometheus).
         var isNetConn = new Dictionary<ulong, bool>();
         Span<byte> itab = stackalloc byte[16];
         for (var k = 0; k < count; k++)
