@@ -1,0 +1,54 @@
+using Iced.Intel;
+
+namespace Collector.Kernel.Go;
+
+/// <summary>The return instructions of a Go function, found by decoding it from its entry with Iced.
+/// Go code must never get a uretprobe (it replaces the return address on the goroutine's stack,
+/// which Go's stack copying and unwinder reject), so its returns are probed where they are: a
+/// uprobe on each RET, which the kernel single-steps out of line without touching the stack.
+/// Decoding is linear from the entry: Go's compiler puts no data in the text between instructions,
+/// and the bytes between the function's end and the next function's entry are int3 padding, which
+/// decodes as int3. Anything that does not decode is an error, never skipped: a RET found after a
+/// desynchronised decode would be a probe in the middle of an instruction.</summary>
+internal static class GoFunctionReturns
+{
+    // crypto/tls's Read and Write are about 1 KB; no Go function of interest is near this
+    private const long MaxFunctionBytes = 1 << 20;
+
+    public static GoFunction Decode(ElfImage elf, string name, ulong entry, ulong size)
+    {
+        if (size == 0 || size > MaxFunctionBytes)
+            throw GoAnalysisException.Invalid($"{name}: size {size} is not a function's");
+        var fileOffset = elf.FileOffset(entry, size);
+        if (fileOffset < 0)
+            throw GoAnalysisException.Invalid($"{name}: 0x{entry:x}+{size} is not in a loaded part of the file");
+        if (elf.SegmentOfOffset(fileOffset) is not { } seg || (seg.Flags & ElfImage.PfX) == 0)
+            throw GoAnalysisException.Invalid($"{name}: 0x{entry:x} is not in an executable segment");
+        var code = elf.Read(fileOffset, (long)size, MaxFunctionBytes, name);
+
+        var end = entry + size;
+        var returns = new List<ulong>();
+        var decoder = Decoder.Create(64, new ByteArrayCodeReader(code), entry, DecoderOptions.None);
+        while (decoder.IP < end)
+        {
+            decoder.Decode(out var ins);
+            if (ins.IsInvalid)
+                throw GoAnalysisException.Invalid($"{name}: no valid instruction at 0x{ins.IP:x} ({decoder.LastError})");
+            switch (ins.FlowControl)
+            {
+                case FlowControl.Return:
+                    if (ins.Mnemonic != Mnemonic.Ret)
+                        throw new GoAnalysisException(GoBinaryStatus.Unsupported, $"{name}: {ins.Mnemonic} at 0x{ins.IP:x} is not a near return");
+                    returns.Add((ulong)fileOffset + (ins.IP - entry));
+                    break;
+                case FlowControl.UnconditionalBranch or FlowControl.ConditionalBranch
+                    when ins.Op0Kind is OpKind.NearBranch64 && (ins.NearBranchTarget < entry || ins.NearBranchTarget >= end):
+                    // a tail call leaves through another function's RET, which these probes would not see
+                    throw new GoAnalysisException(GoBinaryStatus.Unsupported,
+                        $"{name}: the jump at 0x{ins.IP:x} leaves the function (to 0x{ins.NearBranchTarget:x}); its returns cannot all be probed");
+            }
+        }
+        if (returns.Count == 0) throw GoAnalysisException.Invalid($"{name}: no return instruction in {size} bytes");
+        return new GoFunction(name, entry, (ulong)fileOffset, size, returns);
+    }
+}
