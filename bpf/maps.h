@@ -34,15 +34,6 @@ struct io_args {
 	__u32 direction;
 };
 
-struct tls_args {
-	__u64 ctx;     /* SSL * or gnutls_session_t */
-	__u64 buf;
-	__u64 out_len; /* size_t * of the _ex calls, 0 otherwise */
-	__u64 sp;      /* stack pointer at entry: a call entered deeper while this one runs is nested in it */
-	__u64 entry_ns;
-	__s32 fd;      /* learned from the syscall the library makes inside the call */
-	__u32 source;
-};
 
 struct tls_key {
 	__u32 tgid;
@@ -88,6 +79,46 @@ struct {
 	__type(value, struct tls_stream);
 } tls_streams SEC(".maps") SHARED_MAP;
 
+/* Who makes a TLS call, from its entry to its return. A C library's call runs on one thread
+ * throughout: the thread is the caller. Go's crypto/tls is called by goroutines, which park inside
+ * a Read and resume on another thread, and whose stacks move: there the goroutine is the caller. */
+enum tls_caller {
+	TLS_CALLER_THREAD = 0,    /* id: the thread id */
+	TLS_CALLER_GOROUTINE = 1, /* id: the goroutine (its g pointer, R14 under Go's register ABI) */
+};
+
+struct tls_call_key {
+	__u32 tgid;
+	__u16 caller;    /* enum tls_caller */
+	__u16 direction; /* a caller can be in a read and a write at once (SSL_write may read) */
+	__u64 id;
+};
+
+/* A TLS call between its entry and its return. */
+struct tls_call {
+	__u64 ctx;     /* the session: SSL *, gnutls_session_t (Go: the *tls.Conn) */
+	__u64 buf;
+	__u64 out_len; /* size_t * of the _ex calls, 0 otherwise */
+	__u64 sp;      /* stack pointer at entry: a call entered deeper while this one runs is nested in it */
+	__u64 entry_ns;
+	__s32 fd;      /* the socket, -1 until known: from the call's arguments, or from the syscall the
+			* library makes inside the call */
+	__u32 source;  /* enum event_source */
+};
+
+/* Every TLS call in progress, whatever its source, under its caller's key. LRU: a call whose
+ * return is never seen (a longjmp out of the library, a goroutine that dies in it) ages out
+ * instead of holding its slot for good; a call evicted while it runs is counted
+ * (active_calls_full). Thread callers need two entries per thread at most; goroutine callers
+ * will need one per connection (a Go server's idle keep-alive connections each hold a goroutine
+ * in Read), so the Go source should size it with the connection map. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tls_call_key);
+	__type(value, struct tls_call);
+} tls_calls SEC(".maps") SHARED_MAP;
+
 /* State of the chunk and iovec loops (bpf_loop callbacks) lives in the thread's storage, not on
  * the stack: the verifier then sees every iteration start from the same state and checks it once,
  * whatever the loop count (on the stack it tracked each iteration's exact offsets, and the cost
@@ -122,7 +153,10 @@ struct iov_ctx {
  * TLS read and one TLS write (SSL_write may call read-like internals).
  * - io: the socket call between its enter and exit (active when io.kind_set)
  * - call_fd: the fd of a connect() or sendfile() in progress
- * - tls[DIRECTION]: the TLS call in progress, per direction
+ * - tls_active[DIRECTION]: this thread has a TLS call in progress in tls_calls, per direction (an
+ *   entry left there by an earlier thread with the same id is not taken for a running call: these
+ *   bits go with the thread); tls_ctx is its session and tls_fd the socket a syscall inside it
+ *   named, kept here so that the syscall path ties them without a hash lookup
  * - pending_bind: memory-BIO applications (node, .NET) encrypt in SSL_write and send the record
  *   with a syscall after it returns, on the same thread: the session waiting for that syscall
  * - last_ingress_fd: ... and read the record with a syscall before SSL_read: the last socket read
@@ -132,9 +166,10 @@ struct iov_ctx {
  *   name is not seen (threads found untraced are remembered apart: untraced_threads). */
 struct thread_state {
 	struct io_args io;
-	struct tls_args tls[2];
 	struct emit_ctx emit;
 	struct iov_ctx iov;
+	__u64 tls_ctx[2];
+	__s32 tls_fd[2];
 	__u64 pending_bind;
 	__u32 call_fd;
 	__u32 last_ingress_fd;

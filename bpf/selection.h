@@ -8,7 +8,7 @@
 
 #ifdef COLLECTOR_COMPAT
 /* The value a new thread_state starts from (zeros; a map value can be an update's source, a
- * 250-byte stack copy would crowd the 512-byte stack) */
+ * stack copy would crowd the 512-byte stack) */
 static struct thread_state blank_thread_state;
 #endif
 
