@@ -26,7 +26,7 @@ $(BUILD)/vmlinux.h:
 BPF_CFLAGS := -g -O2 -mcpu=v3 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function -I $(BUILD) -I bpf
 
 # CO-RE: the object is relocated against the running kernel's BTF when it is loaded. One object
-# holds two sets of the same programs (see bpf/collector.bpf.c): the current one and the compat one
+# holds two sets of the same programs (see bpf/common.h): the current one and the compat one
 # (COLLECTOR_COMPAT, for kernels before bpf_loop and task storage); the collector loads one of them.
 $(BUILD)/collector-current.o: $(BPF_SRC) $(BUILD)/vmlinux.h
 	$(CLANG) $(BPF_CFLAGS) -c bpf/collector.bpf.c -o $@

@@ -24,6 +24,7 @@ enum event_source {
 	SOURCE_SYSCALL = 0,
 	SOURCE_OPENSSL = 1,
 	SOURCE_GNUTLS = 2,
+	SOURCE_GO_TLS = 3, /* Go's crypto/tls (issue 14: its probes are not in the object yet) */
 };
 
 /* Direction of bytes as seen by the traced process. */
@@ -49,7 +50,8 @@ enum drop_reason {
 	DROP_NOT_HTTP_BYTES,        /* bytes of connections judged not HTTP in the kernel */
 	DROP_READ_FAILED_BYTES,     /* bytes the kernel could not copy from user memory */
 	DROP_SENDFILE_BYTES,        /* bytes sent with sendfile: they never pass through user memory */
-	DROP_ACTIVE_CALLS_FULL,     /* calls not followed because the per-thread call map was full */
+	DROP_ACTIVE_CALLS_FULL,     /* calls not followed because the per-thread call map was full, or
+				     * TLS calls evicted from tls_calls before their return */
 	DROP_TLS_CALLS_OVERLAPPED,  /* TLS calls whose plaintext was lost: another call of the same direction
 				     * began on the thread before they returned, and was not nested in them */
 	DROP_COUNTER_COUNT,

@@ -53,6 +53,10 @@ int main(void)
 	FIELD(collector_config, max_chunks_per_call);
 	FIELD(collector_config, wakeup_bytes);
 	FIELD(collector_config, trace_comms);
+	printf("SOURCE_SYSCALL %d\n", SOURCE_SYSCALL);
+	printf("SOURCE_OPENSSL %d\n", SOURCE_OPENSSL);
+	printf("SOURCE_GNUTLS %d\n", SOURCE_GNUTLS);
+	printf("SOURCE_GO_TLS %d\n", SOURCE_GO_TLS);
 	printf("MAX_DATA_SIZE %d\n", MAX_DATA_SIZE);
 	printf("DROP_COUNTER_COUNT %d\n", DROP_COUNTER_COUNT);
 	return 0;

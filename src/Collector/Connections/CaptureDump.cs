@@ -11,7 +11,8 @@ namespace Collector.Connections;
 ///
 /// Lines: {"type":"open","ts":…,"tgid":…,"fd":…,"gen":…,"family":2|10,"local":"addr","localPort":…,
 /// "remote":"addr","remotePort":…,"origin":"accept|connect|unknown","comm":"…"}
-/// {"type":"data",…,"pos":…,"callBytes":…,"dir":"egress|ingress","src":"syscall|openssl|gnutls","data":"base64"}
+/// {"type":"data",…,"pos":…,"callBytes":…,"dir":"egress|ingress","src":"syscall|openssl|gnutls|go_tls","data":"base64"}
+/// (src: <see cref="CaptureSources"/>)
 /// {"type":"close",…,"egressBytes":…,"ingressBytes":…} {"type":"exit","ts":…,"tgid":…}</summary>
 public sealed class CaptureDump : IDisposable
 {
@@ -75,12 +76,7 @@ public sealed class CaptureDump : IDisposable
         _writer.WriteNumber("pos", h.Position);
         _writer.WriteNumber("callBytes", h.CallBytes);
         _writer.WriteString("dir", h.Direction == StreamDirection.Egress ? "egress" : "ingress");
-        _writer.WriteString("src", h.Source switch
-        {
-            EventSource.Syscall => "syscall",
-            EventSource.OpenSsl => "openssl",
-            _ => "gnutls",
-        });
+        _writer.WriteString("src", CaptureSources.DumpName(h.Source));
         _writer.WriteBase64String("data", payload);
         End();
     }

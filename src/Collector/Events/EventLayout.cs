@@ -6,7 +6,7 @@ namespace Collector.Events;
 
 public enum EventType : uint { Open = 1, Data = 2, Close = 3, Exec = 4, Exit = 5, Bind = 6 }
 
-public enum EventSource : byte { Syscall = 0, OpenSsl = 1, GnuTls = 2 }
+public enum EventSource : byte { Syscall = 0, OpenSsl = 1, GnuTls = 2, GoTls = 3 }
 
 /// <summary>Direction of bytes as seen by the traced process.</summary>
 public enum StreamDirection : byte { Egress = 0, Ingress = 1 }

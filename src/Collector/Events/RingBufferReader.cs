@@ -17,24 +17,24 @@ public sealed unsafe class RingBufferReader : IDisposable
     private readonly ILogger _log;
     private readonly RingBufferHandle _ring;
     private GCHandle _self;
-    private readonly Counter _syscallEvents, _syscallBytes, _opensslEvents, _opensslBytes, _gnutlsEvents, _gnutlsBytes, _controlEvents;
+    private readonly Counter[] _eventCounters, _byteCounters;
+    private readonly Counter _controlEvents;
 
     /// <summary>What this poll read, counted in plain fields and added to the shared counters once
-    /// per poll: an interlocked add per event and per byte count cost more than the dispatch.</summary>
-    private long _syscallEventsRead, _syscallBytesRead, _opensslEventsRead, _opensslBytesRead,
-        _gnutlsEventsRead, _gnutlsBytesRead, _controlEventsRead;
+    /// per poll: an interlocked add per event and per byte count cost more than the dispatch. Data
+    /// events by source id (<see cref="CaptureSources.All"/>), the last slot for an id this build
+    /// does not know.</summary>
+    private readonly long[] _eventsRead = new long[CaptureSources.All.Count + 1];
+    private readonly long[] _bytesRead = new long[CaptureSources.All.Count + 1];
+    private long _controlEventsRead;
 
     public RingBufferReader(int mapFd, IKernelEventHandler handler, CollectorMetrics metrics, ILogger log)
     {
         _handler = handler;
         _metrics = metrics;
         _log = log;
-        _syscallEvents = metrics.EventsRead["syscall"];
-        _syscallBytes = metrics.BytesRead["syscall"];
-        _opensslEvents = metrics.EventsRead["openssl"];
-        _opensslBytes = metrics.BytesRead["openssl"];
-        _gnutlsEvents = metrics.EventsRead["gnutls"];
-        _gnutlsBytes = metrics.BytesRead["gnutls"];
+        _eventCounters = CaptureSources.All.Select(s => metrics.EventsRead[s.MetricLabel]).ToArray();
+        _byteCounters = CaptureSources.All.Select(s => metrics.BytesRead[s.MetricLabel]).ToArray();
         _controlEvents = metrics.EventsRead["control"];
         _self = GCHandle.Alloc(this);
         _ring = RingBufferHandle.FromPointer(
@@ -63,12 +63,18 @@ public sealed unsafe class RingBufferReader : IDisposable
             to.Add(read);
             read = 0;
         }
-        Move(ref _syscallEventsRead, _syscallEvents);
-        Move(ref _syscallBytesRead, _syscallBytes);
-        Move(ref _opensslEventsRead, _opensslEvents);
-        Move(ref _opensslBytesRead, _opensslBytes);
-        Move(ref _gnutlsEventsRead, _gnutlsEvents);
-        Move(ref _gnutlsBytesRead, _gnutlsBytes);
+        for (var i = 0; i < _eventCounters.Length; i++)
+        {
+            Move(ref _eventsRead[i], _eventCounters[i]);
+            Move(ref _bytesRead[i], _byteCounters[i]);
+        }
+        var unknown = _eventCounters.Length;
+        if (_eventsRead[unknown] != 0)
+        {
+            // its series is made only when such an event comes
+            Move(ref _eventsRead[unknown], _metrics.EventsRead[CaptureSources.Unknown]);
+            Move(ref _bytesRead[unknown], _metrics.BytesRead[CaptureSources.Unknown]);
+        }
         Move(ref _controlEventsRead, _controlEvents);
     }
 
@@ -102,12 +108,9 @@ public sealed unsafe class RingBufferReader : IDisposable
             {
                 var h = (DataEventHeader*)data;
                 var len = (int)Math.Min(h->DataLength, (uint)(size - sizeof(DataEventHeader)));
-                switch (h->Source)
-                {
-                    case EventSource.Syscall: _syscallEventsRead++; _syscallBytesRead += len; break;
-                    case EventSource.OpenSsl: _opensslEventsRead++; _opensslBytesRead += len; break;
-                    default: _gnutlsEventsRead++; _gnutlsBytesRead += len; break;
-                }
+                var source = Math.Min((int)h->Source, CaptureSources.All.Count);
+                _eventsRead[source]++;
+                _bytesRead[source] += len;
                 _handler.OnData(*h, new ReadOnlySpan<byte>(data + sizeof(DataEventHeader), len));
                 break;
             }

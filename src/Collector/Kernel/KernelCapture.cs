@@ -200,18 +200,19 @@ public sealed unsafe class KernelCapture : IDisposable
         return prog;
     }
 
-    /// <summary>Attaches one program as a uprobe (or uretprobe) at a function's file offset in an
-    /// ELF file, for every process that maps the file (pid -1). The offset comes from our own
-    /// symbol scan: libbpf would otherwise search the file again for each probe.</summary>
-    internal BpfLinkHandle AttachUprobe(string program, string path, string function, ulong fileOffset, bool retprobe)
+    /// <summary>Attaches one program as a uprobe (or uretprobe) at a file offset in an ELF file, for
+    /// every process that maps the file (pid -1), with the point's cookie. The offset comes from the
+    /// providers (our own symbol scan): libbpf would otherwise search the file again for each probe.</summary>
+    internal BpfLinkHandle AttachUprobe(ProbePoint point, string path)
     {
         var opts = new Interop.Libbpf.UprobeOpts
         {
             Size = (nuint)sizeof(Interop.Libbpf.UprobeOpts),
-            Retprobe = (byte)(retprobe ? 1 : 0),
+            Retprobe = (byte)(point.Kind == ProbeKind.Return ? 1 : 0),
+            BpfCookie = point.Cookie,
         };
-        var link = Interop.Libbpf.ProgramAttachUprobeOpts(Program(program), -1, path, (nuint)fileOffset, &opts);
-        return BpfLinkHandle.FromPointer(link, $"attaching {program} to {function} (+0x{fileOffset:x}) in {path}");
+        var link = Interop.Libbpf.ProgramAttachUprobeOpts(Program(point.Program), -1, path, (nuint)point.FileOffset, &opts);
+        return BpfLinkHandle.FromPointer(link, $"attaching {point.Program} to {point.Site} (+0x{point.FileOffset:x}) in {path}");
     }
 
     /// <summary>Deletes the kernel's entry for a connection whose process ended (the kernel closed

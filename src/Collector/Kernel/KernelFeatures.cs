@@ -1,6 +1,6 @@
 namespace Collector.Kernel;
 
-/// <summary>Which of the eBPF object's two program sets runs (bpf/collector.bpf.c).</summary>
+/// <summary>Which of the eBPF object's two program sets runs (bpf/common.h).</summary>
 public enum ProgramSet
 {
     /// <summary>Task storage and bpf_loop (5.17 and later).</summary>

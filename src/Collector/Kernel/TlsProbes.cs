@@ -5,32 +5,12 @@ using Microsoft.Extensions.Logging;
 
 namespace Collector.Kernel;
 
-/// <summary>Finds the files that carry a TLS library (any mapped ELF object that defines the
-/// functions, not a name pattern) and attaches the uprobes once per (device, inode): one attachment
-/// serves every process mapping the file, containers included (opened through /proc/PID/root).</summary>
+/// <summary>Finds the files that carry a TLS source (any mapped ELF object a provider recognises,
+/// not a name pattern) and attaches the uprobes the providers ask for once per (device, inode): one
+/// attachment serves every process mapping the file, containers included (opened through
+/// /proc/PID/root).</summary>
 public sealed class TlsProbes : IDisposable
 {
-    // Return probes come first: a call that starts between its entry probe and its return probe
-    // being attached would leave the entry's saved arguments behind.
-    private static readonly (string Function, string Program, bool Ret)[] OpenSslProbes =
-    [
-        ("SSL_write", "ssl_write_exit", true), ("SSL_write", "ssl_write_enter", false),
-        ("SSL_read", "ssl_read_exit", true), ("SSL_read", "ssl_read_enter", false),
-        ("SSL_write_ex", "ssl_write_exit", true), ("SSL_write_ex", "ssl_write_ex_enter", false),
-        ("SSL_read_ex", "ssl_read_exit", true), ("SSL_read_ex", "ssl_read_ex_enter", false),
-        ("SSL_set_fd", "ssl_set_fd_enter", false), ("SSL_set_rfd", "ssl_set_fd_enter", false),
-        ("SSL_set_wfd", "ssl_set_fd_enter", false), ("SSL_free", "ssl_free_enter", false),
-    ];
-
-    private static readonly (string Function, string Program, bool Ret)[] GnuTlsProbes =
-    [
-        ("gnutls_record_send", "gnutls_send_exit", true), ("gnutls_record_send", "gnutls_send_enter", false),
-        ("gnutls_record_recv", "gnutls_recv_exit", true), ("gnutls_record_recv", "gnutls_recv_enter", false),
-    ];
-
-    private static readonly HashSet<string> Wanted =
-        OpenSslProbes.Concat(GnuTlsProbes).Select(p => p.Function).ToHashSet(StringComparer.Ordinal);
-
     /// <summary>Where distributions keep the system TLS libraries: probed at start so that the very
     /// first request of a short-lived process (curl) is seen even before any scan finds it mapped.</summary>
     private static readonly string[] SystemLibraryDirs =
@@ -40,6 +20,9 @@ public sealed class TlsProbes : IDisposable
     private readonly Settings _settings;
     private readonly CollectorMetrics _metrics;
     private readonly ILogger _log;
+    private readonly IReadOnlyList<ITlsProvider> _providers;
+    /// <summary>Every provider's functions: a file's symbol tables are read once for all of them.</summary>
+    private readonly HashSet<string> _wanted;
     private readonly Dictionary<(ulong Dev, ulong Ino), List<BpfLinkHandle>> _attached = new();
     private readonly HashSet<(ulong Dev, ulong Ino)> _examined = new();
     private readonly Channel<int> _execs = Channel.CreateBounded<int>(new BoundedChannelOptions(4096) { FullMode = BoundedChannelFullMode.DropOldest });
@@ -47,11 +30,17 @@ public sealed class TlsProbes : IDisposable
     private bool _detached;
 
     public TlsProbes(KernelCapture kernel, Settings settings, CollectorMetrics metrics, ILogger log)
+        : this(kernel, settings, metrics, log, TlsProviders.Default) { }
+
+    public TlsProbes(KernelCapture kernel, Settings settings, CollectorMetrics metrics, ILogger log,
+        IReadOnlyList<ITlsProvider> providers)
     {
         _kernel = kernel;
         _settings = settings;
         _metrics = metrics;
         _log = log;
+        _providers = providers;
+        _wanted = providers.SelectMany(p => p.Functions).ToHashSet(StringComparer.Ordinal);
     }
 
     public int AttachedFiles { get { lock (_lock) return _attached.Count; } }
@@ -66,7 +55,7 @@ public sealed class TlsProbes : IDisposable
         foreach (var dir in SystemLibraryDirs)
         {
             if (!Directory.Exists(dir)) continue;
-            foreach (var pattern in new[] { "libssl.so*", "libgnutls.so*" })
+            foreach (var pattern in _providers.SelectMany(p => p.SystemLibraries))
                 foreach (var file in Directory.EnumerateFiles(dir, pattern))
                     Examine(file, file);
         }
@@ -158,29 +147,36 @@ public sealed class TlsProbes : IDisposable
         {
             if (!_examined.Add(key)) return;
         }
-        Dictionary<string, ulong> defined;
+        var points = new List<ProbePoint>();
+        var sources = new List<string>();
         try
         {
-            defined = ElfSymbols.FindFunctions(openPath, Wanted);
+            var file = new ElfCandidate(openPath, displayPath, ElfSymbols.FindFunctions(openPath, _wanted));
+            foreach (var provider in _providers)
+            {
+                var mine = provider.Probes(file);
+                if (mine.Count == 0) continue;
+                points.AddRange(mine);
+                sources.Add(provider.Source.MetricLabel);
+            }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
         {
-            return;
+            return; // not readable, or not an ELF file we can use: nothing to probe in it
         }
-        if (defined.Count == 0) return;
+        if (points.Count == 0) return;
         var links = new List<BpfLinkHandle>();
-        var library = defined.ContainsKey("SSL_write") || defined.ContainsKey("SSL_read") ? "openssl" : "gnutls";
-        foreach (var (fn, prog, ret) in OpenSslProbes.Concat(GnuTlsProbes))
+        var library = string.Join("+", sources);
+        foreach (var point in points)
         {
-            if (!defined.TryGetValue(fn, out var offset)) continue;
             try
             {
-                links.Add(_kernel.AttachUprobe(prog, openPath, fn, offset, ret));
+                links.Add(_kernel.AttachUprobe(point, openPath));
             }
             catch (BpfException e)
             {
                 _metrics.ProbeAttachFailures.Increment();
-                _log.LogWarning("could not attach {Program} to {Function} in {Path}: {Error}", prog, fn, displayPath, e.Message);
+                _log.LogWarning("could not attach {Program} to {Function} in {Path}: {Error}", point.Program, point.Site, displayPath, e.Message);
             }
         }
         lock (_lock)

@@ -59,23 +59,15 @@ public sealed class CollectorMetrics
         foreach (var r in FilterReasons) _ = ExchangesFiltered[r];
         foreach (var d in new[] { "inbound", "outbound" }) _ = ExchangesEmitted[d];
         foreach (var st in new[] { "preface", "upgrade", "joined" }) _ = Http2Connections[st];
-        foreach (var s in new[] { EventSource.Syscall, EventSource.OpenSsl, EventSource.GnuTls })
+        foreach (var s in CaptureSources.All)
         {
-            _ = EventsRead[SourceLabel(s)];
-            _ = BytesRead[SourceLabel(s)];
+            _ = EventsRead[s.MetricLabel];
+            _ = BytesRead[s.MetricLabel];
         }
     }
     public long KafkaWaiting;
 
     public void CountHttpDrop(string reason) => HttpDrops[reason].Increment();
-
-    public static string SourceLabel(EventSource s) => s switch
-    {
-        EventSource.Syscall => "syscall",
-        EventSource.OpenSsl => "openssl",
-        EventSource.GnuTls => "gnutls",
-        _ => "other",
-    };
 
     public static string KernelReasonLabel(KernelDropReason r) => r switch
     {

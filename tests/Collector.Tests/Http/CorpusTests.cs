@@ -143,12 +143,8 @@ public sealed class CorpusTests
                     CallBytes = e.GetProperty("callBytes").GetUInt32(),
                     DataLength = (uint)payload.Length,
                     Direction = e.GetProperty("dir").GetString() == "egress" ? StreamDirection.Egress : StreamDirection.Ingress,
-                    Source = e.GetProperty("src").GetString() switch
-                    {
-                        "openssl" => EventSource.OpenSsl,
-                        "gnutls" => EventSource.GnuTls,
-                        _ => EventSource.Syscall,
-                    },
+                    Source = (CaptureSources.FromDumpName(e.GetProperty("src").GetString()!)
+                              ?? throw new InvalidDataException($"unknown src in a corpus line: {e}")).Id,
                 };
                 if (split is null)
                 {

@@ -63,6 +63,24 @@ public sealed class EventLayoutTests
     }
 
     [Fact]
+    public void Event_sources_match_the_C_header_and_the_source_table()
+    {
+        (string C, EventSource Id)[] sources =
+        [
+            ("SOURCE_SYSCALL", EventSource.Syscall), ("SOURCE_OPENSSL", EventSource.OpenSsl),
+            ("SOURCE_GNUTLS", EventSource.GnuTls), ("SOURCE_GO_TLS", EventSource.GoTls),
+        ];
+        Assert.Equal(C.Keys.Count(k => k.StartsWith("SOURCE_")), sources.Length);
+        Assert.Equal(Enum.GetValues<EventSource>().Order(), sources.Select(s => s.Id).Order());
+        foreach (var (name, id) in sources) Assert.Equal(C[name], (long)id);
+        // the table is indexed by id and names every source once
+        Assert.Equal(sources.Length, CaptureSources.All.Count);
+        for (var i = 0; i < CaptureSources.All.Count; i++) Assert.Equal(i, (int)CaptureSources.All[i].Id);
+        Assert.Equal(CaptureSources.All.Count, CaptureSources.All.Select(s => s.MetricLabel).Distinct().Count());
+        Assert.Equal(CaptureSources.All.Count, CaptureSources.All.Select(s => s.DumpName).Distinct().Count());
+    }
+
+    [Fact]
     public unsafe void Struct_sizes_match_the_C_header()
     {
         Assert.Equal(C["event_header"], sizeof(EventHeader));

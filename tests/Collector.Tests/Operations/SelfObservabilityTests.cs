@@ -58,8 +58,8 @@ public sealed partial class SelfObservabilityTests
     {
         var samples = Parse(new CollectorMetrics().Render());
         string[] Values(string name, string label) => samples.Where(s => s.Name == name).Select(s => s.Labels[label]).Order().ToArray();
-        Assert.Equal(["gnutls", "openssl", "syscall"], Values("collector_events_read_total", "source"));
-        Assert.Equal(["gnutls", "openssl", "syscall"], Values("collector_bytes_read_total", "source"));
+        Assert.Equal(["gnutls", "go_tls", "openssl", "syscall"], Values("collector_events_read_total", "source"));
+        Assert.Equal(["gnutls", "go_tls", "openssl", "syscall"], Values("collector_bytes_read_total", "source"));
         Assert.Equal(["delivered", "failed", "queued", "shed"], Values("collector_kafka_messages_total", "result"));
         Assert.Equal(CollectorMetrics.FilterReasons.Order(), Values("collector_exchanges_filtered_total", "reason"));
         Assert.Equal(["exec", "full"], Values("collector_process_scans_total", "trigger"));
