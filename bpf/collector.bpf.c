@@ -22,7 +22,8 @@
  *   sockets.c      socket syscall tracepoints
  *   process.c      sched exec/exit tracepoints
  *   openssl.c      OpenSSL uprobes
- *   gnutls.c       GnuTLS uprobes */
+ *   gnutls.c       GnuTLS uprobes
+ *   go_tls.c       Go crypto/tls uprobes (entry and each RET) */
 #include "common.h"
 #include "maps.h"
 #include "selection.h"
@@ -34,6 +35,7 @@
 #include "process.c"
 #include "openssl.c"
 #include "gnutls.c"
+#include "go_tls.c"
 
 #ifndef COLLECTOR_COMPAT
 char LICENSE[] SEC("license") = "GPL";

@@ -54,6 +54,8 @@ enum drop_reason {
 				     * TLS calls evicted from tls_calls before their return */
 	DROP_TLS_CALLS_OVERLAPPED,  /* TLS calls whose plaintext was lost: another call of the same direction
 				     * began on the thread before they returned, and was not nested in them */
+	DROP_GO_CONN_NOT_TCP_BYTES, /* plaintext of Go TLS calls on a connection that is not a *net.TCPConn
+				     * (a wrapped net.Conn, TLS inside TLS): its socket cannot be named */
 	DROP_COUNTER_COUNT,
 };
 

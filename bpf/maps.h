@@ -98,8 +98,9 @@ struct tls_call_key {
 struct tls_call {
 	__u64 ctx;     /* the session: SSL *, gnutls_session_t (Go: the *tls.Conn) */
 	__u64 buf;
-	__u64 out_len; /* size_t * of the _ex calls, 0 otherwise */
-	__u64 sp;      /* stack pointer at entry: a call entered deeper while this one runs is nested in it */
+	__u64 out_len; /* size_t * of the _ex calls, 0 otherwise (Go: 1 when a write's plaintext went at its entry) */
+	__u64 sp;      /* stack pointer at entry: a call entered deeper while this one runs is nested in it
+			* (Go: how many calls are nested in it; a goroutine's stack moves) */
 	__u64 entry_ns;
 	__s32 fd;      /* the socket, -1 until known: from the call's arguments, or from the syscall the
 			* library makes inside the call */
@@ -110,8 +111,8 @@ struct tls_call {
  * return is never seen (a longjmp out of the library, a goroutine that dies in it) ages out
  * instead of holding its slot for good; a call evicted while it runs is counted
  * (active_calls_full). Thread callers need two entries per thread at most; goroutine callers
- * will need one per connection (a Go server's idle keep-alive connections each hold a goroutine
- * in Read), so the Go source should size it with the connection map. */
+ * need one per connection (a Go server's idle keep-alive connections each hold a goroutine in Read):
+ * user space sizes it like the connection map (CONN_MAP_ENTRIES), 16384 at least. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);

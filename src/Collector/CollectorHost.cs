@@ -248,7 +248,7 @@ public static class CollectorHost
             var label = CollectorMetrics.KernelReasonLabel(reason);
             var isBytes = reason is KernelDropReason.RingBufferFullBytes or KernelDropReason.BeyondCaptureBytes
                 or KernelDropReason.NotHttpBytes or KernelDropReason.ReadFailedBytes
-                or KernelDropReason.SendfileBytes or KernelDropReason.IovSkipped;
+                or KernelDropReason.SendfileBytes or KernelDropReason.IovSkipped or KernelDropReason.GoConnNotTcpBytes;
             if (isBytes) metrics.KernelDroppedBytes[label].Set(totals[i]);
             if (!isBytes || reason == KernelDropReason.IovSkipped) metrics.KernelDrops[label].Set(totals[i]);
         }

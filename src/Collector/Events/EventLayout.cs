@@ -25,6 +25,7 @@ public enum KernelDropReason
     SendfileBytes,
     ActiveCallsFull,
     TlsCallsOverlapped,
+    GoConnNotTcpBytes,
     Count,
 }
 

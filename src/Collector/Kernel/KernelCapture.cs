@@ -34,6 +34,9 @@ public sealed unsafe class KernelCapture : IDisposable
             WriteConfig(settings);
             SetMaxEntries("events", (uint)settings.RingBufferMegabytes * 1024 * 1024);
             SetMaxEntries("conns", (uint)settings.ConnectionMapEntries);
+            // a Go server's idle keep-alive connections each hold a goroutine inside Read: as many
+            // calls in progress as connections, besides the threads' own
+            SetMaxEntries("tls_calls", (uint)Math.Max(16384, settings.ConnectionMapEntries));
             var err = Interop.Libbpf.ObjectLoad(_object);
             if (err != 0) throw new BpfException("loading the eBPF programs (see the libbpf log above)", -err);
             _dropMapFd = MapFd("drop_counters");

@@ -1,3 +1,4 @@
+using Microsoft.Win32.SafeHandles;
 using System.Threading.Channels;
 using Collector.Configuration;
 using Collector.Metrics;
@@ -30,7 +31,7 @@ public sealed class TlsProbes : IDisposable
     private bool _detached;
 
     public TlsProbes(KernelCapture kernel, Settings settings, CollectorMetrics metrics, ILogger log)
-        : this(kernel, settings, metrics, log, TlsProviders.Default) { }
+        : this(kernel, settings, metrics, log, TlsProviders.For(kernel, metrics, log)) { }
 
     public TlsProbes(KernelCapture kernel, Settings settings, CollectorMetrics metrics, ILogger log,
         IReadOnlyList<ITlsProvider> providers)
@@ -135,6 +136,21 @@ public sealed class TlsProbes : IDisposable
 
     private void Examine(string openPath, string displayPath)
     {
+        // The file is held open while it is read and probed, and named /proc/self/fd/N: openPath
+        // goes through /proc/PID/root of a process that may exit meanwhile, and every attach after
+        // that would fail, leaving the file half probed and never looked at again.
+        SafeFileHandle handle;
+        try
+        {
+            handle = File.OpenHandle(openPath, FileMode.Open, FileAccess.Read);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return; }
+        using (handle) Examine(handle, displayPath);
+    }
+
+    private void Examine(SafeFileHandle handle, string displayPath)
+    {
+        var openPath = $"/proc/self/fd/{handle.DangerousGetHandle()}";
         (ulong, ulong) key;
         try
         {

@@ -1,4 +1,6 @@
 using Collector.Events;
+using Collector.Metrics;
+using Microsoft.Extensions.Logging;
 
 namespace Collector.Kernel;
 
@@ -81,6 +83,11 @@ public abstract class SymbolTlsProvider : ITlsProvider
 
 public static class TlsProviders
 {
-    /// <summary>The providers the collector runs with, in the order their probes are attached.</summary>
+    /// <summary>The C libraries' providers, in the order their probes are attached.</summary>
     public static IReadOnlyList<ITlsProvider> Default { get; } = [new OpenSslProvider(), new GnuTlsProvider()];
+
+    /// <summary>The providers the collector runs with on this kernel: the libraries', and Go's
+    /// (whose entry probes carry attach cookies when the current program set runs).</summary>
+    public static IReadOnlyList<ITlsProvider> For(KernelCapture kernel, CollectorMetrics metrics, ILogger log) =>
+        [.. Default, new GoTlsProvider(kernel.Features.Programs == ProgramSet.Current, metrics, log)];
 }

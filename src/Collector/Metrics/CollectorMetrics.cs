@@ -17,6 +17,8 @@ public sealed class CollectorMetrics
     public LabeledCounter KafkaFailures { get; } = new("error", 32);
     public LabeledCounter KafkaControlMessages { get; } = new("result", 8);
     public LabeledCounter ProbesAttached { get; } = new("library", 256);
+    /// <summary>Go programs examined for crypto/tls, by result: probed, or why not.</summary>
+    public LabeledCounter GoBinaries { get; } = new("result", 8);
     public LabeledCounter HostRequests { get; } = new("host", 200);
     public LabeledCounter ConnectionsEnded { get; } = new("reason", 8);
     public Counter GapBytes { get; } = new();
@@ -81,6 +83,7 @@ public sealed class CollectorMetrics
         KernelDropReason.SendfileBytes => "sendfile",
         KernelDropReason.ActiveCallsFull => "active_calls_full",
         KernelDropReason.TlsCallsOverlapped => "tls_calls_overlapped",
+        KernelDropReason.GoConnNotTcpBytes => "go_conn_not_tcp",
         _ => "other",
     };
 
@@ -126,6 +129,7 @@ public sealed class CollectorMetrics
             .Labeled("collector_kafka_failures_total", "Kafka delivery failures by error.", "counter", KafkaFailures)
             .Labeled("collector_kafka_control_messages_total", "Connection test and heartbeat messages by kind and outcome.", "counter", KafkaControlMessages)
             .Labeled("collector_probes_attached", "Uprobes attached, by library file.", "gauge", ProbesAttached)
+            .Labeled("collector_go_binaries_total", "Go programs with crypto/tls examined, by result: probed, or why not (too_old: before Go 1.17; unsupported; invalid; fd_offsets).", "counter", GoBinaries)
             .Labeled("collector_host_requests_total", "Requests by Host header (the processor's traffic metrics), at most 200 hosts.", "counter", HostRequests)
             .Labeled("collector_connections_ended_total", "Connections forgotten, by reason.", "counter", ConnectionsEnded)
             .Family("collector_drops_total", "Events, messages or exchanges lost, by stage (kernel, events, reassembly, output, kafka) and reason.", "counter",

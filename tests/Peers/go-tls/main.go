@@ -5,10 +5,10 @@
 //   go-tls server [--port 0] [--cert CERT --key KEY]
 //       prints "port N", then serves HTTP/1.1 and HTTP/2 (ALPN) over TLS until killed; without
 //       --cert it makes a self-signed ECDSA certificate for 127.0.0.1 and localhost in memory.
-//   go-tls client --url https://127.0.0.1:N [--mode h1|h2] [--count K] [--parallel P] [--tag T]
+//   go-tls client --url https://127.0.0.1:N [--mode h1|h2] [--count K] [--parallel P] [--tag T] [--big B]
 //       one http.Client (one connection pool, keep-alive) used by P goroutines, each doing K rounds
 //       of: GET /g/get/T/G/R, POST JSON /g/post/T/G/R, GET /g/big/T/G/R (1 MiB answer) and POST
-//       /g/big/T/G/R (1 MiB request body). Checks every answer and the protocol (h1: HTTP/1.1, the
+//       /g/big/T/G/R (1 MiB request body) (the big ones in the first B rounds only, when given). Checks every answer and the protocol (h1: HTTP/1.1, the
 //       transport offers no h2; h2: HTTP/2.0), prints "ok ..." per exchange, then "done", exit 0.
 //
 // Answers: GET /g/get/... -> text "go <path> <proto>\n"; POST /g/post/... (JSON) ->
@@ -175,7 +175,7 @@ func (c *round) do(method, path, contentType string, body []byte) (*http.Respons
 	return resp, got
 }
 
-func (c *round) run(suffix string, out chan<- string) {
+func (c *round) run(suffix string, big bool, out chan<- string) {
 	get := "/g/get/" + suffix
 	if _, got := c.do("GET", get, "", nil); string(got) != fmt.Sprintf("go %s %s\n", get, c.proto) {
 		fail("GET %s: %q", get, got)
@@ -195,6 +195,9 @@ func (c *round) run(suffix string, out chan<- string) {
 		fail("POST %s: %s (%v)", post, got, err)
 	}
 	out <- "ok post " + suffix
+	if !big {
+		return
+	}
 
 	bigPath := "/g/big/" + suffix
 	if _, got := c.do("GET", bigPath, "", nil); !bytes.Equal(got, c.big) {
@@ -221,6 +224,7 @@ func client(args []string) {
 	count := fs.Int("count", 3, "rounds per goroutine, on kept-alive connections")
 	parallel := fs.Int("parallel", 1, "goroutines sharing the client")
 	tag := fs.String("tag", "t", "first path segment after the route, to tell runs apart")
+	bigRounds := fs.Int("big", -1, "rounds (the first ones) that also move the 1 MiB bodies; -1: all")
 	fs.Parse(args)
 	if *url == "" {
 		fail("client needs --url")
@@ -251,7 +255,7 @@ func client(args []string) {
 		go func(g int) {
 			defer wg.Done()
 			for r := 0; r < *count; r++ {
-				c.run(fmt.Sprintf("%s/%d/%d", *tag, g, r), out)
+				c.run(fmt.Sprintf("%s/%d/%d", *tag, g, r), *bigRounds < 0 || r < *bigRounds, out)
 			}
 		}(g)
 	}

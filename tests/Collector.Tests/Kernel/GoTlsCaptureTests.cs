@@ -1,0 +1,235 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Collector.Tests.Support;
+
+namespace Collector.Tests.Kernel;
+
+/// <summary>One collector for GoTlsCaptureTests, tracing the Go test peers (tests/Peers/go-tls) by
+/// name. Bodies up to 2 MiB are kept and a call may be captured whole up to 1 MiB (64 chunks):
+/// Go's net/http writes a 1 MiB body in one tls.Conn.Write.</summary>
+public sealed class GoTlsFixture : IAsyncLifetime
+{
+    public CollectorProcess Collector { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        GoPeers.EnsureBuilt();
+        Collector = await CollectorProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["TRACE_COMMS"] = string.Join(",", GoPeers.Forms.Concat(GoPeers.ExternalForms).Select(GoTlsCaptureTests.ProcessName)),
+            ["HTTP_MAX_BODY_BYTES"] = "2097152",
+            ["KAFKA_MAX_MESSAGE_BYTES"] = "8000000",
+            ["CAPTURE_CHUNKS_PER_CALL"] = "64",
+        });
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (Collector is not null) await Collector.DisposeAsync();
+    }
+}
+
+/// <summary>Go's crypto/tls captured at (*Conn).Read and Write (issue 14): a net/http HTTPS server
+/// and client of each Debian Go toolchain, in separate processes, HTTP/1.1 and HTTP/2, both sides'
+/// exchanges right and no ciphertext; every form a Go service ships in (stripped, PIE, cgo off,
+/// externally linked); a binary of Go 1.15 counted as too old, not misread.</summary>
+[Collection("kernel")]
+public sealed class GoTlsCaptureTests(GoTlsFixture f) : IClassFixture<GoTlsFixture>
+{
+    private CollectorProcess C => f.Collector;
+
+    /// <summary>The process name of a go-tls build: its file name, cut to the kernel's 15 bytes.</summary>
+    public static string ProcessName(string form) => ("go-tls-" + form) is var n && n.Length > 15 ? n[..15] : n;
+
+    public static IEnumerable<object[]> ToolchainsAndModes() =>
+        from v in GoPeers.Toolchains from mode in new[] { "h1", "h2" } select new object[] { v, mode };
+
+    public static IEnumerable<object[]> Forms() =>
+        GoPeers.Builds().Where(b => b.Form != "default").Select(b => new object[] { b.Version, b.Form });
+
+    [Theory]
+    [MemberData(nameof(ToolchainsAndModes))]
+    public async Task Server_and_client_of_each_toolchain_are_captured_from_both_sides(string version, string mode)
+    {
+        // three rounds on one kept-alive connection; the first also moves 1 MiB each way
+        var tag = await RunAsync(version, "default", mode, rounds: 3, bigRounds: 1);
+        var proto = mode == "h1" ? "HTTP/1.1" : "HTTP/2.0";
+        var type = mode == "h1" ? "HTTP/1.1" : "HTTP/2";
+        for (var r = 0; r < 3; r++)
+        {
+            var get = $"/g/get/{tag}/0/{r}";
+            foreach (var m in await BothSidesAsync(get))
+            {
+                AssertExchange(m, "GET", get, type, version);
+                Assert.Equal($"go {get} {proto}\n", m.Field("responsePayload"));
+            }
+            var post = $"/g/post/{tag}/0/{r}";
+            foreach (var m in await BothSidesAsync(post))
+            {
+                AssertExchange(m, "POST", post, type, version);
+                Assert.Equal($$"""{"list":["a","b"],"n":42,"tag":"{{tag}}/0/{{r}}"}""", m.Field("requestPayload"));
+                Assert.Equal("application/json", m.HeaderMap("requestHeaders").GetValueOrDefault("content-type"));
+                using var answer = JsonDocument.Parse(m.Field("responsePayload"));
+                Assert.Equal(post, answer.RootElement.GetProperty("path").GetString());
+                Assert.Equal(proto, answer.RootElement.GetProperty("proto").GetString());
+            }
+        }
+        var big = $"/g/big/{tag}/0/0";
+        var found = await C.WaitForAsync(m => m.Field("path") == big, 4, TimeSpan.FromSeconds(30));
+        Assert.True(found.Count == 4, $"{big}: {found.Count} messages\n{await DiagnosticsAsync()}");
+        var bigBody = BigBody();
+        foreach (var side in new[] { "1", "2" })
+        {
+            var getBig = Assert.Single(found, m => m.Field("method") == "GET" && m.Field("direction") == side);
+            AssertExchange(getBig, "GET", big, type, version);
+            Assert.True(getBig.Field("responsePayload") == bigBody, $"side {side}: the 1 MiB answer differs ({getBig.Field("responsePayload").Length} bytes)");
+            var postBig = Assert.Single(found, m => m.Field("method") == "POST" && m.Field("direction") == side);
+            AssertExchange(postBig, "POST", big, type, version);
+            Assert.True(postBig.Field("requestPayload") == bigBody, $"side {side}: the 1 MiB request body differs ({postBig.Field("requestPayload").Length} bytes)");
+            Assert.Contains("\"intact\":true", postBig.Field("responsePayload"));
+        }
+        AssertNoCiphertext();
+    }
+
+    [Theory]
+    [MemberData(nameof(Forms))]
+    public async Task Every_form_is_captured(string version, string form)
+    {
+        // stripped, PIE, cgo off, externally linked: HTTP/2 for one half, HTTP/1.1 for the other
+        var mode = form is "pie" or "piestrip" or "extpie" ? "h2" : "h1";
+        var tag = await RunAsync(version, form, mode, rounds: 2, bigRounds: 0);
+        for (var r = 0; r < 2; r++)
+        {
+            var post = $"/g/post/{tag}/0/{r}";
+            foreach (var m in await BothSidesAsync(post))
+            {
+                AssertExchange(m, "POST", post, mode == "h1" ? "HTTP/1.1" : "HTTP/2", version, form);
+                Assert.Equal($$"""{"list":["a","b"],"n":42,"tag":"{{tag}}/0/{{r}}"}""", m.Field("requestPayload"));
+            }
+        }
+        AssertNoCiphertext();
+    }
+
+    [Fact]
+    public async Task A_binary_of_go_before_1_17_is_counted_as_too_old_not_read()
+    {
+        var before = await C.MetricAsync("collector_go_binaries_total{result=\"too_old\"}");
+        // its own name in the traced list: the 1.15 build of the same program
+        var path = Path.Combine(GoPeers.EnsureBuilt(), "go" + GoPeers.TooOldToolchain, "go-tls-default");
+        using var server = GoServer.Start(path);
+        var line = await C.WaitForLogAsync(l => l.Contains(path) && l.Contains("too_old"), TimeSpan.FromSeconds(20));
+        Assert.True(line is not null, $"no log line on {path}:\n{C.Log}");
+        Assert.Contains("go1.15", line);
+        Assert.Equal(before + 1, await C.MetricAsync("collector_go_binaries_total{result=\"too_old\"}"));
+        // its traffic: Go's own TLS, unseen, and nothing read as plaintext from it
+        var tag = Guid.NewGuid().ToString("N")[..10];
+        var (code, output, error) = Shell.Run(path, $"client --url https://127.0.0.1:{server.Port} --mode h1 --count 1 --big 0 --tag {tag}",
+            TimeSpan.FromSeconds(60));
+        Assert.True(code == 0, $"go 1.15 client: {error}{output}");
+        var marker = await RunAsync("1.23", "default", "h1", rounds: 1, bigRounds: 0); // captured after it
+        await BothSidesAsync($"/g/get/{marker}/0/0");
+        Assert.DoesNotContain(C.Messages(), m => m.Field("path").Contains(tag));
+    }
+
+    // ------------------------------------------------------------------------------------------
+
+    /// <summary>Runs a go-tls server and then a client (separate processes, the same build), once the
+    /// collector has attached to the build; returns the tag in the client's paths.</summary>
+    private async Task<string> RunAsync(string version, string form, string mode, int rounds, int bigRounds)
+    {
+        var path = GoPeers.TlsPeer(version, form);
+        using var server = GoServer.Start(path);
+        // the server's exec makes the collector look at the file: its probes serve every process of it
+        var attached = await C.WaitForLogAsync(l => l.EndsWith("go_tls uprobes to " + path), TimeSpan.FromSeconds(20)); // (go-tls-pie is a prefix of go-tls-piestrip)
+        Assert.True(attached is not null, $"{path} was not attached:\n{C.Log}");
+        var tag = $"{version}-{form}-{mode}-{Guid.NewGuid().ToString("N")[..8]}";
+        var (code, output, error) = Shell.Run(path, $"client --url https://127.0.0.1:{server.Port} --mode {mode} --count {rounds} --big {bigRounds} --tag {tag}",
+            TimeSpan.FromSeconds(120));
+        Assert.True(code == 0 && output.TrimEnd().EndsWith("done"), $"client exited {code}: {error}{output}");
+        return tag;
+    }
+
+    private async Task<List<JsonElement>> BothSidesAsync(string path)
+    {
+        var found = await C.WaitForAsync(m => m.Field("path") == path, 2, TimeSpan.FromSeconds(20));
+        if (found.Count != 2)
+            Assert.Fail($"expected {path} from both sides, got {found.Count}:\n{AktoFields.Describe(found)}\n{await DiagnosticsAsync()}");
+        Assert.Single(found, m => m.Field("direction") == "1");
+        Assert.Single(found, m => m.Field("direction") == "2");
+        return found;
+    }
+
+    private static void AssertExchange(JsonElement m, string method, string path, string type, string version, string form = "default")
+    {
+        var what = $"go{version} {form} {path} side {m.Field("direction")}";
+        Assert.True(m.Field("method") == method, $"{what}: method {m.Field("method")}");
+        Assert.True(m.Field("type") == type, $"{what}: type {m.Field("type")}");
+        Assert.True(m.Field("statusCode") == "200", $"{what}: status {m.Field("statusCode")}");
+        Assert.True(m.Field("process_name") == ProcessName(form), $"{what}: process {m.Field("process_name")}");
+        var port = m.Field("destIp").Split(':')[^1];
+        Assert.True(m.HeaderMap("requestHeaders").GetValueOrDefault("host") == "127.0.0.1:" + port, $"{what}: host {m.Field("requestHeaders")}");
+    }
+
+    /// <summary>No TLS record header (handshake 0x16 0x03, application data 0x17 0x03) in any
+    /// message: what was captured is plaintext.</summary>
+    private void AssertNoCiphertext()
+    {
+        foreach (var line in C.Lines)
+        {
+            Assert.DoesNotContain("\\u0016\\u0003", line);
+            Assert.DoesNotContain("\\u0017\\u0003", line);
+        }
+    }
+
+    private static string BigBody()
+    {
+        const string pattern = "abcdefghijklmnopqrstuvwxyz0123456789\n";
+        return string.Create(1 << 20, 0, (span, _) =>
+        {
+            for (var i = 0; i < span.Length; i++) span[i] = pattern[i % pattern.Length];
+        });
+    }
+
+    private async Task<string> DiagnosticsAsync()
+    {
+        var metrics = (await C.MetricsAsync()).Split('\n')
+            .Where(l => !l.StartsWith('#') && (l.Contains("go_") || l.Contains("drop") || l.Contains("tls")) && !l.EndsWith(" 0"));
+        return $"{C.Status}\nmetrics:\n" + string.Join("\n", metrics) + "\nlog:\n" + string.Join("\n", C.LogLines.TakeLast(20));
+    }
+}
+
+/// <summary>A go-tls server on an ephemeral loopback port, killed on dispose.</summary>
+public sealed class GoServer : IDisposable
+{
+    private readonly Process _process;
+
+    public int Port { get; }
+
+    private GoServer(Process process, int port)
+    {
+        _process = process;
+        Port = port;
+    }
+
+    public static GoServer Start(string path)
+    {
+        var psi = new ProcessStartInfo(path, "server --port 0") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var p = Process.Start(psi)!;
+        var first = p.StandardOutput.ReadLine();
+        if (first is null || !first.StartsWith("port ") || !int.TryParse(first[5..], out var port))
+        {
+            p.Kill();
+            throw new InvalidOperationException($"{path} server: \"{first}\" {p.StandardError.ReadToEnd()}");
+        }
+        p.ErrorDataReceived += (_, _) => { };
+        p.BeginErrorReadLine();
+        return new GoServer(p, port);
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) _process.Kill();
+        _process.WaitForExit(5000);
+        _process.Dispose();
+    }
+}
