@@ -348,7 +348,10 @@ public sealed class CaptureTests
         var expected = setting == "CAPTURE_ALL" ? $"/t-{id}.txt" : $"/p-{id}.txt";
         var other = setting == "CAPTURE_ALL" ? $"/p-{id}.txt" : $"/t-{id}.txt";
         Assert.Equal(2, (await collector.WaitForAsync(PathIs(expected), 2)).Count);
-        await Task.Delay(500);
+        // a last exchange of the captured kind: the other one's events, earlier, are handled by then
+        File.WriteAllText(Path.Combine(nginx.Www, $"m-{id}.txt"), "marker\n");
+        Shell.Check("curl", setting == "CAPTURE_ALL" ? $"-sk --fail https://127.0.0.1:{nginx.TlsPort}/m-{id}.txt" : $"-s --fail http://127.0.0.1:{nginx.PlainPort}/m-{id}.txt");
+        await collector.WaitForAsync(PathIs($"/m-{id}.txt"), 2);
         Assert.DoesNotContain(collector.Messages(), m => PathIs(other)(m));
         var source = setting == "CAPTURE_ALL" ? "syscall" : "openssl";
         Assert.Equal(0, await collector.MetricAsync($"collector_bytes_read_total{{source=\"{source}\"}}"));
@@ -371,7 +374,7 @@ public sealed class CaptureTests
         var found = await collector.WaitForAsync(PathIs($"/ctr-{id}.txt"), 1);
         var single = Assert.Single(found);
         Assert.Equal("2", single.GetProperty("direction").GetString()); // curl in the container; nginx is a host process
-        await Task.Delay(500);
+        // the container's request came last: the two before it, had they been traced, were handled first
         Assert.DoesNotContain(collector.Messages(), m => PathIs($"/host-{id}.txt")(m));
         Assert.DoesNotContain(collector.Messages(), m => PathIs($"/service-{id}.txt")(m));
     }
@@ -386,7 +389,8 @@ public sealed class CaptureTests
         var m = Assert.Single(found);
         Assert.Equal("2", m.GetProperty("direction").GetString());
         Assert.Equal("curl", m.GetProperty("process_name").GetString());
-        await Task.Delay(500);
+        // the collector wrote its answer before curl read it: its own side, had it been traced,
+        // came before curl's in the ring buffer and would be here by now
         Assert.DoesNotContain(collector.Messages(), x => x.GetProperty("process_id").GetString() == collector.Pid.ToString());
     }
 
@@ -486,7 +490,10 @@ public sealed class CaptureTests
     {
         await using var collector = await Collector(("UPROBE_POLL_INTERVAL", "0.01")); // 0.6 s
         var first = await collector.MetricAsync("collector_process_scans_total{trigger=\"full\"}");
-        await Task.Delay(2500);
-        Assert.True(await collector.MetricAsync("collector_process_scans_total{trigger=\"full\"}") >= first + 2);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        double now;
+        while ((now = await collector.MetricAsync("collector_process_scans_total{trigger=\"full\"}")) < first + 2 && DateTime.UtcNow < deadline)
+            await Task.Delay(100);
+        Assert.True(now >= first + 2, $"full scans went from {first} to {now} in 10 s with a 0.6 s interval");
     }
 }
