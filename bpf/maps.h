@@ -34,7 +34,6 @@ struct io_args {
 	__u32 direction;
 };
 
-
 struct tls_key {
 	__u32 tgid;
 	__u32 pad;
@@ -102,8 +101,9 @@ struct tls_call {
 	__u64 sp;      /* stack pointer at entry: a call entered deeper while this one runs is nested in it
 			* (Go: how many calls are nested in it; a goroutine's stack moves) */
 	__u64 entry_ns;
-	__s32 fd;      /* the socket, -1 until known: from the call's arguments, or from the syscall the
-			* library makes inside the call */
+	__s32 fd;      /* the socket, -1 until known: from the call's arguments (a source that can read
+			* it there), or at return from the syscall the library made inside the call
+			* (a thread caller's: kept in thread_state.tls_fd) */
 	__u32 source;  /* enum event_source */
 };
 

@@ -180,7 +180,8 @@ static __always_inline __u64 tls_call_bytes(const struct tls_call *call, long re
  * a thread caller (thread_guesses: the memory-BIO applications, node and .NET, move the records
  * with syscalls of their own on the same thread), the thread's last socket read; when none is
  * known the plaintext goes unbound and user space holds it until the bind event. t is the current
- * thread's state (emit_buffer works in it). */
+ * thread's state, which must exist: emit_buffer works in it (a goroutine can return on a thread
+ * that never made a traced call: its source makes the state first, traced_thread_state()). */
 static __always_inline void tls_plaintext(__u32 tgid, __u32 direction, const struct tls_call *call,
 					  __u64 bytes, struct thread_state *t, const int thread_guesses)
 {

@@ -131,10 +131,10 @@ public sealed unsafe partial class ProbePointAttachTests
             // a uprobe at the second instruction of a function, as a Go RET probe is placed
             new("ssl_read_enter", "SSL_read+4", offsets["SSL_read"] + 4, ProbeKind.AtOffset, Cookie: ulong.MaxValue),
         ];
+        var info = stackalloc byte[256];
         foreach (var point in points)
         {
             using var link = kernel.AttachUprobe(point, lib);
-            var info = stackalloc byte[256];
             new Span<byte>(info, 256).Clear();
             var len = 256u;
             var fd = LinkFd(link.DangerousGetHandle());
