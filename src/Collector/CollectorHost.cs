@@ -25,6 +25,7 @@ public static class CollectorHost
     public const int ExitConfigError = 2;
     public const int ExitMemoryThreshold = 3;
     public const int ExitKernelError = 4;
+    public const int ExitKafkaLibrary = 5;
 
     /// <summary>The status endpoint's paths (METRICS_BIND); the manifests' probes use them.</summary>
     public const string HealthPath = "/healthz", ReadyPath = "/ready", MetricsPath = "/metrics";
@@ -89,7 +90,20 @@ public static class CollectorHost
         }
 
         var identity = new AktoIdentity(settings.AccountId, settings.VxlanId, Guid.NewGuid().ToString(), settings.RedactHeaders.ToHashSet());
-        IMessageSink sink = settings.KafkaBrokers is null ? new StdoutSink() : new KafkaSink(settings, metrics, identity.DaemonsetId, loggerFactory.CreateLogger("kafka"));
+        IMessageSink sink;
+        try
+        {
+            sink = settings.KafkaBrokers is null ? new StdoutSink() : new KafkaSink(settings, metrics, identity.DaemonsetId, loggerFactory.CreateLogger("kafka"));
+        }
+        catch (LibrdkafkaException e)
+        {
+            // the tests proved the collector on the bundled library only: another one is refused
+            log.LogCritical("cannot start the Kafka output: {Error}", e.Message);
+            stop.Cancel();
+            await rulesTask;
+            await web.StopAsync();
+            return ExitKafkaLibrary;
+        }
         var output = new OutputPipeline(filter, sink, metrics, identity, settings.MaxBodyBytes, settings.KafkaMaxMessageBytes,
             loggerFactory.CreateLogger("output"));
 
