@@ -48,6 +48,7 @@ public sealed class ConfigurationErrorTests
         ["AKTO_VXLAN_ID", "vx-1", null!],
         ["IS_AUTH_IMPLEMENTED", "true", "KAFKA_USERNAME"],
         ["AKTO_MONGO_CONN", "mongodb://mongo:27017", "not supported"],
+        ["AKTO_HEADER_VALUE_FILTER", "{\"x-env\":\"prod\",\"X-Env\":\"staging\"}", "listed twice"],
         ["TLS_CA_CERT_PATH", "/nonexistent/ca.crt", null!],
     ];
 
