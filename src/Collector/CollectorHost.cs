@@ -40,10 +40,22 @@ public static class CollectorHost
 
         ExchangeFilter filter;
         StartupRules startupRules;
+        ISettingsSource processorSettings;
+        MongoSettingsSource? mongo = null;
         try
         {
             startupRules = DiscoveryRulesFile.Load(settings);
-            filter = new ExchangeFilter(settings, startupRules.Rules, HeaderValueFilter.Parse(settings.HeaderValueFilter));
+            var fromEnvironment = HeaderValueFilter.Parse(settings.HeaderValueFilter);
+            if (settings.MongoConnection is null)
+            {
+                processorSettings = new EnvironmentSettingsSource(fromEnvironment);
+                metrics.HeaderValueFilterEntries = fromEnvironment.Count;
+            }
+            else
+            {
+                processorSettings = mongo = MongoSettingsSource.From(settings, fromEnvironment, metrics, loggerFactory.CreateLogger("mongo"));
+            }
+            filter = new ExchangeFilter(settings, startupRules.Rules, processorSettings);
         }
         catch (SettingsException e)
         {
@@ -54,6 +66,7 @@ public static class CollectorHost
 
         LogBanner(log, settings);
         log.LogInformation("discovery rules: {Rules}", startupRules.Description);
+        log.LogInformation("header-value filter: {Source}", processorSettings.Description);
         using var stop = new CancellationTokenSource();
         using var stopReading = new CancellationTokenSource();
         void OnSignal(PosixSignalContext c)
@@ -75,6 +88,8 @@ public static class CollectorHost
         var rulesFile = startupRules.FileText is null ? null
             : new DiscoveryRulesFile(settings.DiscoveryConfigPath!, startupRules.FileText, filter, metrics, loggerFactory.CreateLogger("rules"));
         var rulesTask = rulesFile is null ? Task.CompletedTask : Task.Run(() => rulesFile.RunAsync(stop.Token));
+        // start-up does not wait for MongoDB: until it answers, AKTO_HEADER_VALUE_FILTER applies
+        var mongoTask = mongo is null ? Task.CompletedTask : Task.Run(() => mongo.RunAsync(stop.Token));
 
         WebApplication web;
         try
@@ -86,6 +101,7 @@ public static class CollectorHost
             StartupError.Write(e.Message, settings.LogJson);
             stop.Cancel();
             await rulesTask;
+            await mongoTask;
             return ExitConfigError;
         }
 
@@ -101,6 +117,7 @@ public static class CollectorHost
             log.LogCritical("cannot start the Kafka output: {Error}", e.Message);
             stop.Cancel();
             await rulesTask;
+            await mongoTask;
             await web.StopAsync();
             return ExitKafkaLibrary;
         }
@@ -117,6 +134,7 @@ public static class CollectorHost
             log.LogCritical("cannot start kernel capture: {Error}", e.Message);
             stop.Cancel();
             await rulesTask;
+            await mongoTask;
             await web.StopAsync();
             return ExitKernelError;
         }
@@ -191,6 +209,7 @@ public static class CollectorHost
             // still polls the ring buffer that the using blocks free)
             await LogIfFailed(tlsTask, log, "TLS library scanning");
             await LogIfFailed(rulesTask, log, "discovery rules reloading");
+            await LogIfFailed(mongoTask, log, "reading settings from MongoDB");
             var detached = ProbeDetach.All(kernel, tls);
             metrics.TracepointsAttached = 0;
             var detachMs = stopping.ElapsedMilliseconds;
