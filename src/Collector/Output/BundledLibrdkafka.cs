@@ -10,7 +10,7 @@ namespace Collector.Output;
 /// system's library names: the package's default build (runtimes/linux-x64/native/librdkafka.so)
 /// links Cyrus SASL as libsasl2.so.3, a name only Red Hat's family ships (Debian's libsasl2-2 is
 /// libsasl2.so.2), so on Debian it fails to load and a Debian librdkafka.so, if one is installed
-/// (librdkafka-dev), was silently taken instead: 2.0.2, three years older than the tests'. The
+/// (librdkafka-dev), was silently taken instead: 2.0.2 where 2.16.0 was meant. The
 /// package's other glibc build, centos8-librdkafka.so, needs nothing but glibc 2.28 (OpenSSL,
 /// zstd, lz4 are linked in) and lacks only GSSAPI/Kerberos, which the collector never configures
 /// (SASL here is PLAIN). That one is loaded, by its path, on every host; the tests' mock cluster
