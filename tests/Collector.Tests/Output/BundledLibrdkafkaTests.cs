@@ -38,7 +38,9 @@ public sealed class BundledLibrdkafkaTests
             ["TRACE_COMMS"] = "no-such-comm",
         });
         var bundled = BundledLibrdkafka.PathIn(Path.GetDirectoryName(Repo.CollectorBinary)!);
-        Assert.Contains(collector.LogLines, l => l.Contains($"kafka: librdkafka 2.16.0 loaded from {bundled} (librdkafka.redist 2.16.0)"));
+        var line = await collector.WaitForLogAsync(l => l.Contains("kafka: librdkafka "));
+        Assert.True(line is not null, collector.Log);
+        Assert.EndsWith($"kafka: librdkafka 2.16.0 loaded from {bundled} (librdkafka.redist 2.16.0)", line);
         Assert.Equal([bundled], MappedRdkafka(collector.Pid));
     }
 
