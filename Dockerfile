@@ -7,9 +7,10 @@
 #
 # Base: Microsoft publishes no Debian images for .NET 10 (its tags are Ubuntu,
 # Alpine and Azure Linux; "10.0-bookworm-slim" does not exist). The collector is
-# built and tested on Debian 12 with Debian's libbpf 1.1 and librdkafka 2.0, so
-# both stages are debian:bookworm-slim with .NET 10 from Microsoft's Debian 12
-# package repository.
+# built and tested on Debian 12 with Debian's libbpf 1.1, so both stages are
+# debian:bookworm-slim with .NET 10 from Microsoft's Debian 12 package
+# repository. librdkafka comes from NuGet (librdkafka.redist) inside the
+# published folder, the same file the tests run on; it needs only glibc.
 
 # ---------------------------------------------------------------------------
 FROM debian:bookworm-slim AS build
@@ -19,15 +20,15 @@ ENV DOTNET_CLI_TELEMETRY_OPTOUT=1 \
     DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
 ADD https://packages.microsoft.com/config/debian/12/packages-microsoft-prod.deb /tmp/packages-microsoft-prod.deb
-# clang llvm libbpf-dev bpftool make librdkafka-dev: the same packages
-# `make deps` installs on a build host.
+# clang llvm libbpf-dev bpftool make: the same packages `make deps` installs
+# on a build host.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && dpkg -i /tmp/packages-microsoft-prod.deb && rm /tmp/packages-microsoft-prod.deb \
  && apt-get update \
  && apt-get install -y --no-install-recommends \
         dotnet-sdk-10.0 \
-        clang llvm libbpf-dev bpftool make librdkafka-dev \
+        clang llvm libbpf-dev bpftool make \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -44,18 +45,16 @@ RUN scripts/build-release.sh /out
 FROM debian:bookworm-slim
 
 ADD https://packages.microsoft.com/config/debian/12/packages-microsoft-prod.deb /tmp/packages-microsoft-prod.deb
-# Confluent.Kafka loads "librdkafka.so", a name only librdkafka-dev provides:
-# link it to the runtime's librdkafka.so.1. (The host loads "libbpf.so.1".)
+# The host loads "libbpf.so.1". No librdkafka package: the collector loads the
+# one in its own folder (runtimes/linux-x64/native) and refuses any other.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && dpkg -i /tmp/packages-microsoft-prod.deb && rm /tmp/packages-microsoft-prod.deb \
  && apt-get update \
  && apt-get install -y --no-install-recommends \
         aspnetcore-runtime-10.0 \
-        libbpf1 librdkafka1 libelf1 zlib1g \
- && rm -rf /var/lib/apt/lists/* \
- && cd /usr/lib/x86_64-linux-gnu \
- && { [ -e librdkafka.so ] || ln -s librdkafka.so.1 librdkafka.so; }
+        libbpf1 libelf1 zlib1g \
+ && rm -rf /var/lib/apt/lists/*
 
 COPY --from=build /out /opt/akto-collector
 WORKDIR /opt/akto-collector

@@ -6,9 +6,10 @@ set -euo pipefail
 PACKAGES=(
   # build
   clang llvm libbpf-dev bpftool make gcc libelf-dev zlib1g-dev pkg-config libssl-dev
-  # runtime: libbpf1 comes with libbpf-dev; Confluent.Kafka loads Debian's librdkafka.so (the -dev name)
-  librdkafka1 librdkafka-dev
-  # tests and benchmarks: real peers, an independent Kafka consumer, a real Prometheus
+  # runtime: libbpf1 comes with libbpf-dev. librdkafka is not a Debian package here: it comes from
+  # NuGet (librdkafka.redist) inside the published collector and needs only glibc
+  # tests and benchmarks: real peers, an independent Kafka consumer (kcat, on Debian's own
+  # librdkafka1), a real Prometheus
   kcat nginx-light curl wget openssl python3 nodejs iproute2 prometheus wrk procps bpftrace bc util-linux
   # other kernels under qemu (scripts/vm): emulator, the initramfs's shell, its archive, .ko.xz/.zst modules
   qemu-system-x86 busybox-static cpio xz-utils zstd

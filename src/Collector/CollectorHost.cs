@@ -25,6 +25,7 @@ public static class CollectorHost
     public const int ExitConfigError = 2;
     public const int ExitMemoryThreshold = 3;
     public const int ExitKernelError = 4;
+    public const int ExitKafkaLibrary = 5;
 
     /// <summary>The status endpoint's paths (METRICS_BIND); the manifests' probes use them.</summary>
     public const string HealthPath = "/healthz", ReadyPath = "/ready", MetricsPath = "/metrics";
@@ -39,10 +40,22 @@ public static class CollectorHost
 
         ExchangeFilter filter;
         StartupRules startupRules;
+        ISettingsSource processorSettings;
+        MongoSettingsSource? mongo = null;
         try
         {
             startupRules = DiscoveryRulesFile.Load(settings);
-            filter = new ExchangeFilter(settings, startupRules.Rules, HeaderValueFilter.Parse(settings.HeaderValueFilter));
+            var fromEnvironment = HeaderValueFilter.Parse(settings.HeaderValueFilter);
+            if (settings.MongoConnection is null)
+            {
+                processorSettings = new EnvironmentSettingsSource(fromEnvironment);
+                metrics.HeaderValueFilterEntries = fromEnvironment.Count;
+            }
+            else
+            {
+                processorSettings = mongo = MongoSettingsSource.From(settings, fromEnvironment, metrics, loggerFactory.CreateLogger("mongo"));
+            }
+            filter = new ExchangeFilter(settings, startupRules.Rules, processorSettings);
         }
         catch (SettingsException e)
         {
@@ -53,6 +66,7 @@ public static class CollectorHost
 
         LogBanner(log, settings);
         log.LogInformation("discovery rules: {Rules}", startupRules.Description);
+        log.LogInformation("header-value filter: {Source}", processorSettings.Description);
         using var stop = new CancellationTokenSource();
         using var stopReading = new CancellationTokenSource();
         void OnSignal(PosixSignalContext c)
@@ -74,6 +88,8 @@ public static class CollectorHost
         var rulesFile = startupRules.FileText is null ? null
             : new DiscoveryRulesFile(settings.DiscoveryConfigPath!, startupRules.FileText, filter, metrics, loggerFactory.CreateLogger("rules"));
         var rulesTask = rulesFile is null ? Task.CompletedTask : Task.Run(() => rulesFile.RunAsync(stop.Token));
+        // start-up does not wait for MongoDB: until it answers, AKTO_HEADER_VALUE_FILTER applies
+        var mongoTask = mongo is null ? Task.CompletedTask : Task.Run(() => mongo.RunAsync(stop.Token));
 
         WebApplication web;
         try
@@ -85,11 +101,26 @@ public static class CollectorHost
             StartupError.Write(e.Message, settings.LogJson);
             stop.Cancel();
             await rulesTask;
+            await mongoTask;
             return ExitConfigError;
         }
 
         var identity = new AktoIdentity(settings.AccountId, settings.VxlanId, Guid.NewGuid().ToString(), settings.RedactHeaders.ToHashSet());
-        IMessageSink sink = settings.KafkaBrokers is null ? new StdoutSink() : new KafkaSink(settings, metrics, identity.DaemonsetId, loggerFactory.CreateLogger("kafka"));
+        IMessageSink sink;
+        try
+        {
+            sink = settings.KafkaBrokers is null ? new StdoutSink() : new KafkaSink(settings, metrics, identity.DaemonsetId, loggerFactory.CreateLogger("kafka"));
+        }
+        catch (LibrdkafkaException e)
+        {
+            // the tests proved the collector on the bundled library only: another one is refused
+            log.LogCritical("cannot start the Kafka output: {Error}", e.Message);
+            stop.Cancel();
+            await rulesTask;
+            await mongoTask;
+            await web.StopAsync();
+            return ExitKafkaLibrary;
+        }
         var output = new OutputPipeline(filter, sink, metrics, identity, settings.MaxBodyBytes, settings.KafkaMaxMessageBytes,
             loggerFactory.CreateLogger("output"));
 
@@ -103,6 +134,7 @@ public static class CollectorHost
             log.LogCritical("cannot start kernel capture: {Error}", e.Message);
             stop.Cancel();
             await rulesTask;
+            await mongoTask;
             await web.StopAsync();
             return ExitKernelError;
         }
@@ -177,6 +209,7 @@ public static class CollectorHost
             // still polls the ring buffer that the using blocks free)
             await LogIfFailed(tlsTask, log, "TLS library scanning");
             await LogIfFailed(rulesTask, log, "discovery rules reloading");
+            await LogIfFailed(mongoTask, log, "reading settings from MongoDB");
             var detached = ProbeDetach.All(kernel, tls);
             metrics.TracepointsAttached = 0;
             var detachMs = stopping.ElapsedMilliseconds;

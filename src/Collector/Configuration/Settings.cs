@@ -66,6 +66,8 @@ public sealed record Settings
     public string AccountId { get; init; } = "1000000";
     public string VxlanId { get; init; } = "0";
     public string? MongoConnection { get; init; }
+    public TimeSpan MongoRefreshInterval { get; init; } = TimeSpan.FromSeconds(120);
+    public TimeSpan MongoTimeout { get; init; } = TimeSpan.FromSeconds(10);
     public string MetricsBind { get; init; } = "0.0.0.0:9176";
     public bool LogJson { get; init; }
     public string? NodeName { get; init; }
@@ -143,7 +145,9 @@ public static class SettingsReader
         ("CAPTURE_DUMP_PATH", "unset", "debug: append every kernel event (payloads in base64) to this file as JSON lines; for bug reports and the test corpus"),
         ("AKTO_ACCOUNT_ID", "1000000", "the akto_account_id field"),
         ("AKTO_VXLAN_ID", "0", "the akto_vxlan_id field (digits)"),
-        ("AKTO_MONGO_CONN", "unset", "not supported yet (see README); refused when set"),
+        ("AKTO_MONGO_CONN", "unset", "MongoDB of Akto's processor: the header-value filter is read from accounts_settings.filterHeaderValueMap (wins over AKTO_HEADER_VALUE_FILTER once read)"),
+        ("AKTO_MONGO_REFRESH_SECS", "120", "seconds between reads of accounts_settings"),
+        ("AKTO_MONGO_TIMEOUT_SECS", "10", "longest a read of accounts_settings may take (connecting included)"),
         ("METRICS_BIND", "0.0.0.0:9176", "address of /metrics, /ready and /healthz"),
         ("LOG_FORMAT", "text", "text or json"),
         ("NODE_NAME", "unset", "the node, for heartbeats and logs (downward API)"),
@@ -235,6 +239,8 @@ public static class SettingsReader
             AccountId = Digits(Get, "AKTO_ACCOUNT_ID", d.AccountId),
             VxlanId = Digits(Get, "AKTO_VXLAN_ID", d.VxlanId),
             MongoConnection = Get("AKTO_MONGO_CONN"),
+            MongoRefreshInterval = Seconds(Get, "AKTO_MONGO_REFRESH_SECS", d.MongoRefreshInterval, allowFraction: true),
+            MongoTimeout = Seconds(Get, "AKTO_MONGO_TIMEOUT_SECS", d.MongoTimeout, allowFraction: true, max: 600),
             MetricsBind = Bind(Get, "METRICS_BIND", d.MetricsBind),
             LogJson = LogFormat(Get("LOG_FORMAT")),
             NodeName = Get("NODE_NAME"),
@@ -248,7 +254,7 @@ public static class SettingsReader
             throw new SettingsException("KAFKA_QUEUE_MB", $"{s.KafkaQueueMegabytes} MB cannot hold one message of KAFKA_MAX_MESSAGE_BYTES ({s.KafkaMaxMessageBytes} bytes)");
         ValidateFilters(s);
         if (s.MongoConnection is not null)
-            throw new SettingsException("AKTO_MONGO_CONN", "MongoDB is not supported yet (no driver can be built here); use AKTO_HEADER_VALUE_FILTER for the header-value filter");
+            Filtering.MongoSettingsSource.Validate(s.MongoConnection);
         return s with { Effective = Describe(env) };
     }
 

@@ -96,7 +96,11 @@ public static class HeaderValueFilter
         {
             var map = JsonSerializer.Deserialize<Dictionary<string, string>>(json)
                       ?? throw new SettingsException("AKTO_HEADER_VALUE_FILTER", "must be a JSON object of header → value");
-            return new Dictionary<string, string>(map, StringComparer.OrdinalIgnoreCase);
+            var byName = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+            foreach (var (name, value) in map)
+                if (!byName.TryAdd(name, value))
+                    throw new SettingsException("AKTO_HEADER_VALUE_FILTER", $"header '{name}' is listed twice (names are compared in any case)");
+            return byName;
         }
         catch (JsonException e)
         {

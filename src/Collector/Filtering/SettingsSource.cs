@@ -2,16 +2,12 @@ using Collector.Configuration;
 
 namespace Collector.Filtering;
 
-/// <summary>Where the data processor's own settings come from. In Akto's deployment they live in
-/// MongoDB (accounts_settings.filterHeaderValueMap, reached with AKTO_MONGO_CONN). MongoDB is not
-/// supported yet: no driver can be restored on the build machines and no server can be run in
-/// tests, so AKTO_MONGO_CONN is refused at start-up and the one source is the environment.
-///
-/// A MongoDB source would implement this interface, poll the account's settings document and
-/// replace <see cref="HeaderValueFilter"/> atomically; <see cref="ExchangeFilter"/> reads it for
-/// every exchange, so a new value applies from the next one. (The processor's per-host traffic
-/// counts, traffic_metrics, are already kept on /metrics as collector_host_requests_total; a
-/// MongoDB source would write them from there.)</summary>
+/// <summary>Where the data processor's own settings come from: the environment
+/// (<see cref="EnvironmentSettingsSource"/>) or, as in Akto's deployment, its MongoDB
+/// (<see cref="MongoSettingsSource"/>, AKTO_MONGO_CONN). <see cref="ExchangeFilter"/> reads the
+/// value for every exchange, so a source replaces it whole (one reference) and a new value applies
+/// from the next exchange. (The processor's per-host traffic counts, which Akto's collector writes to
+/// MongoDB's traffic_metrics, are on /metrics as collector_host_requests_total instead.)</summary>
 public interface ISettingsSource
 {
     /// <summary>Header name (any case) → value: keep a request when any listed header has exactly
@@ -31,5 +27,7 @@ public sealed class EnvironmentSettingsSource(IReadOnlyDictionary<string, string
 
     public IReadOnlyDictionary<string, string> HeaderValueFilter { get; } = headerValueFilter;
 
-    public string Description => "environment (AKTO_HEADER_VALUE_FILTER)";
+    public string Description => HeaderValueFilter.Count == 0
+        ? "none (AKTO_HEADER_VALUE_FILTER unset): every request kept"
+        : $"AKTO_HEADER_VALUE_FILTER, {HeaderValueFilter.Count} entries ({string.Join(", ", HeaderValueFilter.Keys)})";
 }

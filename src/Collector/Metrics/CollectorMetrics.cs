@@ -40,6 +40,8 @@ public sealed class CollectorMetrics
     public Counter BodyDecodeFailures { get; } = new();
     public Counter ConfigReloads { get; } = new();
     public Counter ConfigReloadFailures { get; } = new();
+    public Counter MongoReads { get; } = new();
+    public LabeledCounter MongoFailures { get; } = new("reason", 16);
     public Histogram ExchangeLatency { get; } = new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30]);
 
     public long ConnectionsTracked;
@@ -49,6 +51,9 @@ public sealed class CollectorMetrics
     public int KafkaReachable = -1;
     public int TracepointsAttached;
     public int DiscoveryRuleCount;
+    /// <summary>1 the last read of MongoDB's settings succeeded, 0 it failed (or none yet), -1 no MongoDB.</summary>
+    public int MongoSettingsOk = -1;
+    public int HeaderValueFilterEntries;
 
     /// <summary>The Kafka outcomes and filter reasons exist from the start at 0, so that a rate()
     /// over them has a series before the first one happens.</summary>
@@ -155,6 +160,8 @@ public sealed class CollectorMetrics
             .Counter("collector_body_decode_failures_total", "Bodies whose content-encoding could not be decoded.", BodyDecodeFailures.Value)
             .Counter("collector_config_reloads_total", "Discovery rule files loaded after start.", ConfigReloads.Value)
             .Counter("collector_config_reload_failures_total", "Discovery rule files refused.", ConfigReloadFailures.Value)
+            .Counter("collector_mongo_settings_reads_total", "Reads of accounts_settings from MongoDB (AKTO_MONGO_CONN) that succeeded.", MongoReads.Value)
+            .Labeled("collector_mongo_settings_failures_total", "Reads of accounts_settings from MongoDB that failed, by reason; the last good value stays in effect.", "counter", MongoFailures)
             .Histogram("collector_exchange_latency_seconds", "From the response's last byte in the kernel to the output.", ExchangeLatency)
             .Gauge("collector_connections_tracked", "Connections tracked in user space.", Interlocked.Read(ref ConnectionsTracked))
             .Gauge("collector_buffered_bytes", "Bytes buffered in reassembly (not yet paired).", Interlocked.Read(ref BufferedBytes))
@@ -164,6 +171,8 @@ public sealed class CollectorMetrics
             .Gauge("collector_managed_heap_bytes", "Bytes in the .NET heap.", GC.GetTotalMemory(false))
             .Gauge("collector_tracepoints_attached", "Syscall and sched tracepoints attached.", Volatile.Read(ref TracepointsAttached))
             .Gauge("collector_discovery_rules", "Discovery rules in effect (AKTO_MODULE_DISCOVERY_CONFIG or its file).", Volatile.Read(ref DiscoveryRuleCount))
+            .Gauge("collector_mongo_settings_ok", "1 when the last read of accounts_settings succeeded, 0 when it failed (or none answered yet), -1 without MongoDB.", Volatile.Read(ref MongoSettingsOk))
+            .Gauge("collector_header_value_filter_entries", "Entries of the header-value filter in effect (AKTO_HEADER_VALUE_FILTER or MongoDB's filterHeaderValueMap); 0 keeps every request.", Volatile.Read(ref HeaderValueFilterEntries))
             .Gauge("collector_kafka_reachable", "1 when the broker answered, 0 when not, -1 without Kafka.", KafkaReachable)
             .Gauge("collector_kafka_waiting_messages", "Messages queued for Kafka and not yet acknowledged (bounded by KAFKA_QUEUE_MESSAGES/KAFKA_QUEUE_MB).", Interlocked.Read(ref KafkaWaiting))
             .ToString();

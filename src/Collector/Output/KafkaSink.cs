@@ -9,7 +9,8 @@ using Microsoft.Extensions.Logging;
 
 namespace Collector.Output;
 
-/// <summary>Delivers Akto messages to Kafka with Confluent.Kafka on the system's librdkafka.
+/// <summary>Delivers Akto messages to Kafka with Confluent.Kafka on the librdkafka bundled with
+/// the collector (<see cref="BundledLibrdkafka"/>).
 ///
 /// Messages first wait in a queue of our own, bounded by KAFKA_QUEUE_MESSAGES and KAFKA_QUEUE_MB
 /// (everything not yet acknowledged counts, including what librdkafka holds). Past the bound the
@@ -70,6 +71,9 @@ public sealed class KafkaSink : IMessageSink
         _boundBytes = (long)settings.KafkaQueueMegabytes * 1024 * 1024;
         _windowMessages = Math.Max(1, _boundMessages / 2);
         _windowBytes = Math.Max(1, _boundBytes / 2);
+        var library = BundledLibrdkafka.Load();
+        _log.LogInformation("kafka: librdkafka {Version} loaded from {Path} (librdkafka.redist {Expected})",
+            library.Version, library.Path, BundledLibrdkafka.ExpectedVersion);
         metrics.KafkaReachable = 0;
 
         var config = ProducerConfig(settings, _windowMessages, _windowBytes);

@@ -47,7 +47,9 @@ public sealed class ConfigurationErrorTests
         ["LOG_FORMAT", "xml", null!],
         ["AKTO_VXLAN_ID", "vx-1", null!],
         ["IS_AUTH_IMPLEMENTED", "true", "KAFKA_USERNAME"],
-        ["AKTO_MONGO_CONN", "mongodb://mongo:27017", "not supported"],
+        ["AKTO_MONGO_CONN", "mongodb://akto:hunter2@mongo:port/admini", "not a MongoDB connection string"],
+        ["AKTO_MONGO_REFRESH_SECS", "soon", null!],
+        ["AKTO_HEADER_VALUE_FILTER", "{\"x-env\":\"prod\",\"X-Env\":\"staging\"}", "listed twice"],
         ["TLS_CA_CERT_PATH", "/nonexistent/ca.crt", null!],
     ];
 
@@ -62,6 +64,7 @@ public sealed class ConfigurationErrorTests
         var line = Assert.Single(err);
         Assert.StartsWith($"configuration error: {name}: ", line);
         if (detail is not null) Assert.Contains(detail, line);
+        Assert.DoesNotContain("hunter2", line);
         Assert.Equal("", stdout);
     }
 

@@ -250,11 +250,15 @@ public sealed class SettingsReaderTests
     }
 
     [Fact]
-    public void Mongo_is_refused_with_the_reason()
+    public void Mongo_settings_are_read_and_a_connection_string_the_driver_refuses_stops_start_up()
     {
-        var e = Refused("AKTO_MONGO_CONN", ("AKTO_MONGO_CONN", "mongodb://mongo:27017/admini"));
-        Assert.Contains("not supported", e.Message);
-        Assert.Contains("AKTO_HEADER_VALUE_FILTER", e.Message);
+        var s = Read(("AKTO_MONGO_CONN", "mongodb://mongo.akto.svc:27017/admini"), ("AKTO_MONGO_REFRESH_SECS", "0.5"));
+        Assert.Equal("mongodb://mongo.akto.svc:27017/admini", s.MongoConnection);
+        Assert.Equal(TimeSpan.FromSeconds(0.5), s.MongoRefreshInterval);
+        var e = Refused("AKTO_MONGO_CONN", ("AKTO_MONGO_CONN", "mongo.akto.svc:27017"));
+        Assert.Contains("not a MongoDB connection string", e.Message);
+        Refused("AKTO_MONGO_REFRESH_SECS", ("AKTO_MONGO_REFRESH_SECS", "0"));
+        Refused("AKTO_MONGO_TIMEOUT_SECS", ("AKTO_MONGO_TIMEOUT_SECS", "a while"));
     }
 
     [Fact]
