@@ -596,11 +596,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
 
             if (s is null)
             {
-                if (_streams.Count >= MaxStreams && !EvictUnnamed())
-                {
-                    _host.CountDrop("h2_too_many_streams");
-                    return;
-                }
+                if (_streams.Count >= MaxStreams && !EvictUnnamed()) EvictOldest();
                 s = Stream.Rent(streamId);
                 _streams[streamId] = s;
                 NoteStream(streamId);
@@ -706,6 +702,17 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (gone is null) return false;
         foreach (var id in gone) RemoveAndRecycle(_streams[id]);
         return true;
+    }
+
+    /// <summary>A full table of named streams: the oldest goes (its end was lost in a hole, or it
+    /// outlived a thousand newer ones, far past any peer's concurrency): emitted as far as it got
+    /// when its response had ended, else counted.</summary>
+    private void EvictOldest()
+    {
+        Stream? oldest = null;
+        foreach (var st in _streams.Values)
+            if (oldest is null || st.Id < oldest.Id) oldest = st;
+        if (oldest is not null) Reset(oldest, "h2_stream_stale");
     }
 
     private void Unnamed(Stream? s, uint streamId, string reason, bool tracked = true)

@@ -386,7 +386,32 @@ public sealed class Http2SessionTests
         }
         Assert.Equal(550, h.Exchanges.Count);
         Assert.Equal(550, h.Metrics.Http2StreamsUnnamed["header_block_too_large"].Value);
-        Assert.Equal(0, h.Drops("h2_too_many_streams"));
+        Assert.Equal(0, h.Drops("h2_stream_stale"));
+    }
+
+    [Fact]
+    public void Streams_whose_end_never_came_leave_a_full_table_oldest_first_and_new_streams_are_still_emitted()
+    {
+        using var h = new Harness();
+        var c = h.Open(5);
+        h.Request(c, Cat(Preface, Settings()));
+        h.Response(c, Settings());
+        // 1100 requests answered with headers only: their ends (END_STREAM) never come, as when
+        // they went by in a hole; past 1024 the oldest leave the table, counted
+        for (uint i = 0; i < 1100; i++)
+        {
+            var id = 1 + 2 * i;
+            h.Request(c, Headers(id, true, (":method", "GET"), (":scheme", "http"), (":path", "/stuck/" + i), (":authority", "a")));
+            h.Response(c, Headers(id, false, (":status", "200")));
+        }
+        Assert.Equal(1100 - 1024, h.Drops("h2_stream_stale"));
+        Assert.Empty(h.Exchanges);
+        // a stream after them is emitted as ever
+        var next = 1 + 2 * 1100u;
+        h.Request(c, Headers(next, true, (":method", "GET"), (":scheme", "http"), (":path", "/after"), (":authority", "a")));
+        h.Response(c, Cat(Headers(next, false, (":status", "200")), Data(next, true, "ok"u8.ToArray())));
+        Assert.Equal("/after", Assert.Single(h.Exchanges).Target);
+        Assert.Equal(1100 - 1024 + 1, h.Drops("h2_stream_stale"));
     }
 
     [Fact]
