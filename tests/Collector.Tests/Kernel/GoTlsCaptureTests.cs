@@ -131,6 +131,41 @@ public sealed class GoTlsCaptureTests(GoTlsFixture f) : IClassFixture<GoTlsFixtu
         Assert.DoesNotContain(C.Messages(), m => m.Field("path").Contains(tag));
     }
 
+    [Theory]
+    [InlineData("h1")]
+    [InlineData("h2")]
+    public async Task The_compat_program_set_captures_go_without_attach_cookies(string mode)
+    {
+        // the programs kernels before 5.17 run (taken here by turning task storage off): no attach
+        // cookies there, so the offsets are the programs' own and the connection's type unchecked
+        await using var compat = await CollectorProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["TRACE_COMMS"] = ProcessName("strip"),
+            ["BPF_FEATURES_OFF"] = "task_storage",
+        });
+        Assert.Contains("compat set", compat.LogLines.Single(l => l.Contains("eBPF programs:")));
+        var path = GoPeers.TlsPeer("1.22", "strip");
+        using var server = GoServer.Start(path);
+        var attached = await compat.WaitForLogAsync(l => l.EndsWith("go_tls uprobes to " + path), TimeSpan.FromSeconds(20));
+        Assert.True(attached is not null, $"{path} was not attached:\n{compat.Log}");
+        Assert.Contains(compat.LogLines, l => l.Contains(path) && l.Contains("connection type not checked: the kernel has no attach cookies"));
+        var tag = $"compat-{mode}-{Guid.NewGuid().ToString("N")[..8]}";
+        var (code, output, error) = Shell.Run(path, $"client --url https://127.0.0.1:{server.Port} --mode {mode} --count 2 --big 0 --tag {tag}",
+            TimeSpan.FromSeconds(60));
+        Assert.True(code == 0, $"client exited {code}: {error}{output}");
+        for (var r = 0; r < 2; r++)
+        {
+            var post = $"/g/post/{tag}/0/{r}";
+            var found = await compat.WaitForAsync(m => m.Field("path") == post, 2, TimeSpan.FromSeconds(20));
+            Assert.True(found.Count == 2, $"{post}: {found.Count} messages\n{compat.Status}");
+            foreach (var m in found)
+            {
+                AssertExchange(m, "POST", post, mode == "h1" ? "HTTP/1.1" : "HTTP/2", "1.22", "strip");
+                Assert.Equal($$"""{"list":["a","b"],"n":42,"tag":"{{tag}}/0/{{r}}"}""", m.Field("requestPayload"));
+            }
+        }
+    }
+
     // ------------------------------------------------------------------------------------------
 
     /// <summary>Runs a go-tls server and then a client (separate processes, the same build), once the
