@@ -133,11 +133,17 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         _touched.Add(s);
     }
 
-    /// <summary>The stream leaves the table and goes back to the pool.</summary>
-    private void RemoveAndRecycle(Stream s)
+    /// <summary>The stream leaves the table, taking its share of the running sum with it.</summary>
+    private void Detach(Stream s)
     {
         _streams.Remove(s.Id);
         _streamsRetained -= s.Accounted;
+    }
+
+    /// <summary>The stream leaves the table and goes back to the pool.</summary>
+    private void RemoveAndRecycle(Stream s)
+    {
+        Detach(s);
         s.Recycle();
     }
 
@@ -778,8 +784,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             Touch(s);
             return;
         }
-        _streams.Remove(s.Id);
-        _streamsRetained -= s.Accounted;
+        Detach(s);
         Complete(s);
         s.Recycle();
     }
@@ -809,8 +814,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
     /// messages already whole are emitted.</summary>
     private void Reset(Stream s, string reason)
     {
-        _streams.Remove(s.Id);
-        _streamsRetained -= s.Accounted;
+        Detach(s);
         ResetCore(s, reason);
         s.Recycle();
     }
