@@ -19,6 +19,7 @@
  *   conns.h        connections: sockets from the fd table, generations, open events
  *   http_detect.h  is a plaintext connection HTTP
  *   tls.h          TLS sessions and their plaintext
+ *   go_tls.h       Go crypto/tls: the socket from a tls.Conn, checked at the syscalls
  *   sockets.c      socket syscall tracepoints
  *   process.c      sched exec/exit tracepoints
  *   openssl.c      OpenSSL uprobes
@@ -31,6 +32,7 @@
 #include "conns.h"
 #include "http_detect.h"
 #include "tls.h"
+#include "go_tls.h"
 #include "sockets.c"
 #include "process.c"
 #include "openssl.c"

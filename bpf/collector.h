@@ -55,7 +55,9 @@ enum drop_reason {
 	DROP_TLS_CALLS_OVERLAPPED,  /* TLS calls whose plaintext was lost: another call of the same direction
 				     * began on the thread before they returned, and was not nested in them */
 	DROP_GO_CONN_NOT_TCP_BYTES, /* plaintext of Go TLS calls on a connection that is not a *net.TCPConn
-				     * (a wrapped net.Conn, TLS inside TLS): its socket cannot be named */
+				     * (a wrapped net.Conn, TLS inside TLS) whose socket no syscall named */
+	DROP_GO_BEFORE_ATTACH_BYTES, /* plaintext of Go TLS calls entered before the probes were attached
+				      * whose arguments could not be read at their return */
 	DROP_COUNTER_COUNT,
 };
 

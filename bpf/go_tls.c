@@ -12,58 +12,14 @@
  * plaintext whatever the error.
  *
  * A Write's plaintext is sent at its entry (Write never changes b), a Read's at its return: each
- * then reaches user space before anything it causes. Sent at the return, a request could come after
+ * then reaches user space before anything it causes. A Write whose socket is not known at its entry
+ * (a wrapped net.Conn) is sent at the first syscall it makes (go_tls.h), else at its return. Sent at the return, a request could come after
  * its own response: the writing goroutine's return runs after its socket write, and on loopback the
  * peer's answer is read and returned on another thread first (seen with net/http's client, whose
  * writes and reads are separate goroutines). A write that fails part-way (the connection broke) is
  * then sent whole. */
 #include "common.h"
-#include "tls.h"
-
-/* The attach cookie of an entry probe (user space packs it, see GoTlsProvider):
- *   bits 0-31   the *net.TCPConn itab's address minus the function's entry address (signed), so
- *               that the itab's run-time address is the probe's ip plus it; 0 when the binary's
- *               itab was not found (the interface's type is then not checked)
- *   bits 32-39  offset of tls.Conn.conn (a net.Conn interface: itab word, data word)
- *   bits 40-47  offset of net.TCPConn's *netFD (its conn.fd)
- *   bits 48-55  offset of poll.FD.Sysfd in netFD (pfd is netFD's first field)
- * The compat set has no cookies (bpf_get_attach_cookie came in 5.15): it reads with the offsets
- * every supported Go version has (user space refuses a binary whose table differs) and cannot check
- * the itab; the socket must then still be one the collector knows (conn_of_fd). */
-#define GO_DEFAULT_COOKIE ((0ULL << 32) | (0ULL << 40) | (16ULL << 48))
-
-static __always_inline __u64 go_cookie(void *ctx)
-{
-#ifdef COLLECTOR_COMPAT
-	return GO_DEFAULT_COOKIE;
-#else
-	return bpf_get_attach_cookie(ctx);
-#endif
-}
-
-#define GO_FD_NOT_TCP (-2)
-#define GO_REENTRY_MAX_NS (100ULL * 1000000) /* a call's entry runs again after its stack grew: at once */
-
-/* The socket behind a *tls.Conn: GO_FD_NOT_TCP when its net.Conn is not a *net.TCPConn (a wrapped
- * connection, a tls.Conn inside a tls.Conn), -1 when it cannot be read. */
-static __always_inline __s32 go_conn_fd(__u64 conn, __u64 ip, __u64 cookie)
-{
-	__s32 itab_delta = (__s32)cookie;
-	__u64 iface[2]; /* itab, data */
-	if (bpf_probe_read_user(iface, sizeof(iface), (const void *)(conn + ((cookie >> 32) & 0xff))) != 0)
-		return -1;
-	if (itab_delta != 0 && iface[0] != ip + (__s64)itab_delta)
-		return GO_FD_NOT_TCP;
-	__u64 netfd = 0;
-	if (bpf_probe_read_user(&netfd, sizeof(netfd), (const void *)(iface[1] + ((cookie >> 40) & 0xff))) != 0 || !netfd)
-		return -1;
-	__s64 sysfd = -1;
-	if (bpf_probe_read_user(&sysfd, sizeof(sysfd), (const void *)(netfd + ((cookie >> 48) & 0xff))) != 0)
-		return -1;
-	if (sysfd < 0 || sysfd > 0x7fffffff)
-		return -1;
-	return (__s32)sysfd;
-}
+#include "go_tls.h"
 
 static __always_inline void go_tls_enter(struct pt_regs *ctx, const __u32 direction)
 {
@@ -73,6 +29,10 @@ static __always_inline void go_tls_enter(struct pt_regs *ctx, const __u32 direct
 	struct thread_state *t;
 	if (!thread_traced(tgid, &t))
 		return;
+	t = traced_thread_state(t);
+	if (!t)
+		return;
+	t->go_tls = 1; /* its socket syscalls may be a Go call's (go_tls_syscall) */
 	__u64 conn = ctx->ax, buf = ctx->bx;
 	struct tls_call_key key = tls_goroutine_key(tgid, direction, ctx->r14);
 	struct tls_call *running = tls_running_call(&key);
@@ -109,18 +69,69 @@ static __always_inline void go_tls_enter(struct pt_regs *ctx, const __u32 direct
 		.fd = go_conn_fd(conn, PT_REGS_IP(ctx), go_cookie(ctx)),
 		.source = SOURCE_GO_TLS,
 	};
-	__u64 len = ctx->cx;
-	if (direction == DIRECTION_EGRESS && call.fd >= 0 && len > 0) {
-		t = traced_thread_state(t);
-		if (t) {
-			/* out_len (unused by Go) says the plaintext went at the entry */
-			call.out_len = 1;
-			tls_plaintext(tgid, direction, &call, len, t, 0);
-		}
+	if (call.fd == GO_FD_NOT_TCP) {
+		/* a wrapped net.Conn: a syscall inside an earlier call may have named its socket */
+		struct tls_key k = {.tgid = tgid, .ctx = conn};
+		__s32 *known = bpf_map_lookup_elem(&tls_fds, &k);
+		if (known)
+			call.fd = *known;
 	}
-	/* still followed to its return: its end (the call key freed) and the calls nested in it */
+	__u64 len = ctx->cx;
+	if (direction == DIRECTION_EGRESS && len > 0) {
+		if (call.fd >= 0)
+			tls_plaintext(tgid, direction, &call, len, t, 0);
+		else
+			call.out_len = len; /* sent at the first syscall inside it, else at its return */
+	}
+	/* still followed to its return: its end (the call key freed), the calls nested in it and the
+	 * syscalls it makes */
 	if (bpf_map_update_elem(&tls_calls, &key, &call, BPF_ANY) != 0)
 		count_drop(DROP_ACTIVE_CALLS_FULL, 1);
+}
+
+/* A return without its entry: the call began before the probes were attached (a server's
+ * goroutine parked in Read on a kept-alive connection when the collector started), or its entry
+ * found no room (counted there), or the process is not traced. The prologue stored the receiver
+ * and b in their spill slots above the return address (user space checked it by disassembly and
+ * says so in the cookie, GO_COOKIE_ARGS_SPILLED): read there, the call is captured like any other.
+ * The compat set has no cookie to say so: such a call's bytes are counted. */
+static __always_inline void go_tls_return_unentered(struct pt_regs *ctx, __u32 tgid, const __u32 direction)
+{
+	long n = (long)ctx->ax;
+	if (n <= 0 || !settings.capture_tls)
+		return;
+	struct thread_state *t;
+	if (!thread_traced(tgid, &t))
+		return;
+	__u64 cookie = go_cookie(ctx);
+	__u64 args[3]; /* the *tls.Conn, b's data, len(b) */
+	if (!(cookie & GO_COOKIE_ARGS_SPILLED) ||
+	    bpf_probe_read_user(args, sizeof(args), (const void *)(PT_REGS_SP(ctx) + 8)) != 0 ||
+	    !args[0] || !args[1] || args[2] < (__u64)n) {
+		count_drop(DROP_GO_BEFORE_ATTACH_BYTES, n);
+		return;
+	}
+	struct tls_call call = {
+		.ctx = args[0],
+		.buf = args[1],
+		.entry_ns = bpf_ktime_get_ns(),
+		.fd = go_conn_fd(args[0], PT_REGS_IP(ctx), cookie),
+		.source = SOURCE_GO_TLS,
+	};
+	if (call.fd == GO_FD_NOT_TCP) {
+		struct tls_key k = {.tgid = tgid, .ctx = call.ctx};
+		__s32 *known = bpf_map_lookup_elem(&tls_fds, &k);
+		if (!known) {
+			count_drop(DROP_GO_CONN_NOT_TCP_BYTES, n);
+			return;
+		}
+		call.fd = *known;
+	}
+	t = traced_thread_state(t);
+	if (!t)
+		return;
+	t->go_tls = 1;
+	tls_plaintext(tgid, direction, &call, (__u64)n, t, 0);
 }
 
 static __always_inline void go_tls_return(struct pt_regs *ctx, const __u32 direction)
@@ -128,8 +139,10 @@ static __always_inline void go_tls_return(struct pt_regs *ctx, const __u32 direc
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct tls_call_key key = tls_goroutine_key(tgid, direction, ctx->r14);
 	struct tls_call *running = tls_running_call(&key);
-	if (!running)
-		return; /* entered before the probes were attached, or not traced */
+	if (!running) {
+		go_tls_return_unentered(ctx, tgid, direction);
+		return;
+	}
 	if (running->sp > 0) {
 		running->sp--; /* a nested call (see go_tls_enter) returns */
 		return;
@@ -137,11 +150,18 @@ static __always_inline void go_tls_return(struct pt_regs *ctx, const __u32 direc
 	struct tls_call call = *running;
 	bpf_map_delete_elem(&tls_calls, &key);
 	long n = (long)ctx->ax;
-	if (n <= 0 || call.out_len)
-		return; /* nothing moved, or a write sent at its entry */
+	if (n <= 0)
+		return; /* nothing moved */
+	if (direction == DIRECTION_EGRESS && !call.out_len)
+		return; /* a write sent at its entry, or at a syscall inside it */
 	if (call.fd == GO_FD_NOT_TCP) {
-		count_drop(DROP_GO_CONN_NOT_TCP_BYTES, n);
-		return;
+		struct tls_key k = {.tgid = tgid, .ctx = call.ctx};
+		__s32 *known = bpf_map_lookup_elem(&tls_fds, &k);
+		if (!known) {
+			count_drop(DROP_GO_CONN_NOT_TCP_BYTES, n);
+			return;
+		}
+		call.fd = *known;
 	}
 	struct thread_state *t;
 	if (!thread_traced(tgid, &t))
@@ -149,6 +169,7 @@ static __always_inline void go_tls_return(struct pt_regs *ctx, const __u32 direc
 	t = traced_thread_state(t);
 	if (!t)
 		return;
+	t->go_tls = 1;
 	/* no guessing from the thread's sockets: the goroutine may have run on several threads */
 	tls_plaintext(tgid, direction, &call, (__u64)n, t, 0);
 }

@@ -97,7 +97,7 @@ struct tls_call_key {
 struct tls_call {
 	__u64 ctx;     /* the session: SSL *, gnutls_session_t (Go: the *tls.Conn) */
 	__u64 buf;
-	__u64 out_len; /* size_t * of the _ex calls, 0 otherwise (Go: 1 when a write's plaintext went at its entry) */
+	__u64 out_len; /* size_t * of the _ex calls, 0 otherwise (Go: the bytes of a write not sent yet) */
 	__u64 sp;      /* stack pointer at entry: a call entered deeper while this one runs is nested in it
 			* (Go: how many calls are nested in it; a goroutine's stack moves) */
 	__u64 entry_ns;
@@ -180,7 +180,7 @@ struct thread_state {
 	__u8 pending_bind_active;
 	__u8 last_ingress_active;
 	__u8 traced; /* should_trace() said yes for this thread's process (until its next exec) */
-	__u8 pad;
+	__u8 go_tls; /* has run a Go crypto/tls call: its socket syscalls are cross-checked (go_tls.h) */
 };
 
 /* Threads found untraced, so that their syscalls skip the selection too (every syscall of every

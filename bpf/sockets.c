@@ -22,6 +22,9 @@ static __always_inline void enter_io(__u32 fd, __u64 buf, __u32 count, __u32 kin
 	t = traced_thread_state(t);
 	if (!t)
 		return;
+#ifndef COLLECTOR_COMPAT
+	go_tls_syscall(t, tgid, fd, direction);
+#endif
 	t->io.buf = buf;
 	t->io.fd = fd;
 	t->io.count = count;

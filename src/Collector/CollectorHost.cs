@@ -140,6 +140,9 @@ public static class CollectorHost
         }
 
         using var kernelLifetime = kernel;
+        // a scrape reads the kernel's counters then: what it shows includes every event already read
+        // (the web server stops before the kernel is disposed)
+        metrics.BeforeRender = () => PublishKernelCounters(kernel, metrics);
         var limits = new ReassemblyLimits(settings.InactivityThreshold, settings.MaxActiveConnections,
             settings.BufferThresholdBytes, new HttpLimits(settings.MaxHeaderBytes, settings.MaxBodyBytes));
         var table = new ConnectionTable(limits, metrics, output.Emit) { Dump = CaptureDump.Open(settings.CaptureDumpPath) };
@@ -175,7 +178,7 @@ public static class CollectorHost
             while (!stop.IsCancellationRequested)
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(500), stop.Token).ContinueWith(_ => { });
-                PublishKernelDrops(kernel.ReadDropCounters(), metrics);
+                PublishKernelCounters(kernel, metrics);
                 var rss = Process.GetCurrentProcess().WorkingSet64;
                 if (rss > settings.MemoryRestartBytes)
                 {
@@ -273,6 +276,14 @@ public static class CollectorHost
         }
     }
 
+    private static void PublishKernelCounters(KernelCapture kernel, CollectorMetrics metrics)
+    {
+        PublishKernelDrops(kernel.ReadDropCounters(), metrics);
+        var goFdChecks = kernel.ReadGoFdChecks();
+        for (var i = 0; i < goFdChecks.Length; i++)
+            metrics.GoFdChecks[KernelCapture.GoFdCheckLabels[i]].Set(goFdChecks[i]);
+    }
+
     private static void PublishKernelDrops(long[] totals, CollectorMetrics metrics)
     {
         for (var i = 0; i < totals.Length; i++)
@@ -281,7 +292,8 @@ public static class CollectorHost
             var label = CollectorMetrics.KernelReasonLabel(reason);
             var isBytes = reason is KernelDropReason.RingBufferFullBytes or KernelDropReason.BeyondCaptureBytes
                 or KernelDropReason.NotHttpBytes or KernelDropReason.ReadFailedBytes
-                or KernelDropReason.SendfileBytes or KernelDropReason.IovSkipped or KernelDropReason.GoConnNotTcpBytes;
+                or KernelDropReason.SendfileBytes or KernelDropReason.IovSkipped or KernelDropReason.GoConnNotTcpBytes
+                or KernelDropReason.GoBeforeAttachBytes;
             if (isBytes) metrics.KernelDroppedBytes[label].Set(totals[i]);
             if (!isBytes || reason == KernelDropReason.IovSkipped) metrics.KernelDrops[label].Set(totals[i]);
         }

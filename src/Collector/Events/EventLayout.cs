@@ -26,6 +26,7 @@ public enum KernelDropReason
     ActiveCallsFull,
     TlsCallsOverlapped,
     GoConnNotTcpBytes,
+    GoBeforeAttachBytes,
     Count,
 }
 

@@ -73,21 +73,39 @@ public sealed class GoTlsProvider : ITlsProvider
             if (fn is null) continue;
             // the returns first: a call must not begin with its entry seen and its return not
             foreach (var at in fn.ReturnOffsets)
-                points.Add(new ProbePoint(ret, $"{fn.Name}+0x{at - fn.FileOffset:x}", at, ProbeKind.AtOffset));
+                points.Add(new ProbePoint(ret, $"{fn.Name}+0x{at - fn.FileOffset:x}", at, ProbeKind.AtOffset,
+                    _cookies ? ReturnCookie(fn, at, info.ConnItab, offsets) : 0));
             points.Add(new ProbePoint(enter, fn.Name, fn.FileOffset, ProbeKind.Entry, _cookies ? Cookie(fn, info.ConnItab, offsets) : 0));
         }
         _metrics.GoBinaries["probed"].Increment();
-        _log.LogInformation("Go {Version} binary {Path}: crypto/tls from the {FunctionSource}, fd offsets from the {Offsets}, connection type {Itab}",
-            info.Version, file.DisplayPath, info.FunctionSource, offsets.Source, itab);
+        var inProgress = !_cookies ? "not read (no attach cookies)"
+            : info.Read?.ArgsSpilled == true ? "read at their return (arguments in their spill slots)"
+            : "not read (the arguments are not in their spill slots)";
+        _log.LogInformation("Go {Version} binary {Path}: crypto/tls from the {FunctionSource}, fd offsets from the {Offsets}, connection type {Itab}, calls in progress at attach {InProgress}",
+            info.Version, file.DisplayPath, info.FunctionSource, offsets.Source, itab, inProgress);
         return points;
     }
 
-    /// <summary>bits 0-31: itab − function (0: not checked); 32-39, 40-47, 48-55: the fd chain's offsets.</summary>
+    /// <summary>bits 0-31: itab − function (0: not checked); 32-39, 40-47, 48-55: the fd chain's offsets.
+    /// An entry probe's; a RET probe's is <see cref="ReturnCookie"/>.</summary>
     internal static ulong Cookie(GoFunction fn, GoItab? itab, GoFdOffsets offsets)
     {
         long delta = itab is null ? 0 : (long)itab.Vaddr - (long)fn.Vaddr;
         if (delta is < int.MinValue or > int.MaxValue) delta = 0; // a layout no linker makes: not checked
         return (uint)(int)delta | (ulong)offsets.TlsConnConn << 32 | (ulong)offsets.TcpConnFd << 40 | (ulong)offsets.NetFdSysfd << 48;
+    }
+
+    /// <summary>bit 56 of a RET probe's cookie: the function's arguments are in their spill slots
+    /// at its returns (<see cref="GoFunction.ArgsSpilled"/>).</summary>
+    internal const ulong ArgsSpilledBit = 1UL << 56;
+
+    /// <summary>A RET probe's cookie: as the entry's (<see cref="Cookie"/>), the itab's distance
+    /// taken from this RET, and <see cref="ArgsSpilledBit"/> when the call's arguments can be
+    /// read there (a call entered before the probes were attached).</summary>
+    internal static ulong ReturnCookie(GoFunction fn, ulong returnFileOffset, GoItab? itab, GoFdOffsets offsets)
+    {
+        var at = fn with { Vaddr = fn.Vaddr + (returnFileOffset - fn.FileOffset) };
+        return Cookie(at, itab, offsets) | (fn.ArgsSpilled ? ArgsSpilledBit : 0);
     }
 
     private IReadOnlyList<ProbePoint> Unprobed(ElfCandidate file, GoBinaryInfo info, string reason, string detail)

@@ -14,6 +14,7 @@ public sealed unsafe class KernelCapture : IDisposable
     private readonly List<BpfLinkHandle> _tracepointLinks = new();
     private readonly ILogger _log;
     private readonly int _dropMapFd;
+    private readonly int _goFdChecksMapFd;
     private readonly int _connsMapFd;
     private readonly int _ncpu;
 
@@ -40,6 +41,7 @@ public sealed unsafe class KernelCapture : IDisposable
             var err = Interop.Libbpf.ObjectLoad(_object);
             if (err != 0) throw new BpfException("loading the eBPF programs (see the libbpf log above)", -err);
             _dropMapFd = MapFd("drop_counters");
+            _goFdChecksMapFd = MapFd("go_fd_checks");
             _connsMapFd = MapFd("conns");
             _ncpu = Interop.Libbpf.NumPossibleCpus();
             TracePidsMapFd = MapFd("trace_pids");
@@ -227,19 +229,28 @@ public sealed unsafe class KernelCapture : IDisposable
     }
 
     /// <summary>Sums the per-CPU drop counters of the kernel side.</summary>
-    public long[] ReadDropCounters()
+    public long[] ReadDropCounters() => ReadPerCpuCounters(_dropMapFd, (int)KernelDropReason.Count);
+
+    /// <summary>How the sockets Go TLS calls named compared with their syscalls' (bpf/go_tls.h),
+    /// indexed like <see cref="GoFdCheckLabels"/>.</summary>
+    public long[] ReadGoFdChecks() => ReadPerCpuCounters(_goFdChecksMapFd, GoFdCheckLabels.Length);
+
+    /// <summary>The labels of bpf/go_tls.h's enum go_fd_check, in its order.</summary>
+    public static readonly string[] GoFdCheckLabels = ["match", "mismatch", "learned"];
+
+    private long[] ReadPerCpuCounters(int mapFd, int count)
     {
-        var totals = new long[(int)KernelDropReason.Count];
+        var totals = new long[count];
         var values = new ulong[Math.Max(_ncpu, 1)];
         fixed (ulong* v = values)
         {
-            for (uint reason = 0; reason < totals.Length; reason++)
+            for (uint index = 0; index < totals.Length; index++)
             {
-                var key = reason;
-                if (Interop.Libbpf.MapLookupElem(_dropMapFd, &key, v) != 0) continue;
+                var key = index;
+                if (Interop.Libbpf.MapLookupElem(mapFd, &key, v) != 0) continue;
                 long sum = 0;
                 foreach (var x in values) sum += (long)x;
-                totals[reason] = sum;
+                totals[index] = sum;
             }
         }
         return totals;

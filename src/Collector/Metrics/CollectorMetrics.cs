@@ -19,6 +19,8 @@ public sealed class CollectorMetrics
     public LabeledCounter ProbesAttached { get; } = new("library", 256);
     /// <summary>Go programs examined for crypto/tls, by result: probed, or why not.</summary>
     public LabeledCounter GoBinaries { get; } = new("result", 8);
+    /// <summary>Go TLS calls' sockets checked at the syscalls they made, by result.</summary>
+    public LabeledCounter GoFdChecks { get; } = new("result", 4);
     public LabeledCounter HostRequests { get; } = new("host", 200);
     public LabeledCounter ConnectionsEnded { get; } = new("reason", 8);
     public Counter GapBytes { get; } = new();
@@ -89,6 +91,7 @@ public sealed class CollectorMetrics
         KernelDropReason.ActiveCallsFull => "active_calls_full",
         KernelDropReason.TlsCallsOverlapped => "tls_calls_overlapped",
         KernelDropReason.GoConnNotTcpBytes => "go_conn_not_tcp",
+        KernelDropReason.GoBeforeAttachBytes => "go_before_attach",
         _ => "other",
     };
 
@@ -119,8 +122,12 @@ public sealed class CollectorMetrics
         yield return ("reassembly", "upgraded_connection", OpaqueBytes.Value);
     }
 
+    /// <summary>Runs before each rendering: brings counters kept elsewhere (the kernel's maps) up to date.</summary>
+    public Action? BeforeRender { get; set; }
+
     public string Render()
     {
+        BeforeRender?.Invoke();
         var proc = System.Diagnostics.Process.GetCurrentProcess();
         return new PrometheusWriter()
             .Labeled("collector_events_read_total", "Kernel events read from the ring buffer, by source.", "counter", EventsRead)
@@ -135,6 +142,7 @@ public sealed class CollectorMetrics
             .Labeled("collector_kafka_control_messages_total", "Connection test and heartbeat messages by kind and outcome.", "counter", KafkaControlMessages)
             .Labeled("collector_probes_attached", "Uprobes attached, by library file.", "gauge", ProbesAttached)
             .Labeled("collector_go_binaries_total", "Go programs with crypto/tls examined, by result: probed, or why not (too_old: before Go 1.17; unsupported; invalid; fd_offsets).", "counter", GoBinaries)
+            .Labeled("collector_go_fd_checks_total", "Sockets of Go TLS calls checked against a syscall made inside the call: match, mismatch (the syscall's taken), learned (the tls.Conn named none: a wrapped net.Conn).", "counter", GoFdChecks)
             .Labeled("collector_host_requests_total", "Requests by Host header (the processor's traffic metrics), at most 200 hosts.", "counter", HostRequests)
             .Labeled("collector_connections_ended_total", "Connections forgotten, by reason.", "counter", ConnectionsEnded)
             .Family("collector_drops_total", "Events, messages or exchanges lost, by stage (kernel, events, reassembly, output, kafka) and reason.", "counter",

@@ -110,6 +110,127 @@ public sealed class GoTlsCaptureTests(GoTlsFixture f) : IClassFixture<GoTlsFixtu
         AssertNoCiphertext();
     }
 
+    [Theory]
+    [InlineData("h1")]
+    [InlineData("h2")]
+    public async Task A_hundred_goroutines_sharing_one_pool_each_exchange_is_captured_once_and_paired(string mode)
+    {
+        // h1: up to 100 connections of the pool at once; h2: 100 streams interleaved on one
+        const int goroutines = 100;
+        var checksBefore = await FdChecksAsync();
+        var tag = await RunAsync("1.22", "default", mode, rounds: 1, bigRounds: 0, parallel: goroutines);
+        var proto = mode == "h1" ? "HTTP/1.1" : "HTTP/2.0";
+        var found = await C.WaitForAsync(m => m.Field("path").Contains($"/{tag}/"), goroutines * 4, TimeSpan.FromSeconds(60));
+        Assert.True(found.Count == goroutines * 4, $"{found.Count} of {goroutines * 4} messages\n{await DiagnosticsAsync()}");
+        // a later run, captured: anything of the first still to come would have come before it
+        var marker = await RunAsync("1.22", "default", mode, rounds: 1, bigRounds: 0);
+        await BothSidesAsync($"/g/get/{marker}/0/0");
+        var all = C.Messages().Where(m => m.Field("path").Contains($"/{tag}/")).ToList();
+        Assert.Equal(goroutines * 4, all.Count);
+        for (var g = 0; g < goroutines; g++)
+        {
+            var get = $"/g/get/{tag}/{g}/0";
+            var post = $"/g/post/{tag}/{g}/0";
+            foreach (var side in new[] { "1", "2" })
+            {
+                var m = Assert.Single(all, m => m.Field("path") == get && m.Field("direction") == side);
+                AssertExchange(m, "GET", get, mode == "h1" ? "HTTP/1.1" : "HTTP/2", "1.22");
+                Assert.Equal($"go {get} {proto}\n", m.Field("responsePayload"));
+                var p = Assert.Single(all, m => m.Field("path") == post && m.Field("direction") == side);
+                AssertExchange(p, "POST", post, mode == "h1" ? "HTTP/1.1" : "HTTP/2", "1.22");
+                Assert.Equal($$"""{"list":["a","b"],"n":42,"tag":"{{tag}}/{{g}}/0"}""", p.Field("requestPayload"));
+                using var answer = JsonDocument.Parse(p.Field("responsePayload"));
+                Assert.Equal(post, answer.RootElement.GetProperty("path").GetString());
+            }
+        }
+        // the sockets read from each tls.Conn were those its calls' syscalls used
+        var checks = await FdChecksAsync();
+        Assert.True(checks.Match > checksBefore.Match, $"no Go TLS call's socket was checked at a syscall: {checks}");
+        Assert.Equal(checksBefore.Mismatch, checks.Mismatch);
+        AssertNoCiphertext();
+    }
+
+    [Theory]
+    [InlineData("h1")]
+    [InlineData("h2")]
+    public async Task A_go_process_and_connection_from_before_the_collector_are_captured(string mode)
+    {
+        // the server and the client start, and the client's pool connects, before this collector
+        var path = GoPeers.TlsPeer("1.21", "nocgo");
+        using var server = GoServer.Start(path);
+        var tag = $"before-{mode}-{Guid.NewGuid().ToString("N")[..8]}";
+        var hold = Path.Combine(Path.GetTempPath(), "go-tls-hold-" + tag);
+        using var client = GoClient.Start(path, $"client --url https://127.0.0.1:{server.Port} --mode {mode} --count 2 --big 0 --tag {tag} --hold {hold}");
+        try
+        {
+            Assert.True(await client.WaitForLineAsync("held", TimeSpan.FromSeconds(60)), $"the client never held: {client.Output}");
+            await using var late = await CollectorProcess.StartAsync(new Dictionary<string, string> { ["TRACE_COMMS"] = ProcessName("nocgo") });
+            // found by the start-up scan of running processes, not by an exec
+            var attached = await late.WaitForLogAsync(l => l.EndsWith("go_tls uprobes to " + path), TimeSpan.FromSeconds(20));
+            Assert.True(attached is not null, $"{path} was not attached:\n{late.Log}");
+            File.WriteAllText(hold, "");
+            Assert.True(await client.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 0, $"client: {client.Output}");
+            // the second round, on the connection of the first
+            foreach (var route in new[] { "get", "post" })
+            {
+                var p = $"/g/{route}/{tag}/0/1";
+                var found = await late.WaitForAsync(m => m.Field("path") == p, 2, TimeSpan.FromSeconds(20));
+                Assert.True(found.Count == 2, $"{p}: {found.Count} messages\n{late.Status}\n{string.Join("\n", late.LogLines.TakeLast(20))}");
+                Assert.Single(found, m => m.Field("direction") == "1");
+                foreach (var m in found)
+                {
+                    Assert.Equal(route == "get" ? "GET" : "POST", m.Field("method"));
+                    Assert.Equal(mode == "h1" ? "HTTP/1.1" : "HTTP/2", m.Field("type"));
+                    Assert.Equal("200", m.Field("statusCode"));
+                    if (route == "get")
+                        Assert.Equal($"go {p} {(mode == "h1" ? "HTTP/1.1" : "HTTP/2.0")}\n", m.Field("responsePayload"));
+                    else
+                        Assert.Equal($$"""{"list":["a","b"],"n":42,"tag":"{{tag}}/0/1"}""", m.Field("requestPayload"));
+                }
+            }
+        }
+        finally
+        {
+            File.Delete(hold);
+        }
+    }
+
+    [Theory]
+    [InlineData("h1")]
+    [InlineData("h2")]
+    public async Task A_wrapped_connection_is_named_by_the_syscalls_inside_its_calls(string mode)
+    {
+        // server and client wrap their connections in a net.Conn type of their own: tls.Conn's conn
+        // is no *net.TCPConn, and its socket is learned from the syscalls made inside the calls
+        var path = GoPeers.TlsPeer("1.23", "default");
+        var checksBefore = await FdChecksAsync();
+        using var server = GoServer.Start(path, "--wrap");
+        var attached = await C.WaitForLogAsync(l => l.EndsWith("go_tls uprobes to " + path), TimeSpan.FromSeconds(20));
+        Assert.True(attached is not null, $"{path} was not attached:\n{C.Log}");
+        var tag = $"wrap-{mode}-{Guid.NewGuid().ToString("N")[..8]}";
+        var (code, output, error) = Shell.Run(path, $"client --url https://127.0.0.1:{server.Port} --mode {mode} --count 3 --big 0 --tag {tag} --wrap",
+            TimeSpan.FromSeconds(60));
+        Assert.True(code == 0, $"client exited {code}: {error}{output}");
+        // A first read can be served whole from what the handshake already read (no syscall inside
+        // it to name the socket: counted as go_conn_not_tcp); from the second round on, the session
+        // is tied to its socket.
+        for (var r = 1; r < 3; r++)
+        {
+            var post = $"/g/post/{tag}/0/{r}";
+            foreach (var m in await BothSidesAsync(post))
+            {
+                AssertExchange(m, "POST", post, mode == "h1" ? "HTTP/1.1" : "HTTP/2", "1.23");
+                Assert.Equal($$"""{"list":["a","b"],"n":42,"tag":"{{tag}}/0/{{r}}"}""", m.Field("requestPayload"));
+                using var answer = JsonDocument.Parse(m.Field("responsePayload"));
+                Assert.Equal(post, answer.RootElement.GetProperty("path").GetString());
+            }
+        }
+        var checks = await FdChecksAsync();
+        Assert.True(checks.Learned > checksBefore.Learned, $"no socket learned at a syscall: {checks}");
+        Assert.Equal(checksBefore.Mismatch, checks.Mismatch);
+        AssertNoCiphertext();
+    }
+
     [Fact]
     public async Task A_binary_of_go_before_1_17_is_counted_as_too_old_not_read()
     {
@@ -170,7 +291,7 @@ public sealed class GoTlsCaptureTests(GoTlsFixture f) : IClassFixture<GoTlsFixtu
 
     /// <summary>Runs a go-tls server and then a client (separate processes, the same build), once the
     /// collector has attached to the build; returns the tag in the client's paths.</summary>
-    private async Task<string> RunAsync(string version, string form, string mode, int rounds, int bigRounds)
+    private async Task<string> RunAsync(string version, string form, string mode, int rounds, int bigRounds, int parallel = 1)
     {
         var path = GoPeers.TlsPeer(version, form);
         using var server = GoServer.Start(path);
@@ -178,11 +299,18 @@ public sealed class GoTlsCaptureTests(GoTlsFixture f) : IClassFixture<GoTlsFixtu
         var attached = await C.WaitForLogAsync(l => l.EndsWith("go_tls uprobes to " + path), TimeSpan.FromSeconds(20)); // (go-tls-pie is a prefix of go-tls-piestrip)
         Assert.True(attached is not null, $"{path} was not attached:\n{C.Log}");
         var tag = $"{version}-{form}-{mode}-{Guid.NewGuid().ToString("N")[..8]}";
-        var (code, output, error) = Shell.Run(path, $"client --url https://127.0.0.1:{server.Port} --mode {mode} --count {rounds} --big {bigRounds} --tag {tag}",
+        var (code, output, error) = Shell.Run(path, $"client --url https://127.0.0.1:{server.Port} --mode {mode} --count {rounds} --big {bigRounds} --tag {tag} --parallel {parallel}",
             TimeSpan.FromSeconds(120));
         Assert.True(code == 0 && output.TrimEnd().EndsWith("done"), $"client exited {code}: {error}{output}");
         return tag;
     }
+
+    private readonly record struct FdChecks(double Match, double Mismatch, double Learned);
+
+    private async Task<FdChecks> FdChecksAsync() => new(
+        await C.MetricAsync("collector_go_fd_checks_total{result=\"match\"}"),
+        await C.MetricAsync("collector_go_fd_checks_total{result=\"mismatch\"}"),
+        await C.MetricAsync("collector_go_fd_checks_total{result=\"learned\"}"));
 
     private async Task<List<JsonElement>> BothSidesAsync(string path)
     {
@@ -246,9 +374,9 @@ public sealed class GoServer : IDisposable
         Port = port;
     }
 
-    public static GoServer Start(string path)
+    public static GoServer Start(string path, string extraArgs = "")
     {
-        var psi = new ProcessStartInfo(path, "server --port 0") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo(path, ("server --port 0 " + extraArgs).TrimEnd()) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         var p = Process.Start(psi)!;
         var first = p.StandardOutput.ReadLine();
         if (first is null || !first.StartsWith("port ") || !int.TryParse(first[5..], out var port))
@@ -259,6 +387,61 @@ public sealed class GoServer : IDisposable
         p.ErrorDataReceived += (_, _) => { };
         p.BeginErrorReadLine();
         return new GoServer(p, port);
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) _process.Kill();
+        _process.WaitForExit(5000);
+        _process.Dispose();
+    }
+}
+
+/// <summary>A go-tls client running in the background: its output lines, waited for.</summary>
+public sealed class GoClient : IDisposable
+{
+    private readonly Process _process;
+    private readonly List<string> _lines = new();
+
+    private GoClient(Process process) => _process = process;
+
+    public string Output
+    {
+        get { lock (_lines) return string.Join("\n", _lines); }
+    }
+
+    public static GoClient Start(string path, string args)
+    {
+        var psi = new ProcessStartInfo(path, args) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var client = new GoClient(Process.Start(psi)!);
+        DataReceivedEventHandler keep = (_, e) =>
+        {
+            if (e.Data is not null) lock (client._lines) client._lines.Add(e.Data);
+        };
+        client._process.OutputDataReceived += keep;
+        client._process.ErrorDataReceived += keep;
+        client._process.BeginOutputReadLine();
+        client._process.BeginErrorReadLine();
+        return client;
+    }
+
+    public async Task<bool> WaitForLineAsync(string line, TimeSpan timeout)
+    {
+        var until = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < until)
+        {
+            lock (_lines) if (_lines.Contains(line)) return true;
+            if (_process.HasExited) break;
+            await Task.Delay(20);
+        }
+        lock (_lines) return _lines.Contains(line);
+    }
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(cts.Token);
+        return _process.ExitCode;
     }
 
     public void Dispose()

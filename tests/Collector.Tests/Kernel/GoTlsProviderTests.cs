@@ -25,7 +25,17 @@ public sealed class GoTlsProviderTests
             var mine = points.Where(p => p.Program == enter || p.Program == ret).ToList();
             Assert.Equal(fn.ReturnOffsets.Count + 1, mine.Count);
             Assert.Equal(fn.ReturnOffsets, mine.Take(fn.ReturnOffsets.Count).Select(p => p.FileOffset));
-            Assert.All(mine.Take(fn.ReturnOffsets.Count), p => Assert.Equal((ret, ProbeKind.AtOffset, 0UL), (p.Program, p.Kind, p.Cookie)));
+            // each RET's cookie: the itab from that RET, the same offsets, and the arguments'
+            // spill slots readable there (a call entered before the probes were attached)
+            if (fn == info.Read) Assert.True(fn.ArgsSpilled, $"{fn.Name}: the prologue's spills were not found");
+            foreach (var p in mine.Take(fn.ReturnOffsets.Count))
+            {
+                Assert.Equal((ret, ProbeKind.AtOffset), (p.Program, p.Kind));
+                var retVaddr = fn.Vaddr + (p.FileOffset - fn.FileOffset);
+                Assert.Equal((long)info.ConnItab!.Vaddr - (long)retVaddr, (long)(int)(uint)p.Cookie);
+                Assert.Equal(fn.ArgsSpilled ? GoTlsProvider.ArgsSpilledBit : 0, p.Cookie & GoTlsProvider.ArgsSpilledBit);
+                Assert.Equal((ulong)info.FdOffsets!.NetFdSysfd, p.Cookie >> 48 & 0xff);
+            }
             var entry = mine[^1];
             Assert.Equal((enter, ProbeKind.Entry, fn.FileOffset), (entry.Program, entry.Kind, entry.FileOffset));
             // what bpf/go_tls.c reads out of it
@@ -36,6 +46,18 @@ public sealed class GoTlsProviderTests
         }
         Assert.Equal(1, metrics.GoBinaries["probed"].Value);
     }
+
+    [Theory]
+    [MemberData(nameof(EveryBuild))]
+    public void Every_toolchain_keeps_reads_arguments_in_their_spill_slots(string version, string form)
+    {
+        // what lets a Read that was parked when the collector started be read at its return (a
+        // Write's prologue keeps b in registers: one in progress at attach is counted, not read)
+        var info = GoBinary.Analyze(GoPeers.TlsPeer(version, form));
+        Assert.True(info.Read!.ArgsSpilled, $"go{version} {form}: Read");
+    }
+
+    public static IEnumerable<object[]> EveryBuild() => GoPeers.Builds().Select(b => new object[] { b.Version, b.Form });
 
     [Fact]
     public void Without_attach_cookies_the_entry_probes_carry_none()

@@ -2,22 +2,29 @@
 // TLS tests. Standard library only, and written for every toolchain the tests build it with, Go 1.15
 // included (io/ioutil, no generics, no io.ReadAll). tests/Peers/build-go.sh builds it.
 //
-//   go-tls server [--port 0] [--cert CERT --key KEY]
+//   go-tls server [--port 0] [--cert CERT --key KEY] [--wrap]
 //       prints "port N", then serves HTTP/1.1 and HTTP/2 (ALPN) over TLS until killed; without
 //       --cert it makes a self-signed ECDSA certificate for 127.0.0.1 and localhost in memory.
+//       --wrap: each accepted connection is wrapped in a net.Conn of this program's own type before
+//       TLS runs over it (as middleware that counts bytes or sets deadlines does), so tls.Conn's
+//       conn is not a *net.TCPConn.
 //   go-tls client --url https://127.0.0.1:N [--mode h1|h2] [--count K] [--parallel P] [--tag T] [--big B]
+//                 [--wrap] [--hold FILE]
+//       --wrap: the connections it dials are wrapped the same way. --hold: after its first round,
+//       prints "held" and waits for FILE to exist before the next (its connections stay open).
 //       one http.Client (one connection pool, keep-alive) used by P goroutines, each doing K rounds
 //       of: GET /g/get/T/G/R, POST JSON /g/post/T/G/R, GET /g/big/T/G/R (1 MiB answer) and POST
 //       /g/big/T/G/R (1 MiB request body) (the big ones in the first B rounds only, when given). Checks every answer and the protocol (h1: HTTP/1.1, the
 //       transport offers no h2; h2: HTTP/2.0), prints "ok ..." per exchange, then "done", exit 0.
 //
-// Answers: GET /g/get/... -> text "go <path> <proto>\n"; POST /g/post/... (JSON) ->
+// Answers: GET /g/1k -> 1024 bytes of text (make bench-capture's Go row); GET /g/get/... -> text "go <path> <proto>\n"; POST /g/post/... (JSON) ->
 // {"path":P,"proto":V,"echo":<request>}; GET /g/big/... -> BigSize bytes of Pattern;
 // POST /g/big/... -> {"path":P,"received":N,"intact":true|false}.
 package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -83,6 +90,7 @@ func server(args []string) {
 	port := fs.Int("port", 0, "port on 127.0.0.1 (0: any)")
 	certFile := fs.String("cert", "", "PEM certificate (default: self-signed, in memory)")
 	keyFile := fs.String("key", "", "PEM key")
+	wrap := fs.Bool("wrap", false, "wrap each accepted connection in a net.Conn of our own")
 	fs.Parse(args)
 
 	var cert tls.Certificate
@@ -99,6 +107,11 @@ func server(args []string) {
 	mux.HandleFunc("/g/get/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprintf(w, "go %s %s\n", r.URL.Path, r.Proto)
+	})
+	kib := bytes.Repeat([]byte("0123456789abcdef"), 64)
+	mux.HandleFunc("/g/1k", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write(kib)
 	})
 	mux.HandleFunc("/g/post/", func(w http.ResponseWriter, r *http.Request) {
 		var echo interface{}
@@ -130,9 +143,41 @@ func server(args []string) {
 		fail("%v", err)
 	}
 	fmt.Printf("port %d\n", ln.Addr().(*net.TCPAddr).Port)
+	if *wrap {
+		ln = wrappingListener{ln}
+	}
 	// http.Server adds h2 to the offered protocols itself (ServeTLS), so clients choose by ALPN
 	srv := &http.Server{Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
 	fail("%v", srv.ServeTLS(ln, "", ""))
+}
+
+// wrappedConn is a net.Conn that is not a *net.TCPConn: the type of tls.Conn.conn the collector
+// cannot read a socket from.
+type wrappedConn struct {
+	net.Conn
+	bytes int64
+}
+
+func (w *wrappedConn) Read(b []byte) (int, error) {
+	n, err := w.Conn.Read(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *wrappedConn) Write(b []byte) (int, error) {
+	n, err := w.Conn.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+type wrappingListener struct{ net.Listener }
+
+func (l wrappingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &wrappedConn{Conn: c}, nil
 }
 
 type round struct {
@@ -225,6 +270,8 @@ func client(args []string) {
 	parallel := fs.Int("parallel", 1, "goroutines sharing the client")
 	tag := fs.String("tag", "t", "first path segment after the route, to tell runs apart")
 	bigRounds := fs.Int("big", -1, "rounds (the first ones) that also move the 1 MiB bodies; -1: all")
+	wrap := fs.Bool("wrap", false, "wrap each dialled connection in a net.Conn of our own")
+	hold := fs.String("hold", "", "after the first round, wait for this file to exist")
 	fs.Parse(args)
 	if *url == "" {
 		fail("client needs --url")
@@ -233,6 +280,16 @@ func client(args []string) {
 	transport := &http.Transport{
 		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true},
 		MaxIdleConnsPerHost: *parallel,
+	}
+	if *wrap {
+		dialer := &net.Dialer{}
+		transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &wrappedConn{Conn: c}, nil
+		}
 	}
 	c := &round{client: &http.Client{Transport: transport, Timeout: time.Minute}, base: strings.TrimRight(*url, "/"), big: bigBody()}
 	switch *mode {
@@ -249,12 +306,22 @@ func client(args []string) {
 	}
 
 	out := make(chan string, 64)
+	var held sync.Once
 	var wg sync.WaitGroup
 	for g := 0; g < *parallel; g++ {
 		wg.Add(1)
 		go func(g int) {
 			defer wg.Done()
 			for r := 0; r < *count; r++ {
+				if r == 1 && *hold != "" {
+					held.Do(func() { out <- "held" })
+					for {
+						if _, err := os.Stat(*hold); err == nil {
+							break
+						}
+						time.Sleep(20 * time.Millisecond)
+					}
+				}
 				c.run(fmt.Sprintf("%s/%d/%d", *tag, g, r), *bigRounds < 0 || r < *bigRounds, out)
 			}
 		}(g)

@@ -22,7 +22,13 @@ public enum GoBinaryStatus
 /// of its RET instructions (a RET's address is Vaddr + (offset − FileOffset)). The size is the
 /// symbol's when the symbol table gave the function, else up to the next function (int3 padding
 /// included).</summary>
-public sealed record GoFunction(string Name, ulong Vaddr, ulong FileOffset, ulong Size, IReadOnlyList<ulong> ReturnOffsets);
+public sealed record GoFunction(string Name, ulong Vaddr, ulong FileOffset, ulong Size, IReadOnlyList<ulong> ReturnOffsets)
+{
+    /// <summary>The prologue stores the receiver and the slice argument (RAX, RBX, RCX) into their
+    /// spill slots before any call: at each RET they are at RSP+8, +16, +24, so a call entered
+    /// before the probes were attached can still be read at its return.</summary>
+    public bool ArgsSpilled { get; init; }
+}
 
 /// <summary>The link-time address of the (*net.TCPConn, net.Conn) itab. A probe at a function's
 /// address A sees it at run time at ip − A + Vaddr, whatever the process's load bias.</summary>

@@ -28,14 +28,24 @@ internal static class GoFunctionReturns
 
         var end = entry + size;
         var returns = new List<ulong>();
+        // the prologue's stores of the first three register arguments into their spill slots
+        // (above the return address): RAX at +8, RBX at +16, RCX at +24 of the entry's RSP
+        long below = 0; // how far RSP has moved below its value at the entry
+        var spilled = 0;
+        var beforeCall = true;
         var decoder = Decoder.Create(64, new ByteArrayCodeReader(code), entry, DecoderOptions.None);
         while (decoder.IP < end)
         {
             decoder.Decode(out var ins);
             if (ins.IsInvalid)
                 throw GoAnalysisException.Invalid($"{name}: no valid instruction at 0x{ins.IP:x} ({decoder.LastError})");
+            if (beforeCall)
+                spilled |= PrologueSpill(ins, ref below);
             switch (ins.FlowControl)
             {
+                case FlowControl.Call or FlowControl.IndirectCall:
+                    beforeCall = false;
+                    break;
                 case FlowControl.Return:
                     if (ins.Mnemonic != Mnemonic.Ret)
                         throw new GoAnalysisException(GoBinaryStatus.Unsupported, $"{name}: {ins.Mnemonic} at 0x{ins.IP:x} is not a near return");
@@ -49,6 +59,37 @@ internal static class GoFunctionReturns
             }
         }
         if (returns.Count == 0) throw GoAnalysisException.Invalid($"{name}: no return instruction in {size} bytes");
-        return new GoFunction(name, entry, (ulong)fileOffset, size, returns);
+        return new GoFunction(name, entry, (ulong)fileOffset, size, returns) { ArgsSpilled = spilled == 0b111 };
+    }
+
+    private static readonly Register[] SpilledArgs = [Register.RAX, Register.RBX, Register.RCX];
+
+    /// <summary>Follows RSP through the prologue (PUSH, SUB RSP) and returns the bit of an argument
+    /// register stored into its spill slot by this instruction (bit i: SpilledArgs[i]), 0 if none.
+    /// Go's compiler spills the register arguments a function keeps across calls into the slots
+    /// its caller reserved for them (their homes); a function that does so before its first call
+    /// has them there at every RET too, unless it assigns the argument itself (Write does so for
+    /// TLS 1.0's 1/n-1 split), which the program's check of n against the slice's length catches.</summary>
+    private static int PrologueSpill(in Instruction ins, ref long below)
+    {
+        if (ins.Mnemonic == Mnemonic.Push && ins.Op0Kind == OpKind.Register)
+        {
+            below += 8;
+            return 0;
+        }
+        if (ins.Mnemonic == Mnemonic.Sub && ins.Op0Kind == OpKind.Register && ins.Op0Register == Register.RSP &&
+            ins.Op1Kind is OpKind.Immediate8to64 or OpKind.Immediate32to64 or OpKind.Immediate32 or OpKind.Immediate8)
+        {
+            below += (long)ins.GetImmediate(1);
+            return 0;
+        }
+        if (ins.Mnemonic != Mnemonic.Mov || ins.Op0Kind != OpKind.Memory || ins.Op1Kind != OpKind.Register ||
+            ins.MemoryBase != Register.RSP || ins.MemoryIndex != Register.None)
+            return 0;
+        var slot = (long)ins.MemoryDisplacement64 - below; // relative to the entry's RSP
+        for (var i = 0; i < SpilledArgs.Length; i++)
+            if (ins.Op1Register == SpilledArgs[i] && slot == 8 + 8 * i)
+                return 1 << i;
+        return 0;
     }
 }
