@@ -16,7 +16,12 @@
 # h2load), H2_ROUNDS rounds (at most 2 unless set); the collector's /metrics at the end of each of its
 # runs show that it saw HTTP/2 (connections that began with the preface) and how many exchanges it
 # emitted against the requests made (both sides traced: two per request).
-# SCHEMES picks the schemes (default "http https h2").
+# Go (scheme go): wrk over TLS against a Go net/http server (tests/Peers/go-tls, Go 1.22, its own
+# crypto/tls: no OpenSSL on the server side) serving 1 KiB, in the modes none, floor (count-only
+# probes on crypto/tls.(*Conn).Read and Write at the entry and at every RET, where the collector
+# puts its own, plus the syscall and OpenSSL ones for wrk) and collector (tracing the Go server and
+# wrk), GO_ROUNDS rounds (ROUNDS unless set).
+# SCHEMES picks the schemes (default "http https h2"; add go for the Go row).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -27,10 +32,21 @@ SCHEMES=${SCHEMES:-http https h2}
 H2_ROUNDS=${H2_ROUNDS:-$((ROUNDS < 2 ? ROUNDS : 2))}
 H2_CONNECTIONS=${H2_CONNECTIONS:-8}
 H2_STREAMS=${H2_STREAMS:-10}
+GO_ROUNDS=${GO_ROUNDS:-$ROUNDS}
+GO_SERVER=build/peers/go/go1.22/go-tls-default
 COLLECTOR=build/collector/Collector
 LIBSSL=$(ls /usr/lib/x86_64-linux-gnu/libssl.so.3)
 work=$(mktemp -d /tmp/capture-bench.XXXXXX)
-trap 'kill $(cat $work/nginx.pid 2>/dev/null) 2>/dev/null || true; pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
+go_events=/sys/kernel/tracing/uprobe_events
+go_probes=() # the uprobe events made for the Go floor, removed at exit
+cleanup() {
+  kill $(cat $work/nginx.pid 2>/dev/null) 2>/dev/null || true
+  [ -n "${go_pid:-}" ] && kill "$go_pid" 2>/dev/null
+  for p in "${go_probes[@]}"; do echo "-:capbench/$p" >> "$go_events" 2>/dev/null || true; done
+  pkill -f "$work" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 plain=$((20000 + RANDOM % 20000)); tls=$((plain + 1)); h2=$((plain + 3)) # plain + 2: the collector's metrics
 # nginx's workers run as nobody: they must be able to reach the file (mktemp makes the directory
@@ -87,6 +103,28 @@ uprobe:$LIBSSL:SSL_write_ex, uretprobe:$LIBSSL:SSL_write_ex
 BT
 sed 's/{ @\[cpu\] = count(); }/{ }/' "$work/floor.bt" > "$work/trap.bt"
 
+if grep -qw go <<< "$SCHEMES"; then
+  tests/Peers/build-go.sh build/peers/go > /dev/null 2>&1 || { echo "capture-bench: building the Go peers failed (tests/Peers/build-go.sh)" >&2; exit 1; }
+  "$GO_SERVER" server --port 0 > "$work/go.out" 2> "$work/go.err" & go_pid=$!
+  for i in $(seq 50); do grep -q "^port " "$work/go.out" && break; sleep 0.1; done
+  goport=$(awk '/^port / {print $2}' "$work/go.out")
+  got=$(curl -sk -o /dev/null -w '%{http_code} %{size_download}' "https://127.0.0.1:$goport/g/1k")
+  [ "$got" = "200 1024" ] || { echo "capture-bench: the Go server answered '$got', expected '200 1024'" >&2; exit 1; }
+  # the Go floor: the collector's probe sites (each function's entry and RETs, from the Go
+  # toolchain's disassembly) as uprobe events counted by bpftrace (bpftrace 0.17 attaches uprobes
+  # only at symbols); offsets in the file: vaddr − the text segment's vaddr + its offset
+  read -r seg_vaddr seg_off < <(readelf -lW "$GO_SERVER" | awk '$1 == "LOAD" && $NF ~ /0x/ && $(NF-1) ~ /E/ {print $3, $2; exit}')
+  mapfile -t sites < <(/usr/lib/go-1.22/bin/go tool objdump -s '^crypto/tls.\(\*Conn\).(Read|Write)$' "$GO_SERVER" |
+    awk '/^TEXT/ {first = 1; next} first {print $2; first = 0; next} $NF == "RET" {print $2}')
+  [ "${#sites[@]}" -ge 4 ] || { echo "capture-bench: crypto/tls Read/Write not found in $GO_SERVER" >&2; exit 1; }
+  for i in "${!sites[@]}"; do
+    off=$(printf '0x%x' $(( ${sites[$i]} - seg_vaddr + seg_off )))
+    echo "p:capbench/go$i $(realpath "$GO_SERVER"):$off" >> "$go_events"
+    go_probes+=("go$i")
+  done
+  sed 's/^{ @\[cpu\] = count(); }$/, tracepoint:capbench:*\n{ @[cpu] = count(); }/' "$work/floor.bt" > "$work/gofloor.bt"
+fi
+
 warm_up() { # scheme url
   [ "$WARMUP" = 0 ] && return
   if [ "$1" = h2 ]; then h2load -t2 -c"$H2_CONNECTIONS" -m"$H2_STREAMS" -D"$WARMUP" "$2" > /dev/null 2>&1
@@ -133,6 +171,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b ? a / b : 0}'; }
 
 declare -A results cpu drops startup
 h2capture=""
+gocapture=""
 metrics_port=$((tls + 1))
 for round in $(seq "$ROUNDS"); do
   for scheme in $SCHEMES; do
@@ -142,15 +181,19 @@ for round in $(seq "$ROUNDS"); do
       https) url="https://127.0.0.1:$tls/1k.txt" ;;
       h2) [ "$round" -le "$H2_ROUNDS" ] || continue
           url="https://127.0.0.1:$h2/1k.txt"; modes="none floor collector" ;;
+      go) [ "$round" -le "$GO_ROUNDS" ] || continue
+          url="https://127.0.0.1:$goport/g/1k"; modes="none floor collector" ;;
       *) echo "capture-bench: unknown scheme $scheme" >&2; exit 1 ;;
     esac
     for mode in $modes; do
       pid=""
       if [ "$mode" = floor ] || [ "$mode" = trap ]; then
-        bpftrace "$work/$mode.bt" > "$work/bt.out" 2>&1 & pid=$!
+        script="$work/$mode.bt"; [ "$scheme" = go ] && script="$work/gofloor.bt"
+        bpftrace "$script" > "$work/bt.out" 2>&1 & pid=$!
         sleep 4
       elif [ "$mode" = collector ] || [ "$mode" = server ]; then
         traced=nginx,wrk; [ "$scheme" = h2 ] && traced=nginx,h2load; [ "$mode" = server ] && traced=nginx
+        [ "$scheme" = go ] && traced=$(basename "$GO_SERVER"),wrk
         TRACE_COMMS=$traced METRICS_BIND=127.0.0.1:$metrics_port $COLLECTOR > /dev/null 2> "$work/collector.log" & pid=$!
         for i in $(seq 100); do grep -q "ready:" "$work/collector.log" && break; sleep 0.1; done
       fi
@@ -161,6 +204,9 @@ for round in $(seq "$ROUNDS"); do
       rps=$(run_load "$scheme" "$url")
       if [ "$mode" = collector ] || [ "$mode" = server ]; then
         c1=$(cpu_seconds $pid); d1=$(dropped $metrics_port); e1=$(metric $metrics_port collector_exchanges_emitted_total)
+        if [ "$scheme" = go ]; then
+          gocapture+="round $round: $((e1 - e0)) exchanges emitted in the measured run, drops $((d1 - d0)); since start-up by stage and reason: $(drop_reasons $metrics_port)"$'\n'
+        fi
         if [ "$scheme" = h2 ]; then
           # the collector saw HTTP/2: connections that began with the preface (both sides of the
           # warm-up's and the measured run's), exchanges emitted against 2 per request done
@@ -228,4 +274,17 @@ if [ -n "${results[h2,none]:-}" ]; then
   printf 'drops during the measured runs, h2: collector %s\n' "${drops[h2,collector]}"
   printf 'drops from start-up to the end of warm-up, h2: collector %s\n' "${startup[h2,collector]}"
   printf 'h2 capture (collector runs), %s' "$h2capture"
+fi
+if [ -n "${results[go,none]:-}" ]; then
+  n=$(echo "${results[go,none]}" | median)
+  f=$(echo "${results[go,floor]}" | median)
+  c=$(echo "${results[go,collector]}" | median)
+  printf '\n%-7s %9s %9s %10s %16s %10s\n' scheme none floor collector collector/floor "CPU s/10k"
+  printf '%-7s %9.0f %9.0f %10.0f %16s %10s\n' go "$n" "$f" "$c" "$(ratio "$c" "$f")" "$(echo "${cpu[go,collector]}" | median)"
+  printf '\n(go: wrk -c %s over TLS against %s, 1 KiB answers; requests/s, medians of %s rounds of %s s after %s s of warm-up)\n' \
+    "$CONNECTIONS" "$GO_SERVER" "$GO_ROUNDS" "$DURATION" "$WARMUP"
+  printf 'per-round ratios, go: collector/floor %s\n' "$(paired "${results[go,collector]}" "${results[go,floor]}")"
+  printf 'drops during the measured runs, go: collector %s\n' "${drops[go,collector]}"
+  printf 'drops from start-up to the end of warm-up, go: collector %s\n' "${startup[go,collector]}"
+  printf 'go capture (collector runs), %s' "$gocapture"
 fi
