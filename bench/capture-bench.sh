@@ -21,14 +21,14 @@
 # probes on crypto/tls.(*Conn).Read and Write at the entry and at every RET, where the collector
 # puts its own, plus the syscall and OpenSSL ones for wrk) and collector (tracing the Go server and
 # wrk), GO_ROUNDS rounds (ROUNDS unless set).
-# SCHEMES picks the schemes (default "http https h2"; add go for the Go row).
+# SCHEMES picks the schemes (default "http https h2 go").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-10}
 CONNECTIONS=${CONNECTIONS:-32}
-SCHEMES=${SCHEMES:-http https h2}
+SCHEMES=${SCHEMES:-http https h2 go}
 H2_ROUNDS=${H2_ROUNDS:-$((ROUNDS < 2 ? ROUNDS : 2))}
 H2_CONNECTIONS=${H2_CONNECTIONS:-8}
 H2_STREAMS=${H2_STREAMS:-10}
