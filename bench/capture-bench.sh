@@ -195,7 +195,8 @@ for round in $(seq "$ROUNDS"); do
         traced=nginx,wrk; [ "$scheme" = h2 ] && traced=nginx,h2load; [ "$mode" = server ] && traced=nginx
         [ "$scheme" = go ] && traced=$(basename "$GO_SERVER"),wrk
         TRACE_COMMS=$traced METRICS_BIND=127.0.0.1:$metrics_port $COLLECTOR > /dev/null 2> "$work/collector.log" & pid=$!
-        for i in $(seq 100); do grep -q "ready:" "$work/collector.log" && break; sleep 0.1; done
+        for i in $(seq 600); do grep -q "ready:" "$work/collector.log" && break; sleep 0.1; done
+        grep -q "ready:" "$work/collector.log" || { echo "capture-bench: the collector was not ready within 60 s: $(tail -3 "$work/collector.log")" >&2; exit 1; }
       fi
       warm_up "$scheme" "$url"
       if [ "$mode" = collector ] || [ "$mode" = server ]; then
