@@ -28,12 +28,20 @@ public sealed class SideParts
     public void Reset(HttpMessage m)
     {
         Message = m;
-        BodyOverride = null;
+        ReleaseBody();
         BodyOverrideLength = 0;
         Plan = default;
         Edits.Clear();
         Added.Clear();
         SensitiveNote = null;
+    }
+
+    /// <summary>The masked body's buffer goes back to its pool (it came from ArrayPool.Shared).</summary>
+    public void ReleaseBody()
+    {
+        if (BodyOverride is not null) System.Buffers.ArrayPool<byte>.Shared.Return(BodyOverride);
+        BodyOverride = null;
+        BodyOverrideLength = 0;
     }
 
     /// <summary>The edit of field i, if any.</summary>
@@ -62,5 +70,11 @@ public sealed class MessageParts
         Request.Reset(x.Request);
         Response.Reset(x.Response);
         TargetOverride = null;
+    }
+
+    public void Release()
+    {
+        Request.ReleaseBody();
+        Response.ReleaseBody();
     }
 }
