@@ -53,6 +53,9 @@ public sealed class SensitiveClassifier
     /// mask is digits, so the document stays valid and its shape the same).</summary>
     private readonly record struct MaskSpan(int Start, int Length, int Category, bool Number);
 
+    /// <summary>The spans masked in the last body classified (the response's when it has one): tests.</summary>
+    internal IReadOnlyList<(int Start, int Length)> LastBodySpans => _bodySpans.Select(s => (s.Start, s.Length)).ToArray();
+
     /// <summary>The findings of the last exchange classified (tests, and the message's note).</summary>
     public IReadOnlyList<Finding> Findings => _findings;
 

@@ -71,13 +71,7 @@ public static class ValueScanner
         while (i < n)
         {
             var c = value[i];
-            if (Delimiter[c])
-            {
-                // an escape sequence is skipped whole, so that no match starts inside one (\n4111…)
-                i += escaped && c == '\\' && i + 1 < n ? value[i + 1] == 'u' ? 6 : 2 : 1;
-                continue;
-            }
-            if (Validators.IsDigit(c) || c == '+')
+            if (Validators.IsDigit(c) || c == '+' || (c == '(' && i + 1 < n && Validators.IsDigit(value[i + 1])))
             {
                 var end = NumberToken(value, i, hint, enabled, found);
                 if (end > i)
@@ -85,6 +79,12 @@ public static class ValueScanner
                     i = end;
                     continue;
                 }
+            }
+            if (Delimiter[c])
+            {
+                // an escape sequence is skipped whole, so that no match starts inside one (\n4111…)
+                i += escaped && c == '\\' && i + 1 < n ? value[i + 1] == 'u' ? 6 : 2 : 1;
+                continue;
             }
             var wordEnd = i + 1;
             while (wordEnd < n && !Delimiter[value[wordEnd]]) wordEnd++;
@@ -166,15 +166,19 @@ public static class ValueScanner
         var token = s[i..end];
         var d = digits[..count];
 
-        if (groups == 4 && sep == '.' && !plus && !open)
+        if (groups == 4 && sep == '.' && !plus)
         {
+            if (open) return i;
             if (On(enabled, BuiltIn.IpAddress) && (hint & KeyHint.Version) == 0 && Validators.Ipv4(token))
                 found.Add(new ValueMatch(BuiltIn.IpAddress, i, token.Length));
             return end;
         }
-        if (sep == '.' && !plus && groups != 3) return end; // versions, decimals, dates: nothing here
+        // the token goes on (an IPv6 address, a UUID's first group, a time): not a number, a word
+        var wordGoesOn = end < s.Length && !Delimiter[s[end]] && !(s[end] is (byte)'.' or (byte)',') ;
+        if (sep == '.' && !plus && groups != 3) return wordGoesOn || open ? i : end; // versions, decimals, dates: nothing here
         if (Digits(token, d, groups, hint, enabled, found, i, groupLengths[..groups], sep, plus, open)) return end;
-        return end;
+        // "(4111…)" is no phone: read again from the digit, without the parenthesis
+        return wordGoesOn || open ? i : end;
     }
 
     /// <summary>The number validators over the digits of a token (at offset in the value).</summary>
@@ -240,7 +244,13 @@ public static class ValueScanner
         var trimmed = w;
         while (trimmed.Length > 0 && trimmed[^1] is (byte)'.' or (byte)':' or (byte)',') trimmed = trimmed[..^1];
         var len = trimmed.Length;
-        if (len < 15) return; // shorter than every token below (IPv6 short forms are left alone)
+        if (colons >= 2)
+        {
+            if (On(enabled, BuiltIn.IpAddress) && hex + colons + dots == w.Length && Validators.Ipv6(trimmed))
+                found.Add(new ValueMatch(BuiltIn.IpAddress, start, len));
+            return;
+        }
+        if (len < 15) return; // shorter than every token below
         if (dots == 2 && w[0] == 'e' && On(enabled, BuiltIn.Jwt))
         {
             if (Validators.Jwt(trimmed)) found.Add(new ValueMatch(BuiltIn.Jwt, start, len));
@@ -249,12 +259,6 @@ public static class ValueScanner
         if (len == 36 && dashes == 4)
         {
             if (On(enabled, BuiltIn.Uuid) && Validators.Uuid(trimmed)) found.Add(new ValueMatch(BuiltIn.Uuid, start, len));
-            return;
-        }
-        if (colons >= 2)
-        {
-            if (On(enabled, BuiltIn.IpAddress) && hex + colons + dots == w.Length && Validators.Ipv6(trimmed))
-                found.Add(new ValueMatch(BuiltIn.IpAddress, start, len));
             return;
         }
         if (upperOrDigit != w.Length || dots + dashes + colons > 0) return;

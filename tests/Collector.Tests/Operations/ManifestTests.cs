@@ -20,7 +20,7 @@ public sealed partial class ManifestTests
     {
         ["namespace.yaml"] = [("v1", "Namespace")],
         ["serviceaccount.yaml"] = [("v1", "ServiceAccount")],
-        ["configmap.yaml"] = [("v1", "ConfigMap"), ("v1", "ConfigMap")],
+        ["configmap.yaml"] = [("v1", "ConfigMap"), ("v1", "ConfigMap"), ("v1", "ConfigMap")],
         ["daemonset.yaml"] = [("apps/v1", "DaemonSet")],
         ["service.yaml"] = [("v1", "Service")],
         ["servicemonitor.yaml"] = [("monitoring.coreos.com/v1", "ServiceMonitor")],
@@ -219,7 +219,7 @@ public sealed partial class ManifestTests
     {
         var path = SettingsConfigMap.Str("data", "AKTO_MODULE_DISCOVERY_CONFIG_PATH");
         var volumes = PodSpec.Items("volumes").ToDictionary(v => v.Str("name"));
-        var mount = Container.Items("volumeMounts").Single(m => volumes[m.Str("name")].Get("configMap") is not null);
+        var mount = Container.Items("volumeMounts").Single(m => m.Str("name") == "discovery-rules");
         Assert.Equal(Path.GetDirectoryName(path), mount.Str("mountPath"));
         var cm = volumes[mount.Str("name")].At("configMap");
         var item = Assert.Single(cm.Items("items"));
@@ -227,6 +227,27 @@ public sealed partial class ManifestTests
         var rules = _m.Single("ConfigMap", cm.Str("name")).Str("data", item.Str("key"));
         Assert.Empty(DiscoveryRules.Parse(rules)); // [] keeps everything
         Assert.Null(SettingsConfigMap.Get("data")!.Get("AKTO_MODULE_DISCOVERY_CONFIG"));
+    }
+
+    [Fact]
+    public void The_example_sensitive_data_policy_is_mounted_where_its_setting_points_and_validates()
+    {
+        var volumes = PodSpec.Items("volumes").ToDictionary(v => v.Str("name"));
+        var mount = Container.Items("volumeMounts").Single(m => m.Str("name") == "sensitive-policy");
+        var cm = volumes[mount.Str("name")].At("configMap");
+        var item = Assert.Single(cm.Items("items"));
+        var path = Path.Combine(mount.Str("mountPath"), item.Str("path"));
+        // the setting is off by default; the commented line is the one to uncomment
+        Assert.Equal("off", SettingsConfigMap.Str("data", "SENSITIVE_DATA_POLICY"));
+        Assert.Contains($"# SENSITIVE_DATA_POLICY: \"{path}\"", Manifests.ReadText("configmap.yaml"));
+        var text = _m.Single("ConfigMap", cm.Str("name")).Str("data", item.Str("key"));
+        var policy = Collector.Sensitive.SensitivePolicyFile.Validate(text, path, hasKey: true);
+        Assert.Contains(policy.Rules, r => r.Name == "CREDIT_CARD" && r.Action == Collector.Sensitive.SensitiveAction.Mask);
+        Assert.Contains(policy.Rules, r => !r.IsBuiltIn);
+        // it masks with the keyed hash: the key comes from the Secret, and without it the policy is refused
+        Assert.Throws<Collector.Sensitive.SensitivePolicyException>(() => Collector.Sensitive.SensitivePolicyFile.Validate(text, path, hasKey: false));
+        var key = Container.Items("env").Single(e => e.Str("name") == "SENSITIVE_DATA_MASK_KEY");
+        Assert.Equal(_m.Single("Secret").Str("metadata", "name"), key.Str("valueFrom", "secretKeyRef", "name"));
     }
 
     [Fact]
@@ -250,7 +271,7 @@ public sealed partial class ManifestTests
         var secret = _m.Single("Secret");
         var secretKeys = secret.Pairs("stringData").Select(p => p.Key.ToString()).ToHashSet();
         var refs = Container.Items("env").Where(e => e.Get("valueFrom")?.Get("secretKeyRef") is not null).ToList();
-        Assert.Equal(["KAFKA_PASSWORD", "KAFKA_USERNAME"], refs.Select(e => e.Str("name")).Order());
+        Assert.Equal(["KAFKA_PASSWORD", "KAFKA_USERNAME", "SENSITIVE_DATA_MASK_KEY"], refs.Select(e => e.Str("name")).Order());
         foreach (var r in refs)
         {
             Assert.Equal(secret.Str("metadata", "name"), r.Str("valueFrom", "secretKeyRef", "name"));
