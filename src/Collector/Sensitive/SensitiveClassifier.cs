@@ -23,7 +23,7 @@ public enum ClassifyOutcome : byte { Clean, Reported, Masked, Dropped }
 /// per category, location and endpoint template, listed in x-collector-sensitive, and masked in
 /// place of the matched bytes only. One per event thread: its lists and buffers are reused, and
 /// nothing is allocated for an exchange in which nothing is found.</summary>
-public sealed class SensitiveClassifier
+public sealed class SensitiveClassifier : IKeyHintSource
 {
     public static readonly string[] LocationLabels = ["request.header", "request.query", "request.body", "response.header", "response.body"];
     private const int MaxNoteEntries = 32;
@@ -41,6 +41,13 @@ public sealed class SensitiveClassifier
     private ulong _scopeKnown, _scopeIn; // per rule id below 64: endpoint scope decided / in scope
     private string? _endpoint;
     private byte[] _decoded = new byte[256];
+    private readonly JsonCursor _cursor = new();
+    private readonly Dictionary<long, (byte[] Name, string Where)> _namedWhere = new();
+    private readonly StringBuilder _note = new();
+    private readonly HashSet<(int, string)> _noteSeen = new();
+    private readonly string?[] _lastNote = new string?[2];
+    private (string? Endpoint, Counter? Counter)[] _counters = [];
+    private SensitivePolicy? _countersPolicy;
 
     /// <summary>maskKey: the HMAC key of keyed-hash masking (SENSITIVE_DATA_MASK_KEY); null: none set.</summary>
     public SensitiveClassifier(SensitiveMetrics metrics, byte[]? maskKey)
@@ -103,7 +110,7 @@ public sealed class SensitiveClassifier
             var kind = HttpText.EqualsLower(name, "authorization"u8) || HttpText.EqualsLower(name, "proxy-authorization"u8)
                 ? ValueKind.Authorization : ValueKind.Text;
             _valueSpans.Clear();
-            Value(value, 0, name, KeyHints.Of(name), kind, location, _valueSpans, WhereKind.Named);
+            Value(value, 0, name, HintOf(name, value), kind, location, _valueSpans, WhereKind.Named);
             if (_valueSpans.Count == 0) continue;
             var replaced = Replace(value, _valueSpans, out var length);
             side.Edits.Add(new HeaderEdit(i, replaced.AsSpan(0, length).ToArray(), WholeField: false));
@@ -169,13 +176,13 @@ public sealed class SensitiveClassifier
                 var valueStart = p + eq + 1;
                 if (value.IndexOfAny((byte)'%', (byte)'+') < 0)
                 {
-                    Value(value, valueStart, name, KeyHints.Of(name), ValueKind.Text, location, spans, WhereKind.Named);
+                    Value(value, valueStart, name, HintOf(name, value), ValueKind.Text, location, spans, WhereKind.Named);
                 }
                 else
                 {
                     var decoded = PercentDecode(value);
                     var first = spans.Count;
-                    Value(_decoded.AsSpan(0, decoded), 0, name, KeyHints.Of(name), ValueKind.Text, location, spans, WhereKind.Named);
+                    Value(_decoded.AsSpan(0, decoded), 0, name, HintOf(name, _decoded.AsSpan(0, decoded)), ValueKind.Text, location, spans, WhereKind.Named);
                     for (var k = first; k < spans.Count; k++)
                     {
                         var sp = spans[k];
@@ -218,10 +225,58 @@ public sealed class SensitiveClassifier
         return i;
     }
 
-    /// <summary>A JSON body: keys and values scanned apart, each value with its key as context.
-    /// A body that is not JSON from its first byte is scanned as text; one that breaks later
-    /// keeps what was found before the break (the rest is not JSON to walk).</summary>
+    /// <summary>What a name says about its value, worked out only when the value holds a digit
+    /// (the hints decide only digit runs and dotted quads).</summary>
+    private static KeyHint HintOf(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value) =>
+        value.IndexOfAnyInRange((byte)'0', (byte)'9') >= 0 ? KeyHints.Of(name) : KeyHint.None;
+
+    /// <summary>A JSON body. The built-ins scan the whole body in one pass (strings, keys and
+    /// numbers alike; escapes stepped over), and a token whose category depends on its key asks
+    /// for the key in front of it (<see cref="HintAt"/>); only a match is then placed in the
+    /// document, by a cursor that walks the structure up to it (key or value, and its path).
+    /// Custom categories, which look at every value and key by name, walk the document.</summary>
     private void Json(ReadOnlySpan<byte> body, bool cut, SensitiveLocation location)
+    {
+        _matches.Clear();
+        ValueScanner.Scan(body, KeyHint.None, ValueKind.JsonEscaped, _policy.BuiltInsOn, _matches, this);
+        if (_matches.Count > 0)
+        {
+            if (_matches.Count > 1) _matches.Sort((a, b) => a.Start.CompareTo(b.Start));
+            _cursor.Reset();
+            var prefix = LocationLabels[(int)location];
+            foreach (var m in _matches)
+            {
+                _cursor.AdvanceTo(body, m.Start);
+                // outside a string a match is a whole number (the scanner matches no sign, fraction
+                // or exponent): its mask is digits, so the document keeps its types
+                var number = !_cursor.InString && body.Slice(m.Start, m.Length).IndexOfAnyExceptInRange((byte)'0', (byte)'9') < 0;
+                Found((int)m.Category, body, m.Start, m.Length, 0, location, _bodySpans, number, _cursor, prefix);
+            }
+        }
+        if (_policy.Custom.Count > 0) CustomJson(body, cut, location);
+    }
+
+    /// <summary>The key in front of the token at offset of a JSON body ("ssn":"536904399",
+    /// "phone": 4155552671): its hint, or none when the token is not the start of a value.</summary>
+    public KeyHint HintAt(ReadOnlySpan<byte> body, int offset)
+    {
+        var p = offset - 1;
+        if (p >= 0 && body[p] == '"') p--;
+        while (p >= 0 && body[p] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') p--;
+        if (p < 0 || body[p] != ':') return KeyHint.None;
+        p--;
+        while (p >= 0 && body[p] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') p--;
+        if (p < 1 || body[p] != '"') return KeyHint.None;
+        var keyEnd = p;
+        var from = Math.Max(0, keyEnd - 65);
+        var open = body[from..keyEnd].LastIndexOf((byte)'"');
+        return open < 0 ? KeyHint.None : KeyHints.Of(body[(from + open + 1)..keyEnd]);
+    }
+
+    /// <summary>Custom categories over a JSON body: keys and values apart, each value with its
+    /// key. A body that is not JSON from its first byte is read as text; one that breaks later
+    /// keeps what was found before the break (the rest cannot be walked).</summary>
+    private void CustomJson(ReadOnlySpan<byte> body, bool cut, SensitiveLocation location)
     {
         var reader = new Utf8JsonReader(body, isFinalBlock: !cut, new JsonReaderState(new JsonReaderOptions
         {
@@ -246,20 +301,20 @@ public sealed class SensitiveClassifier
                     {
                         var start = (int)reader.TokenStartIndex + 1;
                         var key = body.Slice(start, reader.ValueSpan.Length);
-                        _keys.SetKey(start, key.Length, KeyHints.Of(key));
-                        Value(key, start, key, KeyHint.None, ValueKind.JsonEscaped, location, _bodySpans, WhereKind.JsonKey);
+                        _keys.SetKey(start, key.Length, KeyHint.None);
+                        Custom(key, start, key, location, _bodySpans, WhereKind.JsonKey, ValueKind.JsonEscaped);
                         break;
                     }
                     case JsonTokenType.String:
                     {
                         var start = (int)reader.TokenStartIndex + 1;
-                        Value(body.Slice(start, reader.ValueSpan.Length), start, default, _keys.Hint, ValueKind.JsonEscaped, location, _bodySpans, WhereKind.JsonValue);
+                        Custom(body.Slice(start, reader.ValueSpan.Length), start, default, location, _bodySpans, WhereKind.JsonValue, ValueKind.JsonEscaped);
                         break;
                     }
                     case JsonTokenType.Number:
                     {
                         var start = (int)reader.TokenStartIndex;
-                        Value(body.Slice(start, reader.ValueSpan.Length), start, default, _keys.Hint, ValueKind.JsonNumber, location, _bodySpans, WhereKind.JsonValue);
+                        Custom(body.Slice(start, reader.ValueSpan.Length), start, default, location, _bodySpans, WhereKind.JsonValue, ValueKind.JsonNumber);
                         break;
                     }
                 }
@@ -268,7 +323,7 @@ public sealed class SensitiveClassifier
         catch (JsonException) when (reader.BytesConsumed == 0)
         {
             // declared JSON that is not: read as text
-            Value(body, 0, default, KeyHint.None, ValueKind.Text, location, _bodySpans, WhereKind.Whole);
+            Custom(body, 0, default, location, _bodySpans, WhereKind.Whole, ValueKind.Text);
         }
         catch (JsonException)
         {
@@ -287,7 +342,8 @@ public sealed class SensitiveClassifier
         _matches.Clear();
         ValueScanner.Scan(value, hint, kind, policy.BuiltInsOn, _matches);
         foreach (var match in _matches)
-            Found((int)match.Category, value, match.Start, match.Length, offset, name, location, spans, where, kind);
+            Found((int)match.Category, value, match.Start, match.Length, offset, location, spans, (kind & ValueKind.JsonNumber) != 0,
+                null, Where(location, name, where));
         if (policy.Custom.Count > 0) Custom(value, offset, name, location, spans, where, kind);
     }
 
@@ -306,7 +362,8 @@ public sealed class SensitiveClassifier
                 if (!rule.Keys.IsMatch(nameText)) continue;
                 if (rule.Values is null)
                 {
-                    if (where != WhereKind.JsonKey) Found(rule.Id, value, 0, value.Length, offset, name, location, spans, where, kind);
+                    if (where != WhereKind.JsonKey)
+                        Found(rule.Id, value, 0, value.Length, offset, location, spans, (kind & ValueKind.JsonNumber) != 0, null, Where(location, name, where));
                     continue;
                 }
             }
@@ -317,7 +374,7 @@ public sealed class SensitiveClassifier
                 if (m.Length == 0) continue;
                 var start = Encoding.UTF8.GetByteCount(valueText.AsSpan(0, m.Index));
                 var length = Encoding.UTF8.GetByteCount(valueText.AsSpan(m.Index, m.Length));
-                Found(rule.Id, value, start, length, offset, name, location, spans, where, kind);
+                Found(rule.Id, value, start, length, offset, location, spans, (kind & ValueKind.JsonNumber) != 0, null, Where(location, name, where));
             }
         }
     }
@@ -326,26 +383,42 @@ public sealed class SensitiveClassifier
         location == SensitiveLocation.RequestBody ? _x.Request.Body : _x.Response.Body;
 
     /// <summary>A match of category id: in scope and not excepted, it is recorded, counted and
-    /// acted on.</summary>
-    private void Found(int id, ReadOnlySpan<byte> value, int start, int length, int offset, ReadOnlySpan<byte> name,
-        SensitiveLocation location, List<MaskSpan> spans, WhereKind where, ValueKind kind)
+    /// acted on. where: its place, or (cursor, prefix) to work it out in a JSON body.</summary>
+    private void Found(int id, ReadOnlySpan<byte> value, int start, int length, int offset, SensitiveLocation location,
+        List<MaskSpan> spans, bool number, JsonCursor? cursor, string where)
     {
         var rule = _policy.ById[id];
         if (rule is null) return;
         if (rule.Except.Count > 0 && rule.IsExcepted(Encoding.UTF8.GetString(value.Slice(start, length)))) return;
         if (rule.Endpoints.Count > 0 && !InScope(rule)) return;
-        _endpoint ??= _templates.Of(_x.Request);
-        _metrics.Findings(rule.Name, LocationLabels[(int)location], _endpoint).Increment();
-        if (_findings.Count < 256) _findings.Add(new Finding(id, location, Where(location, name, where)));
+        Count(id, rule.Name, location);
+        if (_findings.Count < 256)
+            _findings.Add(new Finding(id, location, cursor is null ? where : cursor.Path(where, value, start)));
         switch (rule.Action)
         {
             case SensitiveAction.Mask:
-                spans.Add(new MaskSpan(offset + start, length, id, (kind & ValueKind.JsonNumber) != 0));
+                spans.Add(new MaskSpan(offset + start, length, id, number));
                 break;
             case SensitiveAction.Drop:
                 _drop = true;
                 break;
         }
+    }
+
+    /// <summary>One more finding on the series of (category, location, endpoint template); the
+    /// series' counter is remembered per category and location while the endpoint stays.</summary>
+    private void Count(int id, string name, SensitiveLocation location)
+    {
+        _endpoint ??= _templates.Of(_x.Request);
+        if (!ReferenceEquals(_countersPolicy, _policy))
+        {
+            _counters = new (string?, Counter?)[_policy.ById.Length * LocationLabels.Length];
+            _countersPolicy = _policy;
+        }
+        ref var slot = ref _counters[id * LocationLabels.Length + (int)location];
+        if (!ReferenceEquals(slot.Endpoint, _endpoint))
+            slot = (_endpoint, _metrics.Findings(name, LocationLabels[(int)location], _endpoint));
+        slot.Counter!.Increment();
     }
 
     private bool InScope(CategoryRule rule)
@@ -375,27 +448,42 @@ public sealed class SensitiveClassifier
         var prefix = LocationLabels[(int)location];
         return where switch
         {
-            WhereKind.Named => prefix + "." + HttpText.Decode(name).ToLowerInvariant(),
+            WhereKind.Named => NamedWhere(location, name),
             WhereKind.JsonValue => _keys.Path(prefix, _xBody(location), key: false),
             WhereKind.JsonKey => _keys.Path(prefix, _xBody(location), key: true),
             _ => prefix,
         };
     }
 
-    /// <summary>CATEGORY@where for one side, in the order found, each once.</summary>
+    /// <summary>prefix.name (lower case) of a header, field or parameter: made once per name.</summary>
+    private string NamedWhere(SensitiveLocation location, ReadOnlySpan<byte> name)
+    {
+        var hash = (long)location << 32 | (uint)HashCode.Combine(name.Length, name.Length > 0 ? name[0] | 0x20 : 0, name.Length > 1 ? name[^1] | 0x20 : 0,
+            name.Length > 2 ? name[name.Length / 2] | 0x20 : 0);
+        if (_namedWhere.TryGetValue(hash, out var cached) && HttpText.EqualsIgnoreCase(cached.Name, name)) return cached.Where;
+        var where = LocationLabels[(int)location] + "." + HttpText.Decode(name).ToLowerInvariant();
+        if (_namedWhere.Count < 1024) _namedWhere[hash] = (name.ToArray(), where);
+        return where;
+    }
+
+    /// <summary>CATEGORY@where for one side, in the order found, each once; the string of the
+    /// last exchange is reused when the same things were found in the same places.</summary>
     private string? Note(bool isRequest)
     {
-        var sb = new StringBuilder();
-        var seen = new HashSet<(int, string)>();
+        var sb = _note.Clear();
+        _noteSeen.Clear();
         foreach (var f in _findings)
         {
             var request = f.Location is SensitiveLocation.RequestHeader or SensitiveLocation.RequestQuery or SensitiveLocation.RequestBody;
-            if (request != isRequest || !seen.Add((f.Category, f.Where))) continue;
-            if (seen.Count > MaxNoteEntries) break;
+            if (request != isRequest || !_noteSeen.Add((f.Category, f.Where))) continue;
+            if (_noteSeen.Count > MaxNoteEntries) break;
             if (sb.Length > 0) sb.Append(", ");
             sb.Append(_policy.NameOf(f.Category)).Append('@').Append(f.Where);
         }
-        return sb.Length == 0 ? null : sb.ToString();
+        if (sb.Length == 0) return null;
+        ref var last = ref _lastNote[isRequest ? 0 : 1];
+        if (last is not null && sb.Equals(last.AsSpan())) return last;
+        return last = sb.ToString();
     }
 
     // ---- masking ----
@@ -460,6 +548,99 @@ public sealed class SensitiveClassifier
     }
 
     private static byte Hex(int v) => (byte)(v < 10 ? '0' + v : 'a' + v - 10);
+
+    /// <summary>Walks a JSON body's structure forward, only as far as the next match: whether the
+    /// match is in a key, and the keys from the root to it. Lenient: it reads what is there, valid
+    /// or cut, and gives a path as good as the bytes allow.</summary>
+    private sealed class JsonCursor
+    {
+        private const int MaxDepth = 64;
+        private readonly (int Start, int Length, bool IsObject)[] _levels = new (int, int, bool)[MaxDepth];
+        private int _depth, _pos, _stringStart, _lastStart, _lastLength;
+        private bool _inString;
+
+        public bool InString => _inString;
+
+        public void Reset()
+        {
+            _depth = _pos = _stringStart = _lastStart = _lastLength = 0;
+            _inString = false;
+        }
+
+        public void AdvanceTo(ReadOnlySpan<byte> s, int target)
+        {
+            while (_pos < target)
+            {
+                if (_inString)
+                {
+                    var k = s[_pos..target].IndexOfAny((byte)'"', (byte)'\\');
+                    if (k < 0)
+                    {
+                        _pos = target;
+                        return;
+                    }
+                    _pos += k;
+                    if (s[_pos] == '\\')
+                    {
+                        _pos += 2;
+                        continue;
+                    }
+                    _inString = false;
+                    _lastStart = _stringStart;
+                    _lastLength = _pos - _stringStart;
+                    _pos++;
+                    continue;
+                }
+                switch (s[_pos++])
+                {
+                    case (byte)'"':
+                        _inString = true;
+                        _stringStart = _pos;
+                        break;
+                    case (byte)'{':
+                    case (byte)'[':
+                        if (_depth < MaxDepth) _levels[_depth] = (-1, 0, s[_pos - 1] == '{');
+                        _depth++;
+                        break;
+                    case (byte)'}':
+                    case (byte)']':
+                        if (_depth > 0) _depth--;
+                        break;
+                    case (byte)':':
+                        if (_depth > 0 && _depth <= MaxDepth && _levels[_depth - 1].IsObject) _levels[_depth - 1] = (_lastStart, _lastLength, true);
+                        break;
+                }
+            }
+        }
+
+        /// <summary>prefix.key.key… of the match at offset (the cursor is there); a match in a
+        /// key ends with that key and "#key".</summary>
+        public string Path(string prefix, ReadOnlySpan<byte> s, int offset)
+        {
+            var isKey = false;
+            var keyEnd = 0;
+            if (_inString)
+            {
+                // the string the match is in is a key when a ':' follows its closing quote
+                var p = offset;
+                while (p < s.Length && s[p] != '"') p += s[p] == '\\' ? 2 : 1;
+                keyEnd = p;
+                p++;
+                while (p < s.Length && s[p] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') p++;
+                isKey = p < s.Length && s[p] == ':';
+            }
+            var sb = new StringBuilder(prefix);
+            var levels = Math.Min(_depth, MaxDepth);
+            for (var d = 0; d < levels; d++)
+            {
+                var (start, length, isObject) = _levels[d];
+                if (!isObject || start < 0 || (isKey && d == levels - 1)) continue;
+                sb.Append('.').Append(Encoding.UTF8.GetString(s.Slice(start, length)));
+            }
+            if (isKey) sb.Append('.').Append(Encoding.UTF8.GetString(s[_stringStart..Math.Min(keyEnd, s.Length)])).Append("#key");
+            return sb.ToString();
+        }
+    }
 
     /// <summary>The keys of the JSON document from the root to where the reader is: offsets into
     /// the body, so that a path string is made only for a finding.</summary>

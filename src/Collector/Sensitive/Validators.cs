@@ -237,6 +237,26 @@ public static class Validators
 
     private static readonly PhoneNumberUtil Phones = PhoneNumberUtil.GetInstance();
 
+    // libphonenumber's answer per number, remembered: its parse costs microseconds and allocates,
+    // and the same numbers come back exchange after exchange. Direct-mapped, one 64-bit word per
+    // entry (number, digit count, '+', answer), so threads share it without locks.
+    private static readonly ulong[] PhoneAnswers = new ulong[8192];
+
+    /// <summary>Phone(token), its answer remembered by the digits (at most 15) and the '+'.</summary>
+    public static bool Phone(ReadOnlySpan<byte> token, ReadOnlySpan<byte> digits, bool international)
+    {
+        if (digits.Length is 0 or > 15) return false;
+        ulong number = 0;
+        foreach (var d in digits) number = number * 10 + (ulong)(d - '0');
+        var key = ((number << 4 | (ulong)digits.Length) << 1) | (international ? 1UL : 0);
+        var slot = (int)((key * 0x9E3779B97F4A7C15UL) >> 51); // 13 bits
+        var entry = Volatile.Read(ref PhoneAnswers[slot]);
+        if (entry != 0 && entry >> 2 == key) return (entry & 3) == 1;
+        var valid = Phone(token);
+        Volatile.Write(ref PhoneAnswers[slot], key << 2 | (valid ? 1UL : 2UL));
+        return valid;
+    }
+
     /// <summary>A phone number valid in its country's plan: international when it starts with '+',
     /// else read as a US number. libphonenumber takes a string: only tokens already shaped like a
     /// number come here.</summary>

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.CompilerServices;
 
 namespace Collector.Sensitive;
@@ -18,12 +19,19 @@ public enum ValueKind : byte
     Authorization = 4,
 }
 
+/// <summary>Asked for the hint of a token by its offset in the value scanned.</summary>
+public interface IKeyHintSource
+{
+    KeyHint HintAt(ReadOnlySpan<byte> value, int offset);
+}
+
 /// <summary>The built-in detection over one value, in one pass over its bytes, with no regular
 /// expression and no allocation: the value is cut into tokens at delimiters, a token that starts
 /// like a number is read as digit groups and separators (cards, SSNs, phones, IPv4), any other
 /// token is dispatched on its shape (length, which punctuation, which letters) to the one
 /// validator that could accept it. Most tokens of real traffic (words, small numbers, ids) are
 /// refused by their shape at a cost of a few compares.</summary>
+[SkipLocalsInit]
 public static class ValueScanner
 {
     /// <summary>Bits of the built-in categories that are on (1 &lt;&lt; BuiltIn).</summary>
@@ -42,10 +50,20 @@ public static class ValueScanner
         return d;
     }
 
-    /// <summary>Appends the matches of the enabled categories in value to found.</summary>
-    public static void Scan(ReadOnlySpan<byte> value, KeyHint hint, ValueKind kind, uint enabled, List<ValueMatch> found)
+    // a token can match only if it holds one of these: every category has a digit, a capital or
+    // an '@' (a UUID's version nibble is a digit, a JWT starts "eyJ"): the rest is skipped by a
+    // vectorized search, never looked at byte by byte
+    private static readonly SearchValues<byte> Interesting = SearchValues.Create("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ@+"u8);
+
+    /// <summary>Appends the matches of the enabled categories in value to found. hint: what the
+    /// value's name says; hints, when given, is asked instead, and only for a token whose
+    /// category depends on it (a bare digit run, a dotted quad): a JSON body asks for the key in
+    /// front of the token.</summary>
+    public static void Scan(ReadOnlySpan<byte> value, KeyHint hint, ValueKind kind, uint enabled, List<ValueMatch> found,
+        IKeyHintSource? hints = null)
     {
         if (value.IsEmpty || (enabled & AllBuiltIns) == 0) return;
+        var context = new Context(hint, hints, enabled, found);
         if ((kind & ValueKind.Authorization) != 0 && On(enabled, BuiltIn.BearerToken))
         {
             var lead = value.Length - value.TrimStart((byte)' ').Length;
@@ -60,9 +78,8 @@ public static class ValueScanner
         if ((kind & ValueKind.JsonNumber) != 0)
         {
             // a whole number: digits only (a sign, fraction or exponent makes it no identifier)
-            foreach (var c in value)
-                if (!Validators.IsDigit(c)) return;
-            Digits(value, value, 1, hint, enabled, found, 0);
+            if (value.IndexOfAnyExceptInRange((byte)'0', (byte)'9') >= 0) return;
+            NumberToken(value, 0, in context);
             return;
         }
         var escaped = (kind & ValueKind.JsonEscaped) != 0;
@@ -70,27 +87,55 @@ public static class ValueScanner
         var i = 0;
         while (i < n)
         {
-            var c = value[i];
-            if (Validators.IsDigit(c) || c == '+' || (c == '(' && i + 1 < n && Validators.IsDigit(value[i + 1])))
+            var next = value[i..].IndexOfAny(Interesting);
+            if (next < 0) return;
+            var at = i + next;
+            // the token holding it starts after the last delimiter before it
+            var start = at;
+            // (a ':' ends it too: "key":4111… in JSON, mailto:, host:port; IPv6 starts at its first digit or letter)
+            while (start > i && !Delimiter[value[start - 1]] && value[start - 1] != ':') start--;
+            if (escaped && start > 0 && value[start - 1] == '\\')
             {
-                var end = NumberToken(value, i, hint, enabled, found);
-                if (end > i)
+                // an escape sequence is stepped over whole, so that no match starts inside one (\n4111…, \u0040)
+                var skip = value[start] == 'u' ? 5 : 1;
+                if (start + skip > at)
+                {
+                    i = start + skip;
+                    continue;
+                }
+                start += skip;
+            }
+            var c = value[start];
+            if (start > i && value[start - 1] == '(' && Validators.IsDigit(c)) c = value[--start]; // (415) 555-2671
+            if (Validators.IsDigit(c) || c is (byte)'+' or (byte)'(')
+            {
+                var end = NumberToken(value, start, in context);
+                if (end > start)
                 {
                     i = end;
                     continue;
                 }
+                if (c == '(')
+                {
+                    i = start + 1; // not a number with its parenthesis: read again without it
+                    continue;
+                }
             }
-            if (Delimiter[c])
-            {
-                // an escape sequence is skipped whole, so that no match starts inside one (\n4111…)
-                i += escaped && c == '\\' && i + 1 < n ? value[i + 1] == 'u' ? 6 : 2 : 1;
-                continue;
-            }
-            var wordEnd = i + 1;
+            var wordEnd = at + 1;
             while (wordEnd < n && !Delimiter[value[wordEnd]]) wordEnd++;
-            Word(value, i, wordEnd, hint, enabled, found);
+            Word(value, start, wordEnd, in context);
             i = wordEnd;
         }
+    }
+
+    /// <summary>What a scan carries from token to token.</summary>
+    private readonly ref struct Context(KeyHint hint, IKeyHintSource? hints, uint enabled, List<ValueMatch> found)
+    {
+        public readonly uint Enabled = enabled;
+        public readonly List<ValueMatch> Found = found;
+
+        /// <summary>The hint for the token at offset of value (asked only when it decides).</summary>
+        public KeyHint HintAt(ReadOnlySpan<byte> value, int offset) => hints?.HintAt(value, offset) ?? hint;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -125,12 +170,13 @@ public static class ValueScanner
 
     /// <summary>Reads digit groups from i: digits, and between them at most two of space, '-', '.',
     /// '(' and ')' (a leading '+' or '(' too). Returns the end of what it matched, or i when
-    /// the token is not a number the validators want (the caller then reads it as a word).</summary>
-    private static int NumberToken(ReadOnlySpan<byte> s, int i, KeyHint hint, uint enabled, List<ValueMatch> found)
+    /// the token is not a number the validators want (the caller then reads it as a word).
+    /// Most numbers of real traffic (ids, counts, prices) are refused on their digit count before
+    /// anything is copied.</summary>
+    private static int NumberToken(ReadOnlySpan<byte> s, int i, in Context cx)
     {
-        Span<byte> digits = stackalloc byte[20];
-        Span<byte> groupLengths = stackalloc byte[8];
         var groups = 0;
+        ulong groupLengths = 0; // 8 bits per group, the first in the lowest byte
         var count = 0;
         var p = i;
         var plus = s[p] == '+';
@@ -142,14 +188,11 @@ public static class ValueScanner
         while (p < s.Length)
         {
             var start = p;
-            while (p < s.Length && Validators.IsDigit(s[p]))
-            {
-                if (count == 20) return i; // longer than any number here: an id
-                digits[count++] = s[p++];
-            }
+            while (p < s.Length && Validators.IsDigit(s[p])) p++;
             if (p == start) break;
-            if (groups == 8) return i;
-            groupLengths[groups++] = (byte)(p - start);
+            count += p - start;
+            if (count > 19 || groups == 8) return i; // longer than any number here: an id
+            groupLengths |= (ulong)(p - start) << (8 * groups++);
             lastDigitEnd = p;
             var sepStart = p;
             while (p < s.Length && p - sepStart < 2 && s[p] is (byte)' ' or (byte)'-' or (byte)'.' or (byte)'(' or (byte)')') p++;
@@ -163,41 +206,45 @@ public static class ValueScanner
         if (end < s.Length && !Delimiter[s[end]] && s[end] is not ((byte)'.' or (byte)',' or (byte)':' or (byte)'-' or (byte)')'))
             return i;
         if (end < s.Length - 1 && s[end] == '.' && Validators.IsDigit(s[end + 1])) return i;
+        // the token goes on (an IPv6 address, a UUID's first group, a time): not a number, a word
+        var notHere = (end < s.Length && !Delimiter[s[end]] && !(s[end] is (byte)'.' or (byte)',')) || open ? i : end;
         var token = s[i..end];
-        var d = digits[..count];
-
         if (groups == 4 && sep == '.' && !plus)
         {
             if (open) return i;
-            if (On(enabled, BuiltIn.IpAddress) && (hint & KeyHint.Version) == 0 && Validators.Ipv4(token))
-                found.Add(new ValueMatch(BuiltIn.IpAddress, i, token.Length));
+            if (On(cx.Enabled, BuiltIn.IpAddress) && Validators.Ipv4(token) && (cx.HintAt(s, i) & KeyHint.Version) == 0)
+                cx.Found.Add(new ValueMatch(BuiltIn.IpAddress, i, token.Length));
             return end;
         }
-        // the token goes on (an IPv6 address, a UUID's first group, a time): not a number, a word
-        var wordGoesOn = end < s.Length && !Delimiter[s[end]] && !(s[end] is (byte)'.' or (byte)',') ;
-        if (sep == '.' && !plus && groups != 3) return wordGoesOn || open ? i : end; // versions, decimals, dates: nothing here
-        if (Digits(token, d, groups, hint, enabled, found, i, groupLengths[..groups], sep, plus, open)) return end;
-        // "(4111…)" is no phone: read again from the digit, without the parenthesis
-        return wordGoesOn || open ? i : end;
+        if (count < 7) return notHere; // shorter than a phone, an SSN or a card
+        if (sep == '.' && !plus && groups != 3) return notHere; // versions, decimals, dates: nothing here
+        Span<byte> digits = stackalloc byte[20];
+        var d = 0;
+        for (var k = i; k < end; k++)
+            if (Validators.IsDigit(s[k])) digits[d++] = s[k];
+        if (Digits(s, token, digits[..count], groups, groupLengths, sep, plus, open, i, in cx)) return end;
+        return notHere;
     }
 
+    private static int GroupLength(ulong lengths, int g) => (int)(lengths >> (8 * g)) & 0xff;
+
     /// <summary>The number validators over the digits of a token (at offset in the value).</summary>
-    private static bool Digits(ReadOnlySpan<byte> token, ReadOnlySpan<byte> d, int groups, KeyHint hint, uint enabled,
-        List<ValueMatch> found, int offset, ReadOnlySpan<byte> groupLengths = default, byte sep = 0, bool plus = false, bool open = false)
+    private static bool Digits(ReadOnlySpan<byte> value, ReadOnlySpan<byte> token, ReadOnlySpan<byte> d, int groups, ulong lengths, byte sep,
+        bool plus, bool open, int offset, in Context cx)
     {
         var n = d.Length;
+        var enabled = cx.Enabled;
         if (On(enabled, BuiltIn.CreditCard) && n is >= 13 and <= 19 && !plus && !open && (groups == 1 || sep is (byte)' ' or (byte)'-') &&
             Validators.CreditCard(d))
         {
-            found.Add(new ValueMatch(BuiltIn.CreditCard, offset, token.Length));
+            cx.Found.Add(new ValueMatch(BuiltIn.CreditCard, offset, token.Length));
             return true;
         }
-        if (On(enabled, BuiltIn.Ssn) && n == 9 && !plus && !open &&
-            ((groups == 3 && sep is (byte)'-' or (byte)' ' && groupLengths[0] == 3 && groupLengths[1] == 2) ||
-             (groups == 1 && (hint & KeyHint.Ssn) != 0)) &&
-            Validators.Ssn(d))
+        if (On(enabled, BuiltIn.Ssn) && n == 9 && !plus && !open && Validators.Ssn(d) &&
+            ((groups == 3 && sep is (byte)'-' or (byte)' ' && GroupLength(lengths, 0) == 3 && GroupLength(lengths, 1) == 2) ||
+             (groups == 1 && (cx.HintAt(value, offset) & KeyHint.Ssn) != 0)))
         {
-            found.Add(new ValueMatch(BuiltIn.Ssn, offset, token.Length));
+            cx.Found.Add(new ValueMatch(BuiltIn.Ssn, offset, token.Length));
             return true;
         }
         if (On(enabled, BuiltIn.PhoneNumber) && n is >= 7 and <= 15)
@@ -205,11 +252,11 @@ public static class ValueScanner
             // a bare digit run is a phone only under a phone-like name; otherwise it must be written
             // as one: international (+…), or the US groups 3-3-4 ((415) 555-2671, 415-555-2671)
             var shaped = plus && n >= 8 ||
-                         groups == 3 && groupLengths.Length == 3 && groupLengths[0] == 3 && groupLengths[1] == 3 && groupLengths[2] == 4 ||
-                         groups == 4 && groupLengths.Length == 4 && groupLengths[0] == 1 && groupLengths[1] == 3 && groupLengths[2] == 3 && groupLengths[3] == 4;
-            if ((shaped || (hint & KeyHint.Phone) != 0) && Validators.Phone(token))
+                         groups == 3 && GroupLength(lengths, 0) == 3 && GroupLength(lengths, 1) == 3 && GroupLength(lengths, 2) == 4 ||
+                         groups == 4 && GroupLength(lengths, 0) == 1 && GroupLength(lengths, 1) == 3 && GroupLength(lengths, 2) == 3 && GroupLength(lengths, 3) == 4;
+            if ((shaped || (groups == 1 && (cx.HintAt(value, offset) & KeyHint.Phone) != 0)) && Validators.Phone(token, d, plus))
             {
-                found.Add(new ValueMatch(BuiltIn.PhoneNumber, offset, token.Length));
+                cx.Found.Add(new ValueMatch(BuiltIn.PhoneNumber, offset, token.Length));
                 return true;
             }
         }
@@ -217,28 +264,32 @@ public static class ValueScanner
     }
 
     /// <summary>A token that is not a number: dispatched on its shape.</summary>
-    private static void Word(ReadOnlySpan<byte> s, int start, int end, KeyHint hint, uint enabled, List<ValueMatch> found)
+    private static void Word(ReadOnlySpan<byte> s, int start, int end, in Context cx)
     {
         var w = s[start..end];
-        int at = -1, dots = 0, dashes = 0, colons = 0, upperOrDigit = 0, hex = 0;
-        for (var k = 0; k < w.Length; k++)
-        {
-            var c = w[k];
-            if (c == '@') at = at == -1 ? k : -2;
-            else if (c == '.') dots++;
-            else if (c == '-') dashes++;
-            else if (c == ':') colons++;
-            if (Validators.IsUpperOrDigit(c)) upperOrDigit++;
-            if (Validators.IsHex(c)) hex++;
-        }
+        var enabled = cx.Enabled;
+        var found = cx.Found;
+        var at = w.IndexOf((byte)'@');
         if (at >= 0)
         {
-            if (On(enabled, BuiltIn.Email))
+            if (On(enabled, BuiltIn.Email) && w[(at + 1)..].IndexOf((byte)'@') < 0)
             {
                 var (emailStart, length) = Validators.Email(w, at);
                 if (length > 0) found.Add(new ValueMatch(BuiltIn.Email, start + emailStart, length));
             }
             return;
+        }
+        // shorter than every category below but IPv6: refused before anything is counted
+        if (w.Length < 15 && w.IndexOf((byte)':') < 0) return;
+        int dots = 0, dashes = 0, colons = 0, upperOrDigit = 0, hex = 0;
+        for (var k = 0; k < w.Length; k++)
+        {
+            var c = w[k];
+            if (c == '.') dots++;
+            else if (c == '-') dashes++;
+            else if (c == ':') colons++;
+            if (Validators.IsUpperOrDigit(c)) upperOrDigit++;
+            if (Validators.IsHex(c)) hex++;
         }
         // a sentence's full stop is not part of the token
         var trimmed = w;
