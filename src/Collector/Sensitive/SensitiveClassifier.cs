@@ -42,6 +42,9 @@ public sealed class SensitiveClassifier : IKeyHintSource
     private string? _endpoint;
     private byte[] _decoded = new byte[256];
     private readonly JsonCursor _cursor = new();
+    private IncrementalHash? _hmac;
+    private readonly Counter?[] _outcomes = new Counter?[4];
+    private readonly List<Finding> _lastFindings = new();
     private readonly Dictionary<long, (byte[] Name, string Where)> _namedWhere = new();
     private readonly StringBuilder _note = new();
     private readonly HashSet<(int, string)> _noteSeen = new();
@@ -87,11 +90,20 @@ public sealed class SensitiveClassifier : IKeyHintSource
 
         if (_findings.Count > 0)
         {
-            parts.Request.SensitiveNote = Note(isRequest: true);
-            parts.Response.SensitiveNote = Note(isRequest: false);
+            // the same findings in the same places as the exchange before (a request id in every
+            // request): its notes serve again
+            if (!SameAsLast())
+            {
+                _lastNote[0] = Note(isRequest: true);
+                _lastNote[1] = Note(isRequest: false);
+                _lastFindings.Clear();
+                _lastFindings.AddRange(_findings);
+            }
+            parts.Request.SensitiveNote = _lastNote[0];
+            parts.Response.SensitiveNote = _lastNote[1];
         }
         var outcome = _drop ? ClassifyOutcome.Dropped : masked ? ClassifyOutcome.Masked : _findings.Count > 0 ? ClassifyOutcome.Reported : ClassifyOutcome.Clean;
-        _metrics.Exchanges[SensitiveMetrics.Results[(int)outcome]].Increment();
+        (_outcomes[(int)outcome] ??= _metrics.Exchanges[SensitiveMetrics.Results[(int)outcome]]).Increment();
         _metrics.ClassifyTicks.Add(Stopwatch.GetTimestamp() - t0);
         return outcome;
     }
@@ -110,7 +122,7 @@ public sealed class SensitiveClassifier : IKeyHintSource
             var kind = HttpText.EqualsLower(name, "authorization"u8) || HttpText.EqualsLower(name, "proxy-authorization"u8)
                 ? ValueKind.Authorization : ValueKind.Text;
             _valueSpans.Clear();
-            Value(value, 0, name, HintOf(name, value), kind, location, _valueSpans, WhereKind.Named);
+            Value(value, 0, name, kind, location, _valueSpans, WhereKind.Named);
             if (_valueSpans.Count == 0) continue;
             var replaced = Replace(value, _valueSpans, out var length);
             side.Edits.Add(new HeaderEdit(i, replaced.AsSpan(0, length).ToArray(), WholeField: false));
@@ -150,7 +162,7 @@ public sealed class SensitiveClassifier : IKeyHintSource
         else if (BodyPlan.ContainsIgnoreCase(type, "x-www-form-urlencoded"u8))
             Fields(body, 0, body.Length, location, _bodySpans);
         else if (type.IsEmpty || BodyPlan.ContainsIgnoreCase(type, "text/"u8) || BodyPlan.ContainsIgnoreCase(type, "xml"u8))
-            Value(body, 0, default, KeyHint.None, ValueKind.Text, location, _bodySpans, WhereKind.Whole);
+            Value(body, 0, default, ValueKind.Text, location, _bodySpans, WhereKind.Whole);
         if (_bodySpans.Count == 0) return false;
         var replaced = Replace(m.Body, _bodySpans, out var length);
         side.BodyOverride = replaced;
@@ -176,13 +188,13 @@ public sealed class SensitiveClassifier : IKeyHintSource
                 var valueStart = p + eq + 1;
                 if (value.IndexOfAny((byte)'%', (byte)'+') < 0)
                 {
-                    Value(value, valueStart, name, HintOf(name, value), ValueKind.Text, location, spans, WhereKind.Named);
+                    Value(value, valueStart, name, ValueKind.Text, location, spans, WhereKind.Named);
                 }
                 else
                 {
                     var decoded = PercentDecode(value);
                     var first = spans.Count;
-                    Value(_decoded.AsSpan(0, decoded), 0, name, HintOf(name, _decoded.AsSpan(0, decoded)), ValueKind.Text, location, spans, WhereKind.Named);
+                    Value(_decoded.AsSpan(0, decoded), 0, name, ValueKind.Text, location, spans, WhereKind.Named);
                     for (var k = first; k < spans.Count; k++)
                     {
                         var sp = spans[k];
@@ -224,11 +236,6 @@ public sealed class SensitiveClassifier : IKeyHintSource
             i += encoded[i] == '%' && i + 2 < encoded.Length && Validators.IsHex(encoded[i + 1]) && Validators.IsHex(encoded[i + 2]) ? 3 : 1;
         return i;
     }
-
-    /// <summary>What a name says about its value, worked out only when the value holds a digit
-    /// (the hints decide only digit runs and dotted quads).</summary>
-    private static KeyHint HintOf(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value) =>
-        value.IndexOfAnyInRange((byte)'0', (byte)'9') >= 0 ? KeyHints.Of(name) : KeyHint.None;
 
     /// <summary>A JSON body. The built-ins scan the whole body in one pass (strings, keys and
     /// numbers alike; escapes stepped over), and a token whose category depends on its key asks
@@ -335,12 +342,13 @@ public sealed class SensitiveClassifier : IKeyHintSource
 
     private enum WhereKind : byte { Named, Whole, JsonKey, JsonValue }
 
-    private void Value(ReadOnlySpan<byte> value, int offset, ReadOnlySpan<byte> name, KeyHint hint, ValueKind kind,
+    /// <summary>One value under its name (whose hint the scanner works out only if a token needs it).</summary>
+    private void Value(ReadOnlySpan<byte> value, int offset, ReadOnlySpan<byte> name, ValueKind kind,
         SensitiveLocation location, List<MaskSpan> spans, WhereKind where)
     {
         var policy = _policy;
         _matches.Clear();
-        ValueScanner.Scan(value, hint, kind, policy.BuiltInsOn, _matches);
+        ValueScanner.Scan(value, KeyHint.None, kind, policy.BuiltInsOn, _matches, name: name);
         foreach (var match in _matches)
             Found((int)match.Category, value, match.Start, match.Length, offset, location, spans, (kind & ValueKind.JsonNumber) != 0,
                 null, Where(location, name, where));
@@ -466,8 +474,18 @@ public sealed class SensitiveClassifier : IKeyHintSource
         return where;
     }
 
-    /// <summary>CATEGORY@where for one side, in the order found, each once; the string of the
-    /// last exchange is reused when the same things were found in the same places.</summary>
+    private bool SameAsLast()
+    {
+        if (_findings.Count != _lastFindings.Count || _lastNote[0] is null && _lastNote[1] is null) return false;
+        for (var i = 0; i < _findings.Count; i++)
+        {
+            var (a, b) = (_findings[i], _lastFindings[i]);
+            if (a.Category != b.Category || a.Location != b.Location || !ReferenceEquals(a.Where, b.Where) && a.Where != b.Where) return false;
+        }
+        return true;
+    }
+
+    /// <summary>CATEGORY@where for one side, in the order found, each once.</summary>
     private string? Note(bool isRequest)
     {
         var sb = _note.Clear();
@@ -480,10 +498,7 @@ public sealed class SensitiveClassifier : IKeyHintSource
             if (sb.Length > 0) sb.Append(", ");
             sb.Append(_policy.NameOf(f.Category)).Append('@').Append(f.Where);
         }
-        if (sb.Length == 0) return null;
-        ref var last = ref _lastNote[isRequest ? 0 : 1];
-        if (last is not null && sb.Equals(last.AsSpan())) return last;
-        return last = sb.ToString();
+        return sb.Length == 0 ? null : sb.ToString();
     }
 
     // ---- masking ----
@@ -519,7 +534,13 @@ public sealed class SensitiveClassifier : IKeyHintSource
     {
         Span<byte> mac = stackalloc byte[32];
         var keyed = _policy.MaskStyle == MaskStyle.Hmac && _maskKey is not null;
-        if (keyed) HMACSHA256.HashData(_maskKey, value, mac);
+        if (keyed)
+        {
+            // one HMAC kept for the key: HashData would set the key up again for every value
+            _hmac ??= IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, _maskKey!);
+            _hmac.AppendData(value);
+            _hmac.GetHashAndReset(mac);
+        }
         if (number)
         {
             for (var i = 0; i < value.Length; i++)
@@ -629,16 +650,48 @@ public sealed class SensitiveClassifier : IKeyHintSource
                 while (p < s.Length && s[p] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') p++;
                 isKey = p < s.Length && s[p] == ':';
             }
-            var sb = new StringBuilder(prefix);
+            // the path is spelled into a reused buffer and its string looked up there: a body's
+            // few paths are made once, however many records repeat them
+            var text = _text;
+            var n = 0;
+            Append(ref text, ref n, prefix);
             var levels = Math.Min(_depth, MaxDepth);
             for (var d = 0; d < levels; d++)
             {
                 var (start, length, isObject) = _levels[d];
                 if (!isObject || start < 0 || (isKey && d == levels - 1)) continue;
-                sb.Append('.').Append(Encoding.UTF8.GetString(s.Slice(start, length)));
+                Append(ref text, ref n, ".");
+                Append(ref text, ref n, s.Slice(start, length));
             }
-            if (isKey) sb.Append('.').Append(Encoding.UTF8.GetString(s[_stringStart..Math.Min(keyEnd, s.Length)])).Append("#key");
-            return sb.ToString();
+            if (isKey)
+            {
+                Append(ref text, ref n, ".");
+                Append(ref text, ref n, s[_stringStart..Math.Min(keyEnd, s.Length)]);
+                Append(ref text, ref n, "#key");
+            }
+            _text = text;
+            var lookup = _paths.GetAlternateLookup<ReadOnlySpan<char>>();
+            if (lookup.TryGetValue(text.AsSpan(0, n), out var path)) return path;
+            path = new string(text, 0, n);
+            if (_paths.Count < 4096) _paths[path] = path;
+            return path;
+        }
+
+        private char[] _text = new char[256];
+        private readonly Dictionary<string, string> _paths = new(StringComparer.Ordinal);
+
+        private static void Append(ref char[] text, ref int n, ReadOnlySpan<char> s)
+        {
+            if (n + s.Length > text.Length) Array.Resize(ref text, Math.Max(text.Length * 2, n + s.Length));
+            s.CopyTo(text.AsSpan(n));
+            n += s.Length;
+        }
+
+        private static void Append(ref char[] text, ref int n, ReadOnlySpan<byte> utf8)
+        {
+            var max = Encoding.UTF8.GetMaxCharCount(utf8.Length);
+            if (n + max > text.Length) Array.Resize(ref text, Math.Max(text.Length * 2, n + max));
+            n += Encoding.UTF8.GetChars(utf8, text.AsSpan(n));
         }
     }
 

@@ -240,7 +240,7 @@ public static class Validators
     // libphonenumber's answer per number, remembered: its parse costs microseconds and allocates,
     // and the same numbers come back exchange after exchange. Direct-mapped, one 64-bit word per
     // entry (number, digit count, '+', answer), so threads share it without locks.
-    private static readonly ulong[] PhoneAnswers = new ulong[8192];
+    private static readonly ulong[] PhoneAnswers = new ulong[1 << 16];
 
     /// <summary>Phone(token), its answer remembered by the digits (at most 15) and the '+'.</summary>
     public static bool Phone(ReadOnlySpan<byte> token, ReadOnlySpan<byte> digits, bool international)
@@ -249,7 +249,7 @@ public static class Validators
         ulong number = 0;
         foreach (var d in digits) number = number * 10 + (ulong)(d - '0');
         var key = ((number << 4 | (ulong)digits.Length) << 1) | (international ? 1UL : 0);
-        var slot = (int)((key * 0x9E3779B97F4A7C15UL) >> 51); // 13 bits
+        var slot = (int)((key * 0x9E3779B97F4A7C15UL) >> 48); // 16 bits
         var entry = Volatile.Read(ref PhoneAnswers[slot]);
         if (entry != 0 && entry >> 2 == key) return (entry & 3) == 1;
         var valid = Phone(token);

@@ -1,5 +1,7 @@
 using System.Text;
 using Collector.Sensitive;
+using FsCheck;
+using FsCheck.Fluent;
 
 namespace Collector.Tests.Sensitive;
 
@@ -229,5 +231,30 @@ public class DetectorTests
         var found = new List<ValueMatch>();
         ValueScanner.Scan("alice@example.com 4111111111111111"u8, KeyHint.None, ValueKind.Text, 1u << (int)BuiltIn.Email, found);
         Assert.Equal([BuiltIn.Email], found.Select(f => f.Category));
+    }
+
+    private static readonly string[] Pieces =
+    [
+        "4111111111111111", "4111 1111 1111 1111", "5500-0055-5555-5559", "536-90-4399", "alice@example.com", "+14155552671",
+        "(415) 555-2671", "415-555-2671", "203.0.113.9", "1M8GDM9AXKP042788", "550e8400-e29b-41d4-a716-446655440000",
+        "DE89370400440532013000", "AKIAIOSFODNN7EXAMPLE", "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+        "hello", "{\"id\":12345,", "\"name\":\"item-7\"", " ", "  ", "\n", ",", ":", "12.50", "1.2.3", "v2", "-", "(", ")", "+",
+        "                ", "x", "Z", "0", "99", "2024-01-15", "1764000000",
+    ];
+
+    [Fact]
+    public void The_vector_pre_filter_skips_only_what_holds_no_match()
+    {
+        var text = Gen.Choose(8, 200).SelectMany(n => Gen.ArrayOf(Gen.Elements(Pieces), n)).Select(p => string.Concat(p)).ToArbitrary();
+        Prop.ForAll(text, t =>
+        {
+            var bytes = Encoding.UTF8.GetBytes(t);
+            var fast = new List<ValueMatch>();
+            var every = new List<ValueMatch>();
+            ValueScanner.Scan(bytes, KeyHint.None, ValueKind.JsonEscaped, ValueScanner.AllBuiltIns, fast);
+            ValueScanner.ScanEveryToken(bytes, ValueKind.JsonEscaped, ValueScanner.AllBuiltIns, every);
+            Assert.Equal(every.OrderBy(m => m.Start).ThenBy(m => m.Category), fast.OrderBy(m => m.Start).ThenBy(m => m.Category));
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(500));
     }
 }
