@@ -24,6 +24,7 @@ public sealed partial class ManifestTests
         ["daemonset.yaml"] = [("apps/v1", "DaemonSet")],
         ["service.yaml"] = [("v1", "Service")],
         ["servicemonitor.yaml"] = [("monitoring.coreos.com/v1", "ServiceMonitor")],
+        ["networkpolicy.yaml"] = [("networking.k8s.io/v1", "NetworkPolicy"), ("v1", "ConfigMap")],
         ["secret.example.yaml"] = [("v1", "Secret")],
         ["kustomization.yaml"] = [("kustomize.config.k8s.io/v1beta1", "Kustomization")],
     };
@@ -248,6 +249,45 @@ public sealed partial class ManifestTests
         Assert.Throws<Collector.Sensitive.SensitivePolicyException>(() => Collector.Sensitive.SensitivePolicyFile.Validate(text, path, hasKey: false));
         var key = Container.Items("env").Single(e => e.Str("name") == "SENSITIVE_DATA_MASK_KEY");
         Assert.Equal(_m.Single("Secret").Str("metadata", "name"), key.Str("valueFrom", "secretKeyRef", "name"));
+    }
+
+    /// <summary>/metrics names endpoints and what they leak: only the monitoring namespace (a
+    /// kustomize value) may reach the metrics port, and nothing else may reach the pod.</summary>
+    [Fact]
+    public void Only_the_monitoring_namespace_reaches_the_metrics_port()
+    {
+        var policy = _m.Single("NetworkPolicy");
+        var podLabels = DaemonSet.Pairs("spec", "template", "metadata", "labels").ToDictionary(p => p.Key.ToString(), p => p.Value.ToString());
+        foreach (var (k, v) in policy.Pairs("spec", "podSelector", "matchLabels"))
+            Assert.Equal(podLabels[k.ToString()], v.ToString());
+        Assert.Equal(["Ingress"], policy.Items("spec", "policyTypes").Select(t => t.ToString()));
+        var rule = Assert.Single(policy.Items("spec", "ingress"));
+        var peer = Assert.Single(rule.Items("from"));
+        Assert.Null(peer.Get("ipBlock"));
+        Assert.Null(peer.Get("podSelector")); // the namespace alone, as the docs say
+        var selector = peer.At("namespaceSelector", "matchLabels");
+        var namespaceLabel = Assert.Single(((YamlMappingNode)selector).Children);
+        Assert.Equal("kubernetes.io/metadata.name", namespaceLabel.Key.ToString());
+        var port = Assert.Single(rule.Items("ports"));
+        Assert.Equal("TCP", port.Str("protocol"));
+        Assert.Equal(Port(SettingsConfigMap.Str("data", "METRICS_BIND")), port.Int("port"));
+        var containerPort = Container.Items("ports").Single(p => p.Str("name") == "metrics");
+        Assert.Equal(containerPort.Int("containerPort"), port.Int("port"));
+
+        // the namespace is the kustomize value: the local-config ConfigMap feeds the replacement into exactly that field
+        var value = _m.Single("ConfigMap", "akto-collector-monitoring");
+        Assert.Equal("true", value.Str("metadata", "annotations", "config.kubernetes.io/local-config"));
+        Assert.Equal(value.Str("data", "namespace"), namespaceLabel.Value.ToString());
+        var replacement = Assert.Single(_m.Single("Kustomization").Items("replacements"));
+        Assert.Equal("ConfigMap", replacement.Str("source", "kind"));
+        Assert.Equal("akto-collector-monitoring", replacement.Str("source", "name"));
+        Assert.Equal("data.namespace", replacement.Str("source", "fieldPath"));
+        var target = Assert.Single(replacement.Items("targets"));
+        Assert.Equal("NetworkPolicy", target.Str("select", "kind"));
+        Assert.Equal(policy.Str("metadata", "name"), target.Str("select", "name"));
+        Assert.Equal(["spec.ingress.0.from.0.namespaceSelector.matchLabels.[kubernetes.io/metadata.name]"],
+            target.Items("fieldPaths").Select(f => f.ToString()));
+        Assert.Contains("NetworkPolicy", File.ReadAllText(Path.Combine(Repo.Root, "README.md")));
     }
 
     [Fact]
