@@ -116,4 +116,29 @@ public sealed class SensitiveDataTests : IAsyncLifetime
         Assert.Equal(2, await collector.MetricAsync(
             "collector_sensitive_findings_total{category=\"SSN\",location=\"response.body\",endpoint=\"127.0.0.1/customers/INTEGER\"}"));
     }
+
+    [Fact]
+    public async Task A_changed_policy_file_applies_without_a_restart_and_a_bad_one_is_refused()
+    {
+        var policy = Path.Combine(_dir, "reload.yaml");
+        File.WriteAllText(policy, "categories:\n  EMAIL: {action: report}\n");
+        await using var collector = await Start(policy);
+        var first = Get($"/customers/{Random.Shared.Next(1000, 9999)}");
+        foreach (var m in await collector.WaitForAsync(m => m.GetProperty("path").GetString() == first, 2))
+            Assert.Contains("alice@example.com", m.GetProperty("responsePayload").GetString());
+
+        File.WriteAllText(policy, "categories:\n  EMAIL: {action: mask}\n");
+        Assert.NotNull(await collector.WaitForLogAsync(l => l.Contains("sensitive-data policy reloaded"), TimeSpan.FromSeconds(15)));
+        var second = Get($"/customers/{Random.Shared.Next(1000, 9999)}");
+        foreach (var m in await collector.WaitForAsync(m => m.GetProperty("path").GetString() == second, 2))
+            Assert.Contains($"\"email\":\"{Hash("EMAIL", "alice@example.com")}\"", m.GetProperty("responsePayload").GetString());
+
+        File.WriteAllText(policy, "categories:\n  EMAIL: {action: vanish}\n");
+        Assert.NotNull(await collector.WaitForLogAsync(l => l.Contains("refused the new sensitive-data policy"), TimeSpan.FromSeconds(15)));
+        var third = Get($"/customers/{Random.Shared.Next(1000, 9999)}");
+        foreach (var m in await collector.WaitForAsync(m => m.GetProperty("path").GetString() == third, 2))
+            Assert.DoesNotContain("alice@example.com", m.GetProperty("responsePayload").GetString());
+        Assert.Equal(1, await collector.MetricAsync("collector_sensitive_policy_reloads_total"));
+        Assert.Equal(1, await collector.MetricAsync("collector_sensitive_policy_reload_failures_total"));
+    }
 }
