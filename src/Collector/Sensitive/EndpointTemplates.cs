@@ -6,12 +6,13 @@ namespace Collector.Sensitive;
 /// <summary>The endpoint label of the sensitive-data series: host (without port) and path, with
 /// the segments that name one object among many folded (all digits → INTEGER, a UUID → UUID, as
 /// Akto's templates spell them), so that /users/1 and /users/2 are one series. The last template
-/// is kept: an exchange of the same target does not make it again.</summary>
+/// are remembered by host and path (up to a bound): an exchange of a target seen before makes no
+/// string, and its series is found by the same string object.</summary>
 public sealed class EndpointTemplates
 {
-    private string? _lastHost;
-    private byte[] _lastPath = [];
-    private string _last = "";
+    private const int MaxRemembered = 4096;
+    private readonly Dictionary<(string Host, int PathHash), List<(byte[] Path, string Template)>> _known = new();
+    private int _count;
 
     public string Of(HttpMessage request)
     {
@@ -19,10 +20,25 @@ public sealed class EndpointTemplates
         var target = request.TargetBytes;
         var end = target.IndexOfAny((byte)'?', (byte)'#');
         var path = end < 0 ? target : target[..end];
-        if (ReferenceEquals(host, _lastHost) && path.SequenceEqual(_lastPath)) return _last;
-        _lastHost = host;
-        _lastPath = path.ToArray();
-        return _last = Make(HostWithoutPort(host), path);
+        var key = (host, HashOf(path));
+        if (_known.TryGetValue(key, out var entries))
+            foreach (var (known, template) in entries)
+                if (path.SequenceEqual(known)) return template;
+        var made = Make(HostWithoutPort(host), path);
+        if (_count < MaxRemembered)
+        {
+            if (entries is null) _known[key] = entries = new List<(byte[], string)>(1);
+            entries.Add((path.ToArray(), made));
+            _count++;
+        }
+        return made;
+    }
+
+    private static int HashOf(ReadOnlySpan<byte> s)
+    {
+        var h = new HashCode();
+        h.AddBytes(s);
+        return h.ToHashCode();
     }
 
     public static string HostWithoutPort(string host)
