@@ -47,7 +47,7 @@ public sealed class SensitiveClassifier : IKeyHintSource
     private readonly List<Finding> _lastFindings = new();
     private readonly Dictionary<long, (byte[] Name, string Where)> _namedWhere = new();
     private readonly StringBuilder _note = new();
-    private readonly HashSet<(int, string)> _noteSeen = new();
+    private readonly HashSet<(int, string)> _noteSeen = new(NoteEntryComparer.Instance);
     private readonly string?[] _lastNote = new string?[2];
     private (string? Endpoint, Counter? Counter)[] _counters = [];
     private SensitivePolicy? _countersPolicy;
@@ -569,6 +569,20 @@ public sealed class SensitiveClassifier : IKeyHintSource
     }
 
     private static byte Hex(int v) => (byte)(v < 10 ? '0' + v : 'a' + v - 10);
+
+    /// <summary>(category, where) of a note entry. The places are mostly the same string objects
+    /// (paths and names are made once and remembered): compared by reference first, hashed on a
+    /// few characters, so that a body with a hundred findings does not hash a hundred paths.</summary>
+    private sealed class NoteEntryComparer : IEqualityComparer<(int Category, string Where)>
+    {
+        public static readonly NoteEntryComparer Instance = new();
+
+        public bool Equals((int Category, string Where) a, (int Category, string Where) b) =>
+            a.Category == b.Category && (ReferenceEquals(a.Where, b.Where) || string.Equals(a.Where, b.Where, StringComparison.Ordinal));
+
+        public int GetHashCode((int Category, string Where) e) =>
+            e.Where.Length == 0 ? e.Category : HashCode.Combine(e.Category, e.Where.Length, e.Where[^1], e.Where[e.Where.Length / 2]);
+    }
 
     /// <summary>Walks a JSON body's structure forward, only as far as the next match: whether the
     /// match is in a key, and the keys from the root to it. Lenient: it reads what is there, valid
