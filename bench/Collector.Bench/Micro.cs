@@ -46,6 +46,37 @@ public static class Micro
             Time($"Huffman.Decode of 4 header values ({chars} characters)", 2_000_000, () => { foreach (var s in samples) Collector.Http2.Huffman.Decode(s, dst); });
             return;
         }
+        if (only is "sensitive" or "pii" or "sensitive-small")
+        {
+            // the classify-and-mask step alone on one exchange, with the default policy
+            if (only != "sensitive")
+            {
+                t = only == "pii" ? Traffic.Pii(4096, 1, StreamDirection.Ingress) : Traffic.Plain(16, 1, StreamDirection.Ingress);
+                pos0 = pos1 = 0; // a new connection's streams start at 0
+                Feed(4);
+                x = kept!;
+            }
+            var parts = new MessageParts();
+            var classifier = new Collector.Sensitive.SensitiveClassifier(new SensitiveMetrics(500), "bench-mask-key-0123456789"u8.ToArray());
+            AktoMessage.Decode(x, 262144);
+            Time($"AktoMessage.Write ({x.Response.BodyLength} B body)", 200_000, () => { buffer.ResetWrittenCount(); AktoMessage.Write(buffer, x, id, 1, 262144); });
+            Time("Classify, default policy", 200_000, () =>
+            {
+                AktoMessage.Prepare(parts, x, id);
+                classifier.Classify(x, parts, Collector.Sensitive.SensitivePolicy.Default, 262144);
+                parts.Release();
+            });
+            var responseBody = x.Response.Body.ToArray();
+            var found = new List<Collector.Sensitive.ValueMatch>();
+            Time("ValueScanner.Scan of the response body", 200_000, () =>
+            {
+                found.Clear();
+                Collector.Sensitive.ValueScanner.Scan(responseBody, Collector.Sensitive.KeyHint.None, Collector.Sensitive.ValueKind.JsonEscaped,
+                    Collector.Sensitive.ValueScanner.AllBuiltIns, found, classifier);
+            });
+            Console.WriteLine($"{found.Count} matches in the body");
+            return;
+        }
         if (only == "reassembly") { Time("reassembly of one exchange (3 events)", 2_000_000, () => { Feed(3); kept!.Dispose(); }); return; }
         Time("AktoMessage.Write (4 KiB JSON body)", 200_000, () => { buffer.ResetWrittenCount(); AktoMessage.Write(buffer, x, id, 1, 262144); });
         Time("reassembly of one exchange (3 events)", 200_000, () => { Feed(3); kept!.Dispose(); });

@@ -31,6 +31,35 @@ public static class Traffic
         return Encoding.ASCII.GetBytes(sb.ToString()[..size]);
     }
 
+    /// <summary>JSON of customer records that carry what a sensitive-data policy looks for: an
+    /// email, a phone, a card number under "card", an SSN under "ssn", among ids and amounts.</summary>
+    public static byte[] PiiText(int size, int seed)
+    {
+        var sb = new StringBuilder(size + 256);
+        sb.Append("{\"customers\":[");
+        var r = new Random(seed);
+        string[] cards = ["4111111111111111", "5500005555555559", "378282246310005", "6011111111111117"];
+        while (sb.Length < size - 260)
+            sb.Append("{\"id\":").Append(r.Next(100000)).Append(",\"name\":\"customer-").Append(r.Next(1000))
+              .Append("\",\"email\":\"user").Append(r.Next(1000)).Append("@example.com\",\"phone\":\"+1 415-555-")
+              .Append(r.Next(2000, 9999)).Append("\",\"card\":\"").Append(cards[r.Next(cards.Length)])
+              .Append("\",\"ssn\":\"536-90-").Append(r.Next(1000, 9999)).Append("\",\"balance\":").Append(r.Next(100000) / 100.0).Append("},");
+        sb.Length--;
+        sb.Append("]}");
+        while (sb.Length < size) sb.Insert(sb.Length - 2, ' ');
+        return Encoding.ASCII.GetBytes(sb.ToString()[..size]);
+    }
+
+    /// <summary>GET answered with a JSON body of customer records (PiiText).</summary>
+    public static ExchangeTemplate Pii(int bodySize, int variant, StreamDirection requestDirection)
+    {
+        var body = PiiText(bodySize, variant);
+        var req = B(RequestHead("GET", $"/api/v1/customers/{variant}?page=2&size=50", ""));
+        var head = B(ResponseHead($"Content-Length: {body.Length}\r\n"));
+        var resp = Opposite(requestDirection);
+        return new($"pii-{bodySize}", [new(requestDirection, req), new(resp, head), new(resp, body)], bodySize);
+    }
+
     public static byte[] Gzip(byte[] data)
     {
         using var ms = new MemoryStream();

@@ -40,11 +40,13 @@ public static class CollectorHost
 
         ExchangeFilter filter;
         StartupRules startupRules;
+        (Sensitive.SensitivePolicy? Policy, string? FileText) startupPolicy;
         ISettingsSource processorSettings;
         MongoSettingsSource? mongo = null;
         try
         {
             startupRules = DiscoveryRulesFile.Load(settings);
+            startupPolicy = Sensitive.SensitivePolicyFile.Load(settings);
             var fromEnvironment = HeaderValueFilter.Parse(settings.HeaderValueFilter);
             if (settings.MongoConnection is null)
             {
@@ -63,10 +65,14 @@ public static class CollectorHost
             return ExitConfigError;
         }
         metrics.DiscoveryRuleCount = startupRules.Rules.Count;
+        metrics.Sensitive = new SensitiveMetrics(settings.SensitiveMetricsMaxSeries) { CategoriesOn = startupPolicy.Policy?.Rules.Count ?? 0 };
+        foreach (var r in SensitiveMetrics.Results) _ = metrics.Sensitive.Exchanges[r];
+        var policies = startupPolicy.Policy is null ? null : new Sensitive.SensitivePolicySource(startupPolicy.Policy);
 
         LogBanner(log, settings);
         log.LogInformation("discovery rules: {Rules}", startupRules.Description);
         log.LogInformation("header-value filter: {Source}", processorSettings.Description);
+        log.LogInformation("sensitive data: {Policy}", startupPolicy.Policy?.Description ?? "off (SENSITIVE_DATA_POLICY)");
         using var stop = new CancellationTokenSource();
         using var stopReading = new CancellationTokenSource();
         void OnSignal(PosixSignalContext c)
@@ -88,6 +94,10 @@ public static class CollectorHost
         var rulesFile = startupRules.FileText is null ? null
             : new DiscoveryRulesFile(settings.DiscoveryConfigPath!, startupRules.FileText, filter, metrics, loggerFactory.CreateLogger("rules"));
         var rulesTask = rulesFile is null ? Task.CompletedTask : Task.Run(() => rulesFile.RunAsync(stop.Token));
+        var policyFile = startupPolicy.FileText is null ? null
+            : new Sensitive.SensitivePolicyFile(settings.SensitiveDataPolicy, startupPolicy.FileText, policies!, metrics.Sensitive,
+                settings.SensitiveMaskKey is not null, loggerFactory.CreateLogger("sensitive"));
+        var policyTask = policyFile is null ? Task.CompletedTask : Task.Run(() => policyFile.RunAsync(stop.Token));
         // start-up does not wait for MongoDB: until it answers, AKTO_HEADER_VALUE_FILTER applies
         var mongoTask = mongo is null ? Task.CompletedTask : Task.Run(() => mongo.RunAsync(stop.Token));
 
@@ -101,6 +111,7 @@ public static class CollectorHost
             StartupError.Write(e.Message, settings.LogJson);
             stop.Cancel();
             await rulesTask;
+            await policyTask;
             await mongoTask;
             return ExitConfigError;
         }
@@ -117,12 +128,13 @@ public static class CollectorHost
             log.LogCritical("cannot start the Kafka output: {Error}", e.Message);
             stop.Cancel();
             await rulesTask;
+            await policyTask;
             await mongoTask;
             await web.StopAsync();
             return ExitKafkaLibrary;
         }
         var output = new OutputPipeline(filter, sink, metrics, identity, settings.MaxBodyBytes, settings.KafkaMaxMessageBytes,
-            loggerFactory.CreateLogger("output"));
+            loggerFactory.CreateLogger("output"), policies, Sensitive.SensitivePolicyFile.KeyBytes(settings));
 
         KernelCapture kernel;
         try
@@ -134,6 +146,7 @@ public static class CollectorHost
             log.LogCritical("cannot start kernel capture: {Error}", e.Message);
             stop.Cancel();
             await rulesTask;
+            await policyTask;
             await mongoTask;
             await web.StopAsync();
             return ExitKernelError;
@@ -212,6 +225,7 @@ public static class CollectorHost
             // still polls the ring buffer that the using blocks free)
             await LogIfFailed(tlsTask, log, "TLS library scanning");
             await LogIfFailed(rulesTask, log, "discovery rules reloading");
+            await LogIfFailed(policyTask, log, "sensitive-data policy reloading");
             await LogIfFailed(mongoTask, log, "reading settings from MongoDB");
             var detached = ProbeDetach.All(kernel, tls);
             metrics.TracepointsAttached = 0;

@@ -70,6 +70,10 @@ public sealed record Settings
     public TimeSpan MongoTimeout { get; init; } = TimeSpan.FromSeconds(10);
     public string MetricsBind { get; init; } = "0.0.0.0:9176";
     public bool LogJson { get; init; }
+    /// <summary>off, default, or the path of a policy file (Sensitive/SensitivePolicy.cs).</summary>
+    public string SensitiveDataPolicy { get; init; } = "off";
+    public string? SensitiveMaskKey { get; init; }
+    public int SensitiveMetricsMaxSeries { get; init; } = 500;
     public string? NodeName { get; init; }
     public string? PodName { get; init; }
 
@@ -150,6 +154,9 @@ public static class SettingsReader
         ("AKTO_MONGO_TIMEOUT_SECS", "10", "longest a read of accounts_settings may take (connecting included)"),
         ("METRICS_BIND", "0.0.0.0:9176", "address of /metrics, /ready and /healthz"),
         ("LOG_FORMAT", "text", "text or json"),
+        ("SENSITIVE_DATA_POLICY", "off", "sensitive-data classification: off, default (every built-in category, action report) or the path of a policy file (YAML or JSON), reloaded when it changes"),
+        ("SENSITIVE_DATA_MASK_KEY", "unset", "secret of the keyed hash (HMAC-SHA256) that masks values (at least 16 characters); needed when the policy masks with hmac"),
+        ("SENSITIVE_METRICS_MAX_SERIES", "500", "most collector_sensitive_findings_total series; past it new endpoints count under endpoint=\"_overflow\""),
         ("NODE_NAME", "unset", "the node, for heartbeats and logs (downward API)"),
         ("POD_NAME", "unset", "the pod, for heartbeats and logs (downward API)"),
     ];
@@ -157,7 +164,7 @@ public static class SettingsReader
     /// <summary>Variables whose values are never printed, only whether they are set. Names with
     /// PASSWORD, SECRET or TOKEN in them are masked too.</summary>
     public static readonly IReadOnlySet<string> Secrets = new HashSet<string>(StringComparer.Ordinal)
-        { "KAFKA_USERNAME", "KAFKA_PASSWORD", "AKTO_MONGO_CONN" };
+        { "KAFKA_USERNAME", "KAFKA_PASSWORD", "AKTO_MONGO_CONN", "SENSITIVE_DATA_MASK_KEY" };
 
     public const string Masked = "***";
 
@@ -243,6 +250,9 @@ public static class SettingsReader
             MongoTimeout = Seconds(Get, "AKTO_MONGO_TIMEOUT_SECS", d.MongoTimeout, allowFraction: true, max: 600),
             MetricsBind = Bind(Get, "METRICS_BIND", d.MetricsBind),
             LogJson = LogFormat(Get("LOG_FORMAT")),
+            SensitiveDataPolicy = Get("SENSITIVE_DATA_POLICY") ?? d.SensitiveDataPolicy,
+            SensitiveMaskKey = Get("SENSITIVE_DATA_MASK_KEY"),
+            SensitiveMetricsMaxSeries = Int(Get, "SENSITIVE_METRICS_MAX_SERIES", d.SensitiveMetricsMaxSeries, 1, 100_000),
             NodeName = Get("NODE_NAME"),
             PodName = Get("POD_NAME"),
         };
@@ -253,6 +263,7 @@ public static class SettingsReader
         if ((long)s.KafkaQueueMegabytes * 1024 * 1024 < s.KafkaMaxMessageBytes)
             throw new SettingsException("KAFKA_QUEUE_MB", $"{s.KafkaQueueMegabytes} MB cannot hold one message of KAFKA_MAX_MESSAGE_BYTES ({s.KafkaMaxMessageBytes} bytes)");
         ValidateFilters(s);
+        Sensitive.SensitivePolicyFile.Load(s);
         if (s.MongoConnection is not null)
             Filtering.MongoSettingsSource.Validate(s.MongoConnection);
         return s with { Effective = Describe(env) };

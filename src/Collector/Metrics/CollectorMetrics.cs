@@ -44,6 +44,7 @@ public sealed class CollectorMetrics
     public Counter ConfigReloadFailures { get; } = new();
     public Counter MongoReads { get; } = new();
     public LabeledCounter MongoFailures { get; } = new("reason", 16);
+    public SensitiveMetrics Sensitive { get; set; } = new(500);
     public Histogram ExchangeLatency { get; } = new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30]);
 
     public long ConnectionsTracked;
@@ -60,7 +61,7 @@ public sealed class CollectorMetrics
     /// <summary>The Kafka outcomes and filter reasons exist from the start at 0, so that a rate()
     /// over them has a series before the first one happens.</summary>
     public static readonly string[] KafkaResults = ["queued", "delivered", "failed", "shed"];
-    public static readonly string[] FilterReasons = ["egress_disabled", "ip_host", "cloud_metadata", "discovery_rules", "header_value_filter"];
+    public static readonly string[] FilterReasons = ["egress_disabled", "ip_host", "cloud_metadata", "discovery_rules", "header_value_filter", "sensitive_data"];
 
     public CollectorMetrics()
     {
@@ -68,6 +69,7 @@ public sealed class CollectorMetrics
         foreach (var r in FilterReasons) _ = ExchangesFiltered[r];
         foreach (var d in new[] { "inbound", "outbound" }) _ = ExchangesEmitted[d];
         foreach (var st in new[] { "preface", "upgrade", "joined" }) _ = Http2Connections[st];
+        foreach (var r in SensitiveMetrics.Results) _ = Sensitive.Exchanges[r];
         foreach (var s in CaptureSources.All)
         {
             _ = EventsRead[s.MetricLabel];
@@ -129,7 +131,7 @@ public sealed class CollectorMetrics
     {
         BeforeRender?.Invoke();
         var proc = System.Diagnostics.Process.GetCurrentProcess();
-        return new PrometheusWriter()
+        return Sensitive.Render(new PrometheusWriter()
             .Labeled("collector_events_read_total", "Kernel events read from the ring buffer, by source.", "counter", EventsRead)
             .Labeled("collector_bytes_read_total", "Payload bytes read from the ring buffer, by source.", "counter", BytesRead)
             .Labeled("collector_kernel_drops_total", "Events or calls dropped in the kernel, by reason.", "counter", KernelDrops)
@@ -182,7 +184,7 @@ public sealed class CollectorMetrics
             .Gauge("collector_mongo_settings_ok", "1 when the last read of accounts_settings succeeded, 0 when it failed (or none answered yet), -1 without MongoDB.", Volatile.Read(ref MongoSettingsOk))
             .Gauge("collector_header_value_filter_entries", "Entries of the header-value filter in effect (AKTO_HEADER_VALUE_FILTER or MongoDB's filterHeaderValueMap); 0 keeps every request.", Volatile.Read(ref HeaderValueFilterEntries))
             .Gauge("collector_kafka_reachable", "1 when the broker answered, 0 when not, -1 without Kafka.", KafkaReachable)
-            .Gauge("collector_kafka_waiting_messages", "Messages queued for Kafka and not yet acknowledged (bounded by KAFKA_QUEUE_MESSAGES/KAFKA_QUEUE_MB).", Interlocked.Read(ref KafkaWaiting))
+            .Gauge("collector_kafka_waiting_messages", "Messages queued for Kafka and not yet acknowledged (bounded by KAFKA_QUEUE_MESSAGES/KAFKA_QUEUE_MB).", Interlocked.Read(ref KafkaWaiting)))
             .ToString();
     }
 }

@@ -67,6 +67,9 @@ public sealed class PrometheusWriter
     public PrometheusWriter Counter(string name, string help, long value) =>
         Head(name, help, "counter").Sample(name, null, null, value);
 
+    public PrometheusWriter Counter(string name, string help, double value) =>
+        Head(name, help, "counter").Sample(name, null, null, value);
+
     public PrometheusWriter Gauge(string name, string help, double value) =>
         Head(name, help, "gauge").Sample(name, null, null, value);
 

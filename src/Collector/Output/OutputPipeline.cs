@@ -2,6 +2,7 @@ using System.Buffers;
 using Collector.Connections;
 using Collector.Filtering;
 using Collector.Metrics;
+using Collector.Sensitive;
 using Microsoft.Extensions.Logging;
 
 namespace Collector.Output;
@@ -72,12 +73,17 @@ public sealed class OutputPipeline
     private readonly long _realtimeOffsetNs;
     private readonly MessageBuffer _buffer = new(16384);
     private readonly MessageBuffer _details = new(512);
+    private readonly MessageParts _parts = new();
+    private readonly SensitivePolicySource? _policies;
+    private readonly SensitiveClassifier? _classifier;
     private string? _lastHost;
     private Counter? _lastHostRequests;
 
     public OutputPipeline(ExchangeFilter filter, IMessageSink sink, CollectorMetrics metrics, AktoIdentity identity,
-        int bodyCap, int maxMessageBytes, ILogger log)
+        int bodyCap, int maxMessageBytes, ILogger log, SensitivePolicySource? policies = null, byte[]? maskKey = null)
     {
+        _policies = policies;
+        _classifier = policies is null ? null : new SensitiveClassifier(metrics.Sensitive, maskKey);
         _filter = filter;
         _sink = sink;
         _metrics = metrics;
@@ -112,6 +118,20 @@ public sealed class OutputPipeline
 
     internal void Handle(HttpExchange x, MessageBuffer buffer)
     {
+        try
+        {
+            Encode(x, buffer);
+        }
+        finally
+        {
+            _parts.Release();
+        }
+    }
+
+    /// <summary>The output's line: filter, decode, edit headers, classify and mask, then the body
+    /// policy and the writer at a cap that fits the Kafka limit.</summary>
+    private void Encode(HttpExchange x, MessageBuffer buffer)
+    {
         var reason = _filter.DropReason(x);
         if (reason is not null)
         {
@@ -123,10 +143,18 @@ public sealed class OutputPipeline
         var hasDetails = AktoMessage.CollectionDetails(x, _details);
         var budget = MessageBudget(_maxMessageBytes, hasDetails ? _details.WrittenCount : -1);
         var cap = _bodyCap;
+        AktoMessage.Decode(x, cap);
+        AktoMessage.Prepare(_parts, x, _identity);
+        if (_policies?.Current is { } policy &&
+            _classifier!.Classify(x, _parts, policy, cap) == ClassifyOutcome.Dropped)
+        {
+            _metrics.ExchangesFiltered["sensitive_data"].Increment();
+            return;
+        }
         for (var attempt = 0; ; attempt++)
         {
             buffer.ResetWrittenCount();
-            AktoMessage.Write(buffer, x, _identity, seconds, cap);
+            AktoMessage.Write(buffer, x, _identity, seconds, cap, _parts);
             if (buffer.WrittenCount <= budget) break;
             if (attempt == 6)
             {

@@ -41,6 +41,8 @@ public sealed class ConfigurationErrorTests
         ["AKTO_KAFKA_TOPIC_NAME", "bad topic", null!],
         ["AKTO_MODULE_DISCOVERY_CONFIG", "[{\"key\":{\"eq\":\"x-tenant\",\"ifAbsent\":\"reject\"},\"value\":{\"regex\":\"(unclosed\"}}]", "rule 0 (x-tenant)"],
         ["AKTO_MODULE_DISCOVERY_CONFIG", "[{\"key\":", "not valid JSON"],
+        ["SENSITIVE_DATA_POLICY", "/nonexistent/policy.yaml", "neither off, default nor a readable policy file"],
+        ["SENSITIVE_DATA_MASK_KEY", "hunter2", "shorter than 16 characters"],
         ["AKTO_HEADER_VALUE_FILTER", "[\"x-env\"]", null!],
         ["TRACE_COMMS", "a,b,c,d,e,f,g,h,i", null!],
         ["METRICS_BIND", "localhost:9176", null!],

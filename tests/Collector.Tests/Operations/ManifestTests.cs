@@ -20,10 +20,11 @@ public sealed partial class ManifestTests
     {
         ["namespace.yaml"] = [("v1", "Namespace")],
         ["serviceaccount.yaml"] = [("v1", "ServiceAccount")],
-        ["configmap.yaml"] = [("v1", "ConfigMap"), ("v1", "ConfigMap")],
+        ["configmap.yaml"] = [("v1", "ConfigMap"), ("v1", "ConfigMap"), ("v1", "ConfigMap")],
         ["daemonset.yaml"] = [("apps/v1", "DaemonSet")],
         ["service.yaml"] = [("v1", "Service")],
         ["servicemonitor.yaml"] = [("monitoring.coreos.com/v1", "ServiceMonitor")],
+        ["networkpolicy.yaml"] = [("networking.k8s.io/v1", "NetworkPolicy"), ("v1", "ConfigMap")],
         ["secret.example.yaml"] = [("v1", "Secret")],
         ["kustomization.yaml"] = [("kustomize.config.k8s.io/v1beta1", "Kustomization")],
     };
@@ -219,7 +220,7 @@ public sealed partial class ManifestTests
     {
         var path = SettingsConfigMap.Str("data", "AKTO_MODULE_DISCOVERY_CONFIG_PATH");
         var volumes = PodSpec.Items("volumes").ToDictionary(v => v.Str("name"));
-        var mount = Container.Items("volumeMounts").Single(m => volumes[m.Str("name")].Get("configMap") is not null);
+        var mount = Container.Items("volumeMounts").Single(m => m.Str("name") == "discovery-rules");
         Assert.Equal(Path.GetDirectoryName(path), mount.Str("mountPath"));
         var cm = volumes[mount.Str("name")].At("configMap");
         var item = Assert.Single(cm.Items("items"));
@@ -227,6 +228,66 @@ public sealed partial class ManifestTests
         var rules = _m.Single("ConfigMap", cm.Str("name")).Str("data", item.Str("key"));
         Assert.Empty(DiscoveryRules.Parse(rules)); // [] keeps everything
         Assert.Null(SettingsConfigMap.Get("data")!.Get("AKTO_MODULE_DISCOVERY_CONFIG"));
+    }
+
+    [Fact]
+    public void The_example_sensitive_data_policy_is_mounted_where_its_setting_points_and_validates()
+    {
+        var volumes = PodSpec.Items("volumes").ToDictionary(v => v.Str("name"));
+        var mount = Container.Items("volumeMounts").Single(m => m.Str("name") == "sensitive-policy");
+        var cm = volumes[mount.Str("name")].At("configMap");
+        var item = Assert.Single(cm.Items("items"));
+        var path = Path.Combine(mount.Str("mountPath"), item.Str("path"));
+        // the setting is off by default; the commented line is the one to uncomment
+        Assert.Equal("off", SettingsConfigMap.Str("data", "SENSITIVE_DATA_POLICY"));
+        Assert.Contains($"# SENSITIVE_DATA_POLICY: \"{path}\"", Manifests.ReadText("configmap.yaml"));
+        var text = _m.Single("ConfigMap", cm.Str("name")).Str("data", item.Str("key"));
+        var policy = Collector.Sensitive.SensitivePolicyFile.Validate(text, path, hasKey: true);
+        Assert.Contains(policy.Rules, r => r.Name == "CREDIT_CARD" && r.Action == Collector.Sensitive.SensitiveAction.Mask);
+        Assert.Contains(policy.Rules, r => !r.IsBuiltIn);
+        // it masks with the keyed hash: the key comes from the Secret, and without it the policy is refused
+        Assert.Throws<Collector.Sensitive.SensitivePolicyException>(() => Collector.Sensitive.SensitivePolicyFile.Validate(text, path, hasKey: false));
+        var key = Container.Items("env").Single(e => e.Str("name") == "SENSITIVE_DATA_MASK_KEY");
+        Assert.Equal(_m.Single("Secret").Str("metadata", "name"), key.Str("valueFrom", "secretKeyRef", "name"));
+    }
+
+    /// <summary>/metrics names endpoints and what they leak: only the monitoring namespace (a
+    /// kustomize value) may reach the metrics port, and nothing else may reach the pod.</summary>
+    [Fact]
+    public void Only_the_monitoring_namespace_reaches_the_metrics_port()
+    {
+        var policy = _m.Single("NetworkPolicy");
+        var podLabels = DaemonSet.Pairs("spec", "template", "metadata", "labels").ToDictionary(p => p.Key.ToString(), p => p.Value.ToString());
+        foreach (var (k, v) in policy.Pairs("spec", "podSelector", "matchLabels"))
+            Assert.Equal(podLabels[k.ToString()], v.ToString());
+        Assert.Equal(["Ingress"], policy.Items("spec", "policyTypes").Select(t => t.ToString()));
+        var rule = Assert.Single(policy.Items("spec", "ingress"));
+        var peer = Assert.Single(rule.Items("from"));
+        Assert.Null(peer.Get("ipBlock"));
+        Assert.Null(peer.Get("podSelector")); // the namespace alone, as the docs say
+        var selector = peer.At("namespaceSelector", "matchLabels");
+        var namespaceLabel = Assert.Single(((YamlMappingNode)selector).Children);
+        Assert.Equal("kubernetes.io/metadata.name", namespaceLabel.Key.ToString());
+        var port = Assert.Single(rule.Items("ports"));
+        Assert.Equal("TCP", port.Str("protocol"));
+        Assert.Equal(Port(SettingsConfigMap.Str("data", "METRICS_BIND")), port.Int("port"));
+        var containerPort = Container.Items("ports").Single(p => p.Str("name") == "metrics");
+        Assert.Equal(containerPort.Int("containerPort"), port.Int("port"));
+
+        // the namespace is the kustomize value: the local-config ConfigMap feeds the replacement into exactly that field
+        var value = _m.Single("ConfigMap", "akto-collector-monitoring");
+        Assert.Equal("true", value.Str("metadata", "annotations", "config.kubernetes.io/local-config"));
+        Assert.Equal(value.Str("data", "namespace"), namespaceLabel.Value.ToString());
+        var replacement = Assert.Single(_m.Single("Kustomization").Items("replacements"));
+        Assert.Equal("ConfigMap", replacement.Str("source", "kind"));
+        Assert.Equal("akto-collector-monitoring", replacement.Str("source", "name"));
+        Assert.Equal("data.namespace", replacement.Str("source", "fieldPath"));
+        var target = Assert.Single(replacement.Items("targets"));
+        Assert.Equal("NetworkPolicy", target.Str("select", "kind"));
+        Assert.Equal(policy.Str("metadata", "name"), target.Str("select", "name"));
+        Assert.Equal(["spec.ingress.0.from.0.namespaceSelector.matchLabels.[kubernetes.io/metadata.name]"],
+            target.Items("fieldPaths").Select(f => f.ToString()));
+        Assert.Contains("NetworkPolicy", File.ReadAllText(Path.Combine(Repo.Root, "README.md")));
     }
 
     [Fact]
@@ -250,7 +311,7 @@ public sealed partial class ManifestTests
         var secret = _m.Single("Secret");
         var secretKeys = secret.Pairs("stringData").Select(p => p.Key.ToString()).ToHashSet();
         var refs = Container.Items("env").Where(e => e.Get("valueFrom")?.Get("secretKeyRef") is not null).ToList();
-        Assert.Equal(["KAFKA_PASSWORD", "KAFKA_USERNAME"], refs.Select(e => e.Str("name")).Order());
+        Assert.Equal(["KAFKA_PASSWORD", "KAFKA_USERNAME", "SENSITIVE_DATA_MASK_KEY"], refs.Select(e => e.Str("name")).Order());
         foreach (var r in refs)
         {
             Assert.Equal(secret.Str("metadata", "name"), r.Str("valueFrom", "secretKeyRef", "name"));

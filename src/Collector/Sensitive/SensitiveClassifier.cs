@@ -1,0 +1,761 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Collector.Connections;
+using Collector.Http;
+using Collector.Metrics;
+using Collector.Output;
+
+namespace Collector.Sensitive;
+
+public enum SensitiveLocation : byte { RequestHeader, RequestQuery, RequestBody, ResponseHeader, ResponseBody }
+
+/// <summary>A finding as the message and the metrics name it.</summary>
+public readonly record struct Finding(int Category, SensitiveLocation Location, string Where);
+
+public enum ClassifyOutcome : byte { Clean, Reported, Masked, Dropped }
+
+/// <summary>The classify-and-mask step of the output: every value of the exchange (header values,
+/// query parameters, JSON keys and values, form fields, text bodies: decoded bodies, up to the
+/// body cap) through the built-in scanner and the policy's custom categories; findings counted
+/// per category, location and endpoint template, listed in x-collector-sensitive, and masked in
+/// place of the matched bytes only. One per event thread: its lists and buffers are reused, and
+/// nothing is allocated for an exchange in which nothing is found.</summary>
+public sealed class SensitiveClassifier : IKeyHintSource
+{
+    public static readonly string[] LocationLabels = ["request.header", "request.query", "request.body", "response.header", "response.body"];
+    private const int MaxNoteEntries = 32;
+
+    private readonly SensitiveMetrics _metrics;
+    private readonly byte[]? _maskKey;
+    private readonly List<ValueMatch> _matches = new();
+    private readonly List<Finding> _findings = new();
+    private readonly List<MaskSpan> _bodySpans = new(), _targetSpans = new(), _valueSpans = new();
+    private readonly EndpointTemplates _templates = new();
+    private readonly KeyStack _keys = new();
+    private SensitivePolicy _policy = SensitivePolicy.Default;
+    private HttpExchange _x = null!;
+    private bool _drop;
+    private ulong _scopeKnown, _scopeIn; // per rule id below 64: endpoint scope decided / in scope
+    private string? _endpoint;
+    private byte[] _decoded = new byte[256];
+    private readonly JsonCursor _cursor = new();
+    private IncrementalHash? _hmac;
+    private readonly Counter?[] _outcomes = new Counter?[4];
+    private readonly List<Finding> _lastFindings = new();
+    private readonly Dictionary<long, (byte[] Name, string Where)> _namedWhere = new();
+    private readonly StringBuilder _note = new();
+    private readonly HashSet<(int, string)> _noteSeen = new(NoteEntryComparer.Instance);
+    private readonly string?[] _lastNote = new string?[2];
+    private (string? Endpoint, Counter? Counter)[] _counters = [];
+    private SensitivePolicy? _countersPolicy;
+
+    /// <summary>maskKey: the HMAC key of keyed-hash masking (SENSITIVE_DATA_MASK_KEY); null: none set.</summary>
+    public SensitiveClassifier(SensitiveMetrics metrics, byte[]? maskKey)
+    {
+        _metrics = metrics;
+        _maskKey = maskKey;
+    }
+
+    /// <summary>A matched span of a value, and whether it stands for a whole JSON number (then its
+    /// mask is digits, so the document stays valid and its shape the same).</summary>
+    private readonly record struct MaskSpan(int Start, int Length, int Category, bool Number);
+
+    /// <summary>The spans masked in the last body classified (the response's when it has one): tests.</summary>
+    internal IReadOnlyList<(int Start, int Length)> LastBodySpans => _bodySpans.Select(s => (s.Start, s.Length)).ToArray();
+
+    /// <summary>The findings of the last exchange classified (tests, and the message's note).</summary>
+    public IReadOnlyList<Finding> Findings => _findings;
+
+    /// <summary>Classifies x under policy, filling parts with masks and the x-collector-sensitive
+    /// notes. Dropped: the exchange must not be sent.</summary>
+    public ClassifyOutcome Classify(HttpExchange x, MessageParts parts, SensitivePolicy policy, int bodyCap)
+    {
+        var t0 = Stopwatch.GetTimestamp();
+        _policy = policy;
+        _x = x;
+        _drop = false;
+        _scopeKnown = _scopeIn = 0;
+        _endpoint = null;
+        _findings.Clear();
+        var masked = false;
+
+        masked |= Headers(parts.Request, SensitiveLocation.RequestHeader);
+        masked |= Query(parts);
+        masked |= Body(parts.Request, SensitiveLocation.RequestBody, bodyCap);
+        masked |= Headers(parts.Response, SensitiveLocation.ResponseHeader);
+        masked |= Body(parts.Response, SensitiveLocation.ResponseBody, bodyCap);
+
+        if (_findings.Count > 0)
+        {
+            // the same findings in the same places as the exchange before (a request id in every
+            // request): its notes serve again
+            if (!SameAsLast())
+            {
+                _lastNote[0] = Note(isRequest: true);
+                _lastNote[1] = Note(isRequest: false);
+                _lastFindings.Clear();
+                _lastFindings.AddRange(_findings);
+            }
+            parts.Request.SensitiveNote = _lastNote[0];
+            parts.Response.SensitiveNote = _lastNote[1];
+        }
+        var outcome = _drop ? ClassifyOutcome.Dropped : masked ? ClassifyOutcome.Masked : _findings.Count > 0 ? ClassifyOutcome.Reported : ClassifyOutcome.Clean;
+        (_outcomes[(int)outcome] ??= _metrics.Exchanges[SensitiveMetrics.Results[(int)outcome]]).Increment();
+        _metrics.ClassifyTicks.Add(Stopwatch.GetTimestamp() - t0);
+        return outcome;
+    }
+
+    // ---- where values are ----
+
+    private bool Headers(SideParts side, SensitiveLocation location)
+    {
+        var m = side.Message;
+        var any = false;
+        for (var i = 0; i < m.HeaderCount; i++)
+        {
+            var name = m.HeaderName(i);
+            if (HttpText.EqualsLower(name, "host"u8)) continue; // the endpoint itself, counted by its template
+            var value = m.HeaderValue(i);
+            var kind = HttpText.EqualsLower(name, "authorization"u8) || HttpText.EqualsLower(name, "proxy-authorization"u8)
+                ? ValueKind.Authorization : ValueKind.Text;
+            _valueSpans.Clear();
+            Value(value, 0, name, kind, location, _valueSpans, WhereKind.Named);
+            if (_valueSpans.Count == 0) continue;
+            var replaced = Replace(value, _valueSpans, out var length);
+            side.Edits.Add(new HeaderEdit(i, replaced.AsSpan(0, length).ToArray(), WholeField: false));
+            ArrayPool<byte>.Shared.Return(replaced);
+            any = true;
+        }
+        return any;
+    }
+
+    private bool Query(MessageParts parts)
+    {
+        var target = _x.Request.TargetBytes;
+        var q = target.IndexOf((byte)'?');
+        if (q < 0) return false;
+        _targetSpans.Clear();
+        var hash = target.IndexOf((byte)'#');
+        var end = hash > q ? hash : target.Length;
+        Fields(target, q + 1, end, SensitiveLocation.RequestQuery, _targetSpans);
+        if (_targetSpans.Count == 0) return false;
+        var replaced = Replace(target, _targetSpans, out var length);
+        parts.TargetOverride = replaced.AsSpan(0, length).ToArray();
+        ArrayPool<byte>.Shared.Return(replaced);
+        return true;
+    }
+
+    private bool Body(SideParts side, SensitiveLocation location, int bodyCap)
+    {
+        var m = side.Message;
+        var body = m.Body;
+        if (body.IsEmpty || m.AlwaysBase64) return false;
+        var cut = m.BodyTruncated || m.BodyHasGap || m.Incomplete || m.DecodedTruncated || body.Length > bodyCap;
+        if (body.Length > bodyCap) body = body[..bodyCap];
+        _bodySpans.Clear();
+        var type = m.FindHeader("content-type"u8) is var ct and >= 0 ? m.HeaderValue(ct) : default;
+        if (BodyPlan.ContainsIgnoreCase(type, "json"u8) || (type.IsEmpty && body.TrimStart(" \r\n\t"u8) is [(byte)'{' or (byte)'[', ..]))
+            Json(body, cut, location);
+        else if (BodyPlan.ContainsIgnoreCase(type, "x-www-form-urlencoded"u8))
+            Fields(body, 0, body.Length, location, _bodySpans);
+        else if (type.IsEmpty || BodyPlan.ContainsIgnoreCase(type, "text/"u8) || BodyPlan.ContainsIgnoreCase(type, "xml"u8))
+            Value(body, 0, default, ValueKind.Text, location, _bodySpans, WhereKind.Whole);
+        if (_bodySpans.Count == 0) return false;
+        var replaced = Replace(m.Body, _bodySpans, out var length);
+        side.BodyOverride = replaced;
+        side.BodyOverrideLength = length;
+        return true;
+    }
+
+    /// <summary>name=value pairs separated by '&amp;' (a query string, a form body), each value
+    /// percent-decoded before it is scanned and its matches mapped back to the encoded bytes.</summary>
+    private void Fields(ReadOnlySpan<byte> s, int from, int end, SensitiveLocation location, List<MaskSpan> spans)
+    {
+        var p = from;
+        while (p < end)
+        {
+            var amp = s[p..end].IndexOf((byte)'&');
+            var fieldEnd = amp < 0 ? end : p + amp;
+            var field = s[p..fieldEnd];
+            var eq = field.IndexOf((byte)'=');
+            if (eq > 0)
+            {
+                var name = field[..eq];
+                var value = field[(eq + 1)..];
+                var valueStart = p + eq + 1;
+                if (value.IndexOfAny((byte)'%', (byte)'+') < 0)
+                {
+                    Value(value, valueStart, name, ValueKind.Text, location, spans, WhereKind.Named);
+                }
+                else
+                {
+                    var decoded = PercentDecode(value);
+                    var first = spans.Count;
+                    Value(_decoded.AsSpan(0, decoded), 0, name, ValueKind.Text, location, spans, WhereKind.Named);
+                    for (var k = first; k < spans.Count; k++)
+                    {
+                        var sp = spans[k];
+                        var a = EncodedOffset(value, sp.Start);
+                        var b = EncodedOffset(value, sp.Start + sp.Length);
+                        spans[k] = sp with { Start = valueStart + a, Length = b - a };
+                    }
+                }
+            }
+            p = fieldEnd + 1;
+        }
+    }
+
+    private int PercentDecode(ReadOnlySpan<byte> s)
+    {
+        if (_decoded.Length < s.Length) _decoded = new byte[Math.Max(s.Length, _decoded.Length * 2)];
+        var n = 0;
+        for (var i = 0; i < s.Length; i++)
+        {
+            var c = s[i];
+            if (c == '+') c = (byte)' ';
+            else if (c == '%' && i + 2 < s.Length && Validators.IsHex(s[i + 1]) && Validators.IsHex(s[i + 2]))
+            {
+                c = (byte)(HexValue(s[i + 1]) << 4 | HexValue(s[i + 2]));
+                i += 2;
+            }
+            _decoded[n++] = c;
+        }
+        return n;
+    }
+
+    private static int HexValue(byte c) => Validators.IsDigit(c) ? c - '0' : (c | 0x20) - 'a' + 10;
+
+    /// <summary>The offset in the encoded bytes of the decoded byte at index decoded.</summary>
+    private static int EncodedOffset(ReadOnlySpan<byte> encoded, int decoded)
+    {
+        var i = 0;
+        for (var d = 0; d < decoded && i < encoded.Length; d++)
+            i += encoded[i] == '%' && i + 2 < encoded.Length && Validators.IsHex(encoded[i + 1]) && Validators.IsHex(encoded[i + 2]) ? 3 : 1;
+        return i;
+    }
+
+    /// <summary>A JSON body. The built-ins scan the whole body in one pass (strings, keys and
+    /// numbers alike; escapes stepped over), and a token whose category depends on its key asks
+    /// for the key in front of it (<see cref="HintAt"/>); only a match is then placed in the
+    /// document, by a cursor that walks the structure up to it (key or value, and its path).
+    /// Custom categories, which look at every value and key by name, walk the document.</summary>
+    private void Json(ReadOnlySpan<byte> body, bool cut, SensitiveLocation location)
+    {
+        _matches.Clear();
+        ValueScanner.Scan(body, KeyHint.None, ValueKind.JsonEscaped, _policy.BuiltInsOn, _matches, this);
+        if (_matches.Count > 0)
+        {
+            if (_matches.Count > 1) _matches.Sort((a, b) => a.Start.CompareTo(b.Start));
+            _cursor.Reset();
+            var prefix = LocationLabels[(int)location];
+            foreach (var m in _matches)
+            {
+                _cursor.AdvanceTo(body, m.Start);
+                // outside a string a match is a whole number (the scanner matches no sign, fraction
+                // or exponent): its mask is digits, so the document keeps its types
+                var number = !_cursor.InString && body.Slice(m.Start, m.Length).IndexOfAnyExceptInRange((byte)'0', (byte)'9') < 0;
+                Found((int)m.Category, body, m.Start, m.Length, 0, location, _bodySpans, number, _cursor, prefix);
+            }
+        }
+        if (_policy.Custom.Count > 0) CustomJson(body, cut, location);
+    }
+
+    /// <summary>The key in front of the token at offset of a JSON body ("ssn":"536904399",
+    /// "phone": 4155552671): its hint, or none when the token is not the start of a value.</summary>
+    public KeyHint HintAt(ReadOnlySpan<byte> body, int offset)
+    {
+        var p = offset - 1;
+        if (p >= 0 && body[p] == '"') p--;
+        while (p >= 0 && body[p] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') p--;
+        if (p < 0 || body[p] != ':') return KeyHint.None;
+        p--;
+        while (p >= 0 && body[p] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') p--;
+        if (p < 1 || body[p] != '"') return KeyHint.None;
+        var keyEnd = p;
+        var from = Math.Max(0, keyEnd - 65);
+        var open = body[from..keyEnd].LastIndexOf((byte)'"');
+        return open < 0 ? KeyHint.None : KeyHints.Of(body[(from + open + 1)..keyEnd]);
+    }
+
+    /// <summary>Custom categories over a JSON body: keys and values apart, each value with its
+    /// key. A body that is not JSON from its first byte is read as text; one that breaks later
+    /// keeps what was found before the break (the rest cannot be walked).</summary>
+    private void CustomJson(ReadOnlySpan<byte> body, bool cut, SensitiveLocation location)
+    {
+        var reader = new Utf8JsonReader(body, isFinalBlock: !cut, new JsonReaderState(new JsonReaderOptions
+        {
+            CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true, MaxDepth = KeyStack.MaxDepth,
+        }));
+        _keys.Reset();
+        try
+        {
+            while (reader.Read())
+            {
+                switch (reader.TokenType)
+                {
+                    case JsonTokenType.StartObject:
+                    case JsonTokenType.StartArray:
+                        _keys.Push();
+                        break;
+                    case JsonTokenType.EndObject:
+                    case JsonTokenType.EndArray:
+                        _keys.Pop();
+                        break;
+                    case JsonTokenType.PropertyName:
+                    {
+                        var start = (int)reader.TokenStartIndex + 1;
+                        var key = body.Slice(start, reader.ValueSpan.Length);
+                        _keys.SetKey(start, key.Length, KeyHint.None);
+                        Custom(key, start, key, location, _bodySpans, WhereKind.JsonKey, ValueKind.JsonEscaped);
+                        break;
+                    }
+                    case JsonTokenType.String:
+                    {
+                        var start = (int)reader.TokenStartIndex + 1;
+                        Custom(body.Slice(start, reader.ValueSpan.Length), start, default, location, _bodySpans, WhereKind.JsonValue, ValueKind.JsonEscaped);
+                        break;
+                    }
+                    case JsonTokenType.Number:
+                    {
+                        var start = (int)reader.TokenStartIndex;
+                        Custom(body.Slice(start, reader.ValueSpan.Length), start, default, location, _bodySpans, WhereKind.JsonValue, ValueKind.JsonNumber);
+                        break;
+                    }
+                }
+            }
+        }
+        catch (JsonException) when (reader.BytesConsumed == 0)
+        {
+            // declared JSON that is not: read as text
+            Custom(body, 0, default, location, _bodySpans, WhereKind.Whole, ValueKind.Text);
+        }
+        catch (JsonException)
+        {
+            // broken after its start: the findings before the break stand; the rest cannot be walked
+        }
+    }
+
+    // ---- one value ----
+
+    private enum WhereKind : byte { Named, Whole, JsonKey, JsonValue }
+
+    /// <summary>One value under its name (whose hint the scanner works out only if a token needs it).</summary>
+    private void Value(ReadOnlySpan<byte> value, int offset, ReadOnlySpan<byte> name, ValueKind kind,
+        SensitiveLocation location, List<MaskSpan> spans, WhereKind where)
+    {
+        var policy = _policy;
+        _matches.Clear();
+        ValueScanner.Scan(value, KeyHint.None, kind, policy.BuiltInsOn, _matches, name: name);
+        foreach (var match in _matches)
+            Found((int)match.Category, value, match.Start, match.Length, offset, location, spans, (kind & ValueKind.JsonNumber) != 0,
+                null, Where(location, name, where));
+        if (policy.Custom.Count > 0) Custom(value, offset, name, location, spans, where, kind);
+    }
+
+    private void Custom(ReadOnlySpan<byte> value, int offset, ReadOnlySpan<byte> name, SensitiveLocation location,
+        List<MaskSpan> spans, WhereKind where, ValueKind kind)
+    {
+        var keyName = where == WhereKind.JsonValue ? _keys.Current(_xBody(location)) : name;
+        string? nameText = null;
+        string? valueText = null;
+        foreach (var rule in _policy.Custom)
+        {
+            if (rule.Keys is not null)
+            {
+                if (keyName.IsEmpty) continue;
+                nameText ??= Encoding.UTF8.GetString(keyName);
+                if (!rule.Keys.IsMatch(nameText)) continue;
+                if (rule.Values is null)
+                {
+                    if (where != WhereKind.JsonKey)
+                        Found(rule.Id, value, 0, value.Length, offset, location, spans, (kind & ValueKind.JsonNumber) != 0, null, Where(location, name, where));
+                    continue;
+                }
+            }
+            if (rule.Values is null) continue;
+            valueText ??= Encoding.UTF8.GetString(value);
+            foreach (var m in rule.Values.EnumerateMatches(valueText))
+            {
+                if (m.Length == 0) continue;
+                var start = Encoding.UTF8.GetByteCount(valueText.AsSpan(0, m.Index));
+                var length = Encoding.UTF8.GetByteCount(valueText.AsSpan(m.Index, m.Length));
+                Found(rule.Id, value, start, length, offset, location, spans, (kind & ValueKind.JsonNumber) != 0, null, Where(location, name, where));
+            }
+        }
+    }
+
+    private ReadOnlySpan<byte> _xBody(SensitiveLocation location) =>
+        location == SensitiveLocation.RequestBody ? _x.Request.Body : _x.Response.Body;
+
+    /// <summary>A match of category id: in scope and not excepted, it is recorded, counted and
+    /// acted on. where: its place, or (cursor, prefix) to work it out in a JSON body.</summary>
+    private void Found(int id, ReadOnlySpan<byte> value, int start, int length, int offset, SensitiveLocation location,
+        List<MaskSpan> spans, bool number, JsonCursor? cursor, string where)
+    {
+        var rule = _policy.ById[id];
+        if (rule is null) return;
+        if (rule.Except.Count > 0 && rule.IsExcepted(Encoding.UTF8.GetString(value.Slice(start, length)))) return;
+        if (rule.Endpoints.Count > 0 && !InScope(rule)) return;
+        Count(id, rule.Name, location);
+        if (_findings.Count < 256)
+            _findings.Add(new Finding(id, location, cursor is null ? where : cursor.Path(where, value, start)));
+        switch (rule.Action)
+        {
+            case SensitiveAction.Mask:
+                spans.Add(new MaskSpan(offset + start, length, id, number));
+                break;
+            case SensitiveAction.Drop:
+                _drop = true;
+                break;
+        }
+    }
+
+    /// <summary>One more finding on the series of (category, location, endpoint template); the
+    /// series' counter is remembered per category and location while the endpoint stays.</summary>
+    private void Count(int id, string name, SensitiveLocation location)
+    {
+        _endpoint ??= _templates.Of(_x.Request);
+        if (!ReferenceEquals(_countersPolicy, _policy))
+        {
+            _counters = new (string?, Counter?)[_policy.ById.Length * LocationLabels.Length];
+            _countersPolicy = _policy;
+        }
+        ref var slot = ref _counters[id * LocationLabels.Length + (int)location];
+        if (!ReferenceEquals(slot.Endpoint, _endpoint))
+            slot = (_endpoint, _metrics.Findings(name, LocationLabels[(int)location], _endpoint));
+        slot.Counter!.Increment();
+    }
+
+    private bool InScope(CategoryRule rule)
+    {
+        if (rule.Id < 64 && (_scopeKnown & (1UL << rule.Id)) != 0) return (_scopeIn & (1UL << rule.Id)) != 0;
+        var host = EndpointTemplates.HostWithoutPort(_x.Request.Header("host") ?? "");
+        var target = _x.Request.Target;
+        var q = target.IndexOfAny(['?', '#']);
+        var path = q < 0 ? target.AsSpan() : target.AsSpan(0, q);
+        var inScope = false;
+        foreach (var g in rule.Endpoints)
+            if (g.Matches(host, path))
+            {
+                inScope = true;
+                break;
+            }
+        if (rule.Id < 64)
+        {
+            _scopeKnown |= 1UL << rule.Id;
+            if (inScope) _scopeIn |= 1UL << rule.Id;
+        }
+        return inScope;
+    }
+
+    private string Where(SensitiveLocation location, ReadOnlySpan<byte> name, WhereKind where)
+    {
+        var prefix = LocationLabels[(int)location];
+        return where switch
+        {
+            WhereKind.Named => NamedWhere(location, name),
+            WhereKind.JsonValue => _keys.Path(prefix, _xBody(location), key: false),
+            WhereKind.JsonKey => _keys.Path(prefix, _xBody(location), key: true),
+            _ => prefix,
+        };
+    }
+
+    /// <summary>prefix.name (lower case) of a header, field or parameter: made once per name.</summary>
+    private string NamedWhere(SensitiveLocation location, ReadOnlySpan<byte> name)
+    {
+        var hash = (long)location << 32 | (uint)HashCode.Combine(name.Length, name.Length > 0 ? name[0] | 0x20 : 0, name.Length > 1 ? name[^1] | 0x20 : 0,
+            name.Length > 2 ? name[name.Length / 2] | 0x20 : 0);
+        if (_namedWhere.TryGetValue(hash, out var cached) && HttpText.EqualsIgnoreCase(cached.Name, name)) return cached.Where;
+        var where = LocationLabels[(int)location] + "." + HttpText.Decode(name).ToLowerInvariant();
+        if (_namedWhere.Count < 1024) _namedWhere[hash] = (name.ToArray(), where);
+        return where;
+    }
+
+    private bool SameAsLast()
+    {
+        if (_findings.Count != _lastFindings.Count || _lastNote[0] is null && _lastNote[1] is null) return false;
+        for (var i = 0; i < _findings.Count; i++)
+        {
+            var (a, b) = (_findings[i], _lastFindings[i]);
+            if (a.Category != b.Category || a.Location != b.Location || !ReferenceEquals(a.Where, b.Where) && a.Where != b.Where) return false;
+        }
+        return true;
+    }
+
+    /// <summary>CATEGORY@where for one side, in the order found, each once.</summary>
+    private string? Note(bool isRequest)
+    {
+        var sb = _note.Clear();
+        _noteSeen.Clear();
+        foreach (var f in _findings)
+        {
+            var request = f.Location is SensitiveLocation.RequestHeader or SensitiveLocation.RequestQuery or SensitiveLocation.RequestBody;
+            if (request != isRequest || !_noteSeen.Add((f.Category, f.Where))) continue;
+            if (_noteSeen.Count > MaxNoteEntries) break;
+            if (sb.Length > 0) sb.Append(", ");
+            sb.Append(_policy.NameOf(f.Category)).Append('@').Append(f.Where);
+        }
+        return sb.Length == 0 ? null : sb.ToString();
+    }
+
+    // ---- masking ----
+
+    /// <summary>source with every span replaced by its mask, in a pooled buffer (length out).
+    /// Spans that overlap are merged into one: the bytes between matches are copied as they are.</summary>
+    private byte[] Replace(ReadOnlySpan<byte> source, List<MaskSpan> spans, out int length)
+    {
+        spans.Sort((a, b) => a.Start != b.Start ? a.Start.CompareTo(b.Start) : b.Length.CompareTo(a.Length));
+        var output = ArrayPool<byte>.Shared.Rent(source.Length + spans.Count * (MaskMaxBytes + 8) + 16);
+        var o = 0;
+        var p = 0;
+        foreach (var sp in spans)
+        {
+            if (sp.Start < p) continue; // inside a span already masked
+            source[p..sp.Start].CopyTo(output.AsSpan(o));
+            o += sp.Start - p;
+            o += Mask(source.Slice(sp.Start, sp.Length), sp.Category, sp.Number, output.AsSpan(o));
+            p = sp.Start + sp.Length;
+        }
+        source[p..].CopyTo(output.AsSpan(o));
+        length = o + source.Length - p;
+        return output;
+    }
+
+    private const int MaskMaxBytes = 96;
+
+    /// <summary>The mask of value into dest: [CATEGORY:16 hex digits of HMAC-SHA256] (equal values
+    /// give equal masks: they stay joinable, and without the key cannot be reversed), or the
+    /// fixed text. A whole JSON number is masked with digits of the same length, so the document
+    /// keeps its types and stays valid.</summary>
+    private int Mask(ReadOnlySpan<byte> value, int category, bool number, Span<byte> dest)
+    {
+        Span<byte> mac = stackalloc byte[32];
+        var keyed = _policy.MaskStyle == MaskStyle.Hmac && _maskKey is not null;
+        if (keyed)
+        {
+            // one HMAC kept for the key: HashData would set the key up again for every value
+            _hmac ??= IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, _maskKey!);
+            _hmac.AppendData(value);
+            _hmac.GetHashAndReset(mac);
+        }
+        if (number)
+        {
+            for (var i = 0; i < value.Length; i++)
+                dest[i] = keyed ? (byte)('0' + mac[i % 32] % 10) : (byte)'9';
+            if (dest[0] == '0') dest[0] = (byte)'1'; // a JSON number has no leading zero
+            return value.Length;
+        }
+        if (!keyed)
+        {
+            var text = _policy.FixedMask;
+            for (var i = 0; i < text.Length; i++) dest[i] = (byte)text[i];
+            return text.Length;
+        }
+        var name = _policy.NameOf(category);
+        var n = 0;
+        dest[n++] = (byte)'[';
+        foreach (var ch in name.AsSpan(0, Math.Min(name.Length, 64))) dest[n++] = (byte)ch;
+        dest[n++] = (byte)':';
+        for (var i = 0; i < 8; i++)
+        {
+            dest[n++] = Hex(mac[i] >> 4);
+            dest[n++] = Hex(mac[i] & 0xF);
+        }
+        dest[n++] = (byte)']';
+        return n;
+    }
+
+    private static byte Hex(int v) => (byte)(v < 10 ? '0' + v : 'a' + v - 10);
+
+    /// <summary>(category, where) of a note entry. The places are mostly the same string objects
+    /// (paths and names are made once and remembered): compared by reference first, hashed on a
+    /// few characters, so that a body with a hundred findings does not hash a hundred paths.</summary>
+    private sealed class NoteEntryComparer : IEqualityComparer<(int Category, string Where)>
+    {
+        public static readonly NoteEntryComparer Instance = new();
+
+        public bool Equals((int Category, string Where) a, (int Category, string Where) b) =>
+            a.Category == b.Category && (ReferenceEquals(a.Where, b.Where) || string.Equals(a.Where, b.Where, StringComparison.Ordinal));
+
+        public int GetHashCode((int Category, string Where) e) =>
+            e.Where.Length == 0 ? e.Category : HashCode.Combine(e.Category, e.Where.Length, e.Where[^1], e.Where[e.Where.Length / 2]);
+    }
+
+    /// <summary>Walks a JSON body's structure forward, only as far as the next match: whether the
+    /// match is in a key, and the keys from the root to it. Lenient: it reads what is there, valid
+    /// or cut, and gives a path as good as the bytes allow.</summary>
+    private sealed class JsonCursor
+    {
+        private const int MaxDepth = 64;
+        private readonly (int Start, int Length, bool IsObject)[] _levels = new (int, int, bool)[MaxDepth];
+        private int _depth, _pos, _stringStart, _lastStart, _lastLength;
+        private bool _inString;
+
+        public bool InString => _inString;
+
+        public void Reset()
+        {
+            _depth = _pos = _stringStart = _lastStart = _lastLength = 0;
+            _inString = false;
+        }
+
+        public void AdvanceTo(ReadOnlySpan<byte> s, int target)
+        {
+            while (_pos < target)
+            {
+                if (_inString)
+                {
+                    var k = s[_pos..target].IndexOfAny((byte)'"', (byte)'\\');
+                    if (k < 0)
+                    {
+                        _pos = target;
+                        return;
+                    }
+                    _pos += k;
+                    if (s[_pos] == '\\')
+                    {
+                        _pos += 2;
+                        continue;
+                    }
+                    _inString = false;
+                    _lastStart = _stringStart;
+                    _lastLength = _pos - _stringStart;
+                    _pos++;
+                    continue;
+                }
+                switch (s[_pos++])
+                {
+                    case (byte)'"':
+                        _inString = true;
+                        _stringStart = _pos;
+                        break;
+                    case (byte)'{':
+                    case (byte)'[':
+                        if (_depth < MaxDepth) _levels[_depth] = (-1, 0, s[_pos - 1] == '{');
+                        _depth++;
+                        break;
+                    case (byte)'}':
+                    case (byte)']':
+                        if (_depth > 0) _depth--;
+                        break;
+                    case (byte)':':
+                        if (_depth > 0 && _depth <= MaxDepth && _levels[_depth - 1].IsObject) _levels[_depth - 1] = (_lastStart, _lastLength, true);
+                        break;
+                }
+            }
+        }
+
+        /// <summary>prefix.key.key… of the match at offset (the cursor is there); a match in a
+        /// key ends with that key and "#key".</summary>
+        public string Path(string prefix, ReadOnlySpan<byte> s, int offset)
+        {
+            var isKey = false;
+            var keyEnd = 0;
+            if (_inString)
+            {
+                // the string the match is in is a key when a ':' follows its closing quote
+                var p = offset;
+                while (p < s.Length && s[p] != '"') p += s[p] == '\\' ? 2 : 1;
+                keyEnd = p;
+                p++;
+                while (p < s.Length && s[p] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') p++;
+                isKey = p < s.Length && s[p] == ':';
+            }
+            // the path is spelled into a reused buffer and its string looked up there: a body's
+            // few paths are made once, however many records repeat them
+            var text = _text;
+            var n = 0;
+            Append(ref text, ref n, prefix);
+            var levels = Math.Min(_depth, MaxDepth);
+            for (var d = 0; d < levels; d++)
+            {
+                var (start, length, isObject) = _levels[d];
+                if (!isObject || start < 0 || (isKey && d == levels - 1)) continue;
+                Append(ref text, ref n, ".");
+                Append(ref text, ref n, s.Slice(start, length));
+            }
+            if (isKey)
+            {
+                Append(ref text, ref n, ".");
+                Append(ref text, ref n, s[_stringStart..Math.Min(keyEnd, s.Length)]);
+                Append(ref text, ref n, "#key");
+            }
+            _text = text;
+            var lookup = _paths.GetAlternateLookup<ReadOnlySpan<char>>();
+            if (lookup.TryGetValue(text.AsSpan(0, n), out var path)) return path;
+            path = new string(text, 0, n);
+            if (_paths.Count < 4096) _paths[path] = path;
+            return path;
+        }
+
+        private char[] _text = new char[256];
+        private readonly Dictionary<string, string> _paths = new(StringComparer.Ordinal);
+
+        private static void Append(ref char[] text, ref int n, ReadOnlySpan<char> s)
+        {
+            if (n + s.Length > text.Length) Array.Resize(ref text, Math.Max(text.Length * 2, n + s.Length));
+            s.CopyTo(text.AsSpan(n));
+            n += s.Length;
+        }
+
+        private static void Append(ref char[] text, ref int n, ReadOnlySpan<byte> utf8)
+        {
+            var max = Encoding.UTF8.GetMaxCharCount(utf8.Length);
+            if (n + max > text.Length) Array.Resize(ref text, Math.Max(text.Length * 2, n + max));
+            n += Encoding.UTF8.GetChars(utf8, text.AsSpan(n));
+        }
+    }
+
+    /// <summary>The keys of the JSON document from the root to where the reader is: offsets into
+    /// the body, so that a path string is made only for a finding.</summary>
+    private sealed class KeyStack
+    {
+        public const int MaxDepth = 64;
+        private readonly (int Start, int Length, KeyHint Hint)[] _levels = new (int, int, KeyHint)[MaxDepth + 1];
+        private int _depth;
+
+        public void Reset() => _depth = 0;
+
+        public void Push()
+        {
+            // an array's elements are under the array's key: its hint and name carry down
+            _levels[_depth] = (-1, 0, _depth > 0 ? _levels[_depth - 1].Hint : KeyHint.None);
+            _depth++;
+        }
+
+        public void Pop()
+        {
+            if (_depth > 0) _depth--;
+        }
+
+        public void SetKey(int start, int length, KeyHint hint)
+        {
+            // a key's hint adds to its parents' ({"card": {"number": …}} is a card number)
+            if (_depth > 0) _levels[_depth - 1] = (start, length, hint | (_depth > 1 ? _levels[_depth - 2].Hint : KeyHint.None));
+        }
+
+        public KeyHint Hint => _depth > 0 ? _levels[_depth - 1].Hint : KeyHint.None;
+
+        public ReadOnlySpan<byte> Current(ReadOnlySpan<byte> body)
+        {
+            for (var d = _depth - 1; d >= 0; d--)
+                if (_levels[d].Start >= 0) return body.Slice(_levels[d].Start, _levels[d].Length);
+            return default;
+        }
+
+        public string Path(string prefix, ReadOnlySpan<byte> body, bool key)
+        {
+            var sb = new StringBuilder(prefix);
+            for (var d = 0; d < _depth; d++)
+            {
+                if (_levels[d].Start < 0) continue;
+                sb.Append('.').Append(Encoding.UTF8.GetString(body.Slice(_levels[d].Start, _levels[d].Length)));
+            }
+            if (key) sb.Append("#key");
+            return sb.ToString();
+        }
+    }
+}

@@ -1,0 +1,421 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace Collector.Sensitive;
+
+/// <summary>A match of a built-in category in a value: where it is (offsets into the value).</summary>
+public readonly record struct ValueMatch(BuiltIn Category, int Start, int Length);
+
+/// <summary>What a value is, besides its bytes.</summary>
+[Flags]
+public enum ValueKind : byte
+{
+    Text = 0,
+    /// <summary>The raw bytes of a JSON string: backslash escapes are stepped over, never matched into.</summary>
+    JsonEscaped = 1,
+    /// <summary>A whole JSON number token.</summary>
+    JsonNumber = 2,
+    /// <summary>The value of an Authorization header: a Bearer credential is a finding by itself.</summary>
+    Authorization = 4,
+}
+
+/// <summary>Asked for the hint of a token by its offset in the value scanned.</summary>
+public interface IKeyHintSource
+{
+    KeyHint HintAt(ReadOnlySpan<byte> value, int offset);
+}
+
+/// <summary>The built-in detection over one value, in one pass over its bytes, with no regular
+/// expression and no allocation: the value is cut into tokens at delimiters, a token that starts
+/// like a number is read as digit groups and separators (cards, SSNs, phones, IPv4), any other
+/// token is dispatched on its shape (length, which punctuation, which letters) to the one
+/// validator that could accept it. Most tokens of real traffic (words, small numbers, ids) are
+/// refused by their shape at a cost of a few compares.</summary>
+[SkipLocalsInit]
+public static class ValueScanner
+{
+    /// <summary>Bits of the built-in categories that are on (1 &lt;&lt; BuiltIn).</summary>
+    public const uint AllBuiltIns = (1u << Categories.BuiltInCount) - 1;
+
+    // bytes that end a token: controls and space, quotes, brackets, and the separators of lists,
+    // query strings and cookies ('/' too: paths and URLs are cut into their segments)
+    private static readonly bool[] Delimiter = MakeDelimiters();
+
+    private static bool[] MakeDelimiters()
+    {
+        var d = new bool[256];
+        for (var c = 0; c <= 0x20; c++) d[c] = true;
+        foreach (var c in "\"'(),;<>[]{}|\\=&?#!`/*^~") d[c] = true;
+        d[0x7f] = true;
+        return d;
+    }
+
+    // a token can match only if it holds one of these: every category has a digit, a capital or
+    // an '@' (a UUID's version nibble is a digit, a JWT starts "eyJ"): the rest is skipped by a
+    // vectorized search, never looked at byte by byte
+    private static readonly SearchValues<byte> Interesting = SearchValues.Create("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ@+"u8);
+
+    /// <summary>Appends the matches of the enabled categories in value to found. hint: what the
+    /// value's name says; hints, when given, is asked instead, and only for a token whose
+    /// category depends on it (a bare digit run, a dotted quad): a JSON body asks for the key in
+    /// front of the token.</summary>
+    public static void Scan(ReadOnlySpan<byte> value, KeyHint hint, ValueKind kind, uint enabled, List<ValueMatch> found,
+        IKeyHintSource? hints = null, ReadOnlySpan<byte> name = default)
+    {
+        if (value.IsEmpty || (enabled & AllBuiltIns) == 0) return;
+        var context = new Context(hint, hints, name, enabled, found);
+        if ((kind & ValueKind.Authorization) != 0 && On(enabled, BuiltIn.BearerToken))
+        {
+            var lead = value.Length - value.TrimStart((byte)' ').Length;
+            if (value.Length - lead > 7 && Http.HttpText.EqualsLower(value.Slice(lead, 7), "bearer "u8))
+            {
+                var tokenStart = value.Length - value[(lead + 7)..].TrimStart((byte)' ').Length;
+                var token = value[tokenStart..].TrimEnd((byte)' ');
+                if (token.Length > 0) found.Add(new ValueMatch(BuiltIn.BearerToken, tokenStart, token.Length));
+            }
+        }
+        if (On(enabled, BuiltIn.PrivateKey)) PrivateKeys(value, found);
+        if ((kind & ValueKind.JsonNumber) != 0)
+        {
+            // a whole number: digits only (a sign, fraction or exponent makes it no identifier)
+            if (value.IndexOfAnyExceptInRange((byte)'0', (byte)'9') >= 0) return;
+            NumberToken(value, 0, in context);
+            return;
+        }
+        var escaped = (kind & ValueKind.JsonEscaped) != 0;
+        if (!Vector256.IsHardwareAccelerated || value.Length < 64)
+        {
+            Tokens(value, 0, value.Length, escaped, in context);
+            return;
+        }
+        // Long values (bodies): 32 bytes at a time, a few vector compares say whether anything
+        // there could be a match; only such blocks (and the tokens they cut) are read token by token
+        var done = 0;
+        uint prevRun = 0, prevWord = 0;
+        var n = value.Length;
+        ref var start = ref MemoryMarshal.GetReference(value);
+        var p = 0;
+        for (; p + 33 <= n; p += 32)
+        {
+            var (run, word, at) = Classes(Vector256.LoadUnsafe(ref start, (nuint)p), Vector256.LoadUnsafe(ref start, (nuint)p + 1));
+            var candidates = Candidates(prevRun, run, prevWord, word) | at;
+            prevRun = run;
+            prevWord = word;
+            if (candidates == 0) continue;
+            done = Tokens(value, RegionStart(value, done, p - Margin), p + 32, escaped, in context);
+        }
+        if (p < n) Tokens(value, RegionStart(value, done, p - Margin), n, escaped, in context);
+    }
+
+    /// <summary>The token-by-token reading over the whole value, without the vector pre-filter
+    /// (tests: whatever the pre-filter skips must be what this finds nothing in).</summary>
+    internal static void ScanEveryToken(ReadOnlySpan<byte> value, ValueKind kind, uint enabled, List<ValueMatch> found)
+    {
+        var context = new Context(KeyHint.None, null, default, enabled, found);
+        if (On(enabled, BuiltIn.PrivateKey)) PrivateKeys(value, found);
+        Tokens(value, 0, value.Length, (kind & ValueKind.JsonEscaped) != 0, in context);
+    }
+
+    /// <summary>How far before a block its tokens are read again: the longest number a validator
+    /// takes (19 digits and their separators) fits, so a run seen late is read from its start.</summary>
+    private const int Margin = 40;
+
+    /// <summary>Where reading resumes: from, moved back to the start of its token, not before done.</summary>
+    private static int RegionStart(ReadOnlySpan<byte> value, int done, int from)
+    {
+        if (from <= done) return done;
+        while (from > done && !Delimiter[value[from - 1]]) from--;
+        return from;
+    }
+
+    /// <summary>The classes of 32 bytes (v; next: the same bytes one further), one bit each:
+    /// digits and number separators (run; a space counts when a digit or '(' follows it, as
+    /// between card groups, and not in indentation), token bytes (word: letters, digits, - . _ :),
+    /// and '@'.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (uint Run, uint Word, uint At) Classes(Vector256<byte> v, Vector256<byte> next)
+    {
+        var digit = Vector256.LessThan(v - Vector256.Create((byte)'0'), Vector256.Create((byte)10));
+        var letter = Vector256.LessThan((v | Vector256.Create((byte)0x20)) - Vector256.Create((byte)'a'), Vector256.Create((byte)26));
+        // '-' '.' (0x2d 0x2e) and '(' ')' (0x28 0x29): two ranges of two
+        var dashDot = Vector256.LessThan(v - Vector256.Create((byte)'-'), Vector256.Create((byte)2));
+        var paren = Vector256.LessThan(v - Vector256.Create((byte)'('), Vector256.Create((byte)2));
+        var digitOrParenNext = Vector256.LessThan(next - Vector256.Create((byte)'0'), Vector256.Create((byte)10)) |
+                               Vector256.Equals(next, Vector256.Create((byte)'('));
+        var spaceBeforeDigit = Vector256.Equals(v, Vector256.Create((byte)' ')) & digitOrParenNext;
+        var run = digit | dashDot | paren | spaceBeforeDigit;
+        var word = digit | letter | dashDot | Vector256.Equals(v, Vector256.Create((byte)'_')) | Vector256.Equals(v, Vector256.Create((byte)':'));
+        return (run.ExtractMostSignificantBits(), word.ExtractMostSignificantBits(),
+            Vector256.Equals(v, Vector256.Create((byte)'@')).ExtractMostSignificantBits());
+    }
+
+    /// <summary>Bits of the current block (the high half of a 64-byte window with the block
+    /// before) where something could match: the end of 7 bytes of digits and number separators
+    /// (cards, SSNs, phones, dotted quads), or the end of 15 token bytes (JWT, UUID, VIN, IBAN,
+    /// AWS keys, IPv6 of 15 characters or more; shorter IPv6 forms are found in headers and
+    /// fields, not in bodies).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint Candidates(uint prevRun, uint run, uint prevWord, uint word)
+    {
+        var m = (ulong)run << 32 | prevRun;
+        var t = m & (m << 1);
+        t &= t << 2;
+        var run7 = t & (t << 3);
+        var w = (ulong)word << 32 | prevWord;
+        var u = w & (w << 1);
+        u &= u << 2;
+        u &= u << 4;
+        var word15 = u & (u << 7);
+        return (uint)((run7 | word15) >> 32);
+    }
+
+    /// <summary>Reads the tokens that hold an interesting byte in [from, to) (the last may run
+    /// past to) and returns the end of the last one read (from when none).</summary>
+    private static int Tokens(ReadOnlySpan<byte> value, int from, int to, bool escaped, in Context context)
+    {
+        var n = value.Length;
+        var i = from;
+        while (i < to)
+        {
+            var next = value[i..to].IndexOfAny(Interesting);
+            // nothing more here: the next region goes on from the last token read, so that a token
+            // cut by `to` is read whole from its start
+            if (next < 0) return i;
+            var at = i + next;
+            // the token holding it starts after the last delimiter before it
+            var start = at;
+            // (a ':' ends it too: "key":4111… in JSON, mailto:, host:port; IPv6 starts at its first digit or letter)
+            while (start > i && !Delimiter[value[start - 1]] && value[start - 1] != ':') start--;
+            if (escaped && start > 0 && value[start - 1] == '\\')
+            {
+                // an escape sequence is stepped over whole, so that no match starts inside one (\n4111…, \u0040)
+                var skip = value[start] == 'u' ? 5 : 1;
+                if (start + skip > at)
+                {
+                    i = start + skip;
+                    continue;
+                }
+                start += skip;
+            }
+            var c = value[start];
+            if (start > i && value[start - 1] == '(' && Validators.IsDigit(c)) c = value[--start]; // (415) 555-2671
+            if (Validators.IsDigit(c) || c is (byte)'+' or (byte)'(')
+            {
+                var end = NumberToken(value, start, in context);
+                if (end > start)
+                {
+                    i = end;
+                    continue;
+                }
+                if (c == '(')
+                {
+                    i = start + 1; // not a number with its parenthesis: read again without it
+                    continue;
+                }
+            }
+            var wordEnd = at + 1;
+            while (wordEnd < n && !Delimiter[value[wordEnd]]) wordEnd++;
+            Word(value, start, wordEnd, in context);
+            i = wordEnd;
+        }
+        return i;
+    }
+
+    /// <summary>What a scan carries from token to token.</summary>
+    private readonly ref struct Context(KeyHint hint, IKeyHintSource? hints, ReadOnlySpan<byte> name, uint enabled, List<ValueMatch> found)
+    {
+        public readonly uint Enabled = enabled;
+        public readonly List<ValueMatch> Found = found;
+        private readonly ReadOnlySpan<byte> _name = name;
+
+        /// <summary>The hint for the token at offset of value, worked out only when it decides:
+        /// from the hint source, else from the value's name, else the hint given.</summary>
+        public KeyHint HintAt(ReadOnlySpan<byte> value, int offset) =>
+            hints?.HintAt(value, offset) ?? (_name.IsEmpty ? hint : hint | KeyHints.Of(_name));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool On(uint enabled, BuiltIn c) => (enabled & (1u << (int)c)) != 0;
+
+    private static void PrivateKeys(ReadOnlySpan<byte> value, List<ValueMatch> found)
+    {
+        var from = 0;
+        while (true)
+        {
+            var begin = value[from..].IndexOf("-----BEGIN "u8);
+            if (begin < 0) return;
+            begin += from;
+            var line = value[begin..];
+            var close = line[11..].IndexOf("-----"u8);
+            if (close < 0 || close > 40) return;
+            var label = line[11..(11 + close)];
+            from = begin + 16 + close;
+            if (!label.EndsWith("PRIVATE KEY"u8)) continue;
+            // the block up to its END line, or the BEGIN line alone when the END is not here (a cut body)
+            var end = value[from..].IndexOf("-----END "u8);
+            var length = 16 + close;
+            if (end >= 0)
+            {
+                var endClose = value[(from + end + 9)..].IndexOf("-----"u8);
+                if (endClose >= 0) length = from + end + 9 + endClose + 5 - begin;
+            }
+            found.Add(new ValueMatch(BuiltIn.PrivateKey, begin, length));
+            from = begin + length;
+        }
+    }
+
+    /// <summary>Reads digit groups from i: digits, and between them at most two of space, '-', '.',
+    /// '(' and ')' (a leading '+' or '(' too). Returns the end of what it matched, or i when
+    /// the token is not a number the validators want (the caller then reads it as a word).
+    /// Most numbers of real traffic (ids, counts, prices) are refused on their digit count before
+    /// anything is copied.</summary>
+    private static int NumberToken(ReadOnlySpan<byte> s, int i, in Context cx)
+    {
+        var groups = 0;
+        ulong groupLengths = 0; // 8 bits per group, the first in the lowest byte
+        var count = 0;
+        var p = i;
+        var plus = s[p] == '+';
+        if (plus) p++;
+        var open = p < s.Length && s[p] == '(';
+        if (open) p++;
+        byte sep = 0;          // the separator between groups when all are the same, 0xff when mixed
+        var lastDigitEnd = p;
+        while (p < s.Length)
+        {
+            var start = p;
+            while (p < s.Length && Validators.IsDigit(s[p])) p++;
+            if (p == start) break;
+            count += p - start;
+            if (count > 19 || groups == 8) return i; // longer than any number here: an id
+            groupLengths |= (ulong)(p - start) << (8 * groups++);
+            lastDigitEnd = p;
+            var sepStart = p;
+            while (p < s.Length && p - sepStart < 2 && s[p] is (byte)' ' or (byte)'-' or (byte)'.' or (byte)'(' or (byte)')') p++;
+            if (p == sepStart || p == s.Length || !Validators.IsDigit(s[p])) break;
+            var kind = p - sepStart == 1 ? s[sepStart] : (byte)0xfe;
+            sep = groups == 1 ? kind : sep == kind ? sep : (byte)0xff;
+        }
+        if (count == 0) return i;
+        var end = lastDigitEnd;
+        // the token must end here: "4111111111111111abc" or "10.0.0.1.5" are something else
+        if (end < s.Length && !Delimiter[s[end]] && s[end] is not ((byte)'.' or (byte)',' or (byte)':' or (byte)'-' or (byte)')'))
+            return i;
+        if (end < s.Length - 1 && s[end] == '.' && Validators.IsDigit(s[end + 1])) return i;
+        // the token goes on (an IPv6 address, a UUID's first group, a time): not a number, a word
+        var notHere = (end < s.Length && !Delimiter[s[end]] && !(s[end] is (byte)'.' or (byte)',')) || open ? i : end;
+        var token = s[i..end];
+        if (groups == 4 && sep == '.' && !plus)
+        {
+            if (open) return i;
+            if (On(cx.Enabled, BuiltIn.IpAddress) && Validators.Ipv4(token) && (cx.HintAt(s, i) & KeyHint.Version) == 0)
+                cx.Found.Add(new ValueMatch(BuiltIn.IpAddress, i, token.Length));
+            return end;
+        }
+        if (count < 7) return notHere; // shorter than a phone, an SSN or a card
+        if (sep == '.' && !plus && groups != 3) return notHere; // versions, decimals, dates: nothing here
+        Span<byte> digits = stackalloc byte[20];
+        var d = 0;
+        for (var k = i; k < end; k++)
+            if (Validators.IsDigit(s[k])) digits[d++] = s[k];
+        if (Digits(s, token, digits[..count], groups, groupLengths, sep, plus, open, i, in cx)) return end;
+        return notHere;
+    }
+
+    private static int GroupLength(ulong lengths, int g) => (int)(lengths >> (8 * g)) & 0xff;
+
+    /// <summary>The number validators over the digits of a token (at offset in the value).</summary>
+    private static bool Digits(ReadOnlySpan<byte> value, ReadOnlySpan<byte> token, ReadOnlySpan<byte> d, int groups, ulong lengths, byte sep,
+        bool plus, bool open, int offset, in Context cx)
+    {
+        var n = d.Length;
+        var enabled = cx.Enabled;
+        if (On(enabled, BuiltIn.CreditCard) && n is >= 13 and <= 19 && !plus && !open && (groups == 1 || sep is (byte)' ' or (byte)'-') &&
+            Validators.CreditCard(d))
+        {
+            cx.Found.Add(new ValueMatch(BuiltIn.CreditCard, offset, token.Length));
+            return true;
+        }
+        if (On(enabled, BuiltIn.Ssn) && n == 9 && !plus && !open && Validators.Ssn(d) &&
+            ((groups == 3 && sep is (byte)'-' or (byte)' ' && GroupLength(lengths, 0) == 3 && GroupLength(lengths, 1) == 2) ||
+             (groups == 1 && (cx.HintAt(value, offset) & KeyHint.Ssn) != 0)))
+        {
+            cx.Found.Add(new ValueMatch(BuiltIn.Ssn, offset, token.Length));
+            return true;
+        }
+        if (On(enabled, BuiltIn.PhoneNumber) && n is >= 7 and <= 15)
+        {
+            // a bare digit run is a phone only under a phone-like name; otherwise it must be written
+            // as one: international (+…), or the US groups 3-3-4 ((415) 555-2671, 415-555-2671)
+            var shaped = plus && n >= 8 ||
+                         groups == 3 && GroupLength(lengths, 0) == 3 && GroupLength(lengths, 1) == 3 && GroupLength(lengths, 2) == 4 ||
+                         groups == 4 && GroupLength(lengths, 0) == 1 && GroupLength(lengths, 1) == 3 && GroupLength(lengths, 2) == 3 && GroupLength(lengths, 3) == 4;
+            if ((shaped || (groups == 1 && (cx.HintAt(value, offset) & KeyHint.Phone) != 0)) && Validators.Phone(token, d, plus))
+            {
+                cx.Found.Add(new ValueMatch(BuiltIn.PhoneNumber, offset, token.Length));
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>A token that is not a number: dispatched on its shape.</summary>
+    private static void Word(ReadOnlySpan<byte> s, int start, int end, in Context cx)
+    {
+        var w = s[start..end];
+        var enabled = cx.Enabled;
+        var found = cx.Found;
+        var at = w.IndexOf((byte)'@');
+        if (at >= 0)
+        {
+            if (On(enabled, BuiltIn.Email) && w[(at + 1)..].IndexOf((byte)'@') < 0)
+            {
+                var (emailStart, length) = Validators.Email(w, at);
+                if (length > 0) found.Add(new ValueMatch(BuiltIn.Email, start + emailStart, length));
+            }
+            return;
+        }
+        // shorter than every category below but IPv6: refused before anything is counted
+        if (w.Length < 15 && w.IndexOf((byte)':') < 0) return;
+        int dots = 0, dashes = 0, colons = 0, upperOrDigit = 0, hex = 0;
+        for (var k = 0; k < w.Length; k++)
+        {
+            var c = w[k];
+            if (c == '.') dots++;
+            else if (c == '-') dashes++;
+            else if (c == ':') colons++;
+            if (Validators.IsUpperOrDigit(c)) upperOrDigit++;
+            if (Validators.IsHex(c)) hex++;
+        }
+        // a sentence's full stop is not part of the token
+        var trimmed = w;
+        while (trimmed.Length > 0 && trimmed[^1] is (byte)'.' or (byte)':' or (byte)',') trimmed = trimmed[..^1];
+        var len = trimmed.Length;
+        if (colons >= 2)
+        {
+            if (On(enabled, BuiltIn.IpAddress) && hex + colons + dots == w.Length && Validators.Ipv6(trimmed))
+                found.Add(new ValueMatch(BuiltIn.IpAddress, start, len));
+            return;
+        }
+        if (len < 15) return; // shorter than every token below
+        if (dots == 2 && w[0] == 'e' && On(enabled, BuiltIn.Jwt))
+        {
+            if (Validators.Jwt(trimmed)) found.Add(new ValueMatch(BuiltIn.Jwt, start, len));
+            return;
+        }
+        if (len == 36 && dashes == 4)
+        {
+            if (On(enabled, BuiltIn.Uuid) && Validators.Uuid(trimmed)) found.Add(new ValueMatch(BuiltIn.Uuid, start, len));
+            return;
+        }
+        if (upperOrDigit != w.Length || dots + dashes + colons > 0) return;
+        if (len == 20 && On(enabled, BuiltIn.AwsAccessKey) && Validators.AwsAccessKey(trimmed))
+            found.Add(new ValueMatch(BuiltIn.AwsAccessKey, start, len));
+        else if (len == 17 && On(enabled, BuiltIn.Vin) && Validators.Vin(trimmed))
+            found.Add(new ValueMatch(BuiltIn.Vin, start, len));
+        else if (On(enabled, BuiltIn.Iban) && Validators.Iban(trimmed))
+            found.Add(new ValueMatch(BuiltIn.Iban, start, len));
+    }
+}

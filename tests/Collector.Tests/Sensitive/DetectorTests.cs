@@ -1,0 +1,260 @@
+using System.Text;
+using Collector.Sensitive;
+using FsCheck;
+using FsCheck.Fluent;
+
+namespace Collector.Tests.Sensitive;
+
+/// <summary>Each built-in category on its own: samples it must find, near misses it must not.</summary>
+public class DetectorTests
+{
+    private static List<(string Category, string Text)> Scan(string value, KeyHint hint = KeyHint.None, ValueKind kind = ValueKind.Text)
+    {
+        var bytes = Encoding.UTF8.GetBytes(value);
+        var found = new List<ValueMatch>();
+        ValueScanner.Scan(bytes, hint, kind, ValueScanner.AllBuiltIns, found);
+        return found.Select(m => (Categories.BuiltInNames[(int)m.Category], Encoding.UTF8.GetString(bytes, m.Start, m.Length))).ToList();
+    }
+
+    private static void Finds(string category, string value, string match, KeyHint hint = KeyHint.None, ValueKind kind = ValueKind.Text) =>
+        Assert.Contains((category, match), Scan(value, hint, kind));
+
+    private static void FindsNothing(string value, KeyHint hint = KeyHint.None, ValueKind kind = ValueKind.Text) =>
+        Assert.Empty(Scan(value, hint, kind));
+
+    [Theory]
+    [InlineData("4111111111111111")]          // Visa
+    [InlineData("4111 1111 1111 1111")]
+    [InlineData("4111-1111-1111-1111")]
+    [InlineData("5500005555555559")]          // Mastercard
+    [InlineData("2223000048400011")]          // Mastercard 2-series
+    [InlineData("378282246310005")]           // American Express
+    [InlineData("6011111111111117")]          // Discover
+    [InlineData("3530111333300000")]          // JCB
+    [InlineData("30569309025904")]            // Diners Club
+    public void Card_numbers_with_a_brand_and_a_right_check_digit_are_found(string card) =>
+        Finds("CREDIT_CARD", $"paid with {card}, thanks", card);
+
+    [Theory]
+    [InlineData("4111111111111112")]          // Luhn fails
+    [InlineData("4111 1111 1111 1121")]       // Luhn fails
+    [InlineData("1234567812345670")]          // Luhn right, no brand starts with 1
+    [InlineData("1764000000000")]             // a timestamp in milliseconds
+    [InlineData("9876543210123456")]          // an order id
+    [InlineData("41111111111111111111111")]   // longer than any card
+    [InlineData("4111111111111111abc")]       // part of a word
+    public void Near_miss_card_numbers_are_not(string text) =>
+        Assert.DoesNotContain(Scan(text), f => f.Category == "CREDIT_CARD");
+
+    [Fact]
+    public void A_card_as_a_json_number_is_found() =>
+        Finds("CREDIT_CARD", "4111111111111111", "4111111111111111", kind: ValueKind.JsonNumber);
+
+    [Theory]
+    [InlineData("536-90-4399")]
+    [InlineData("536 90 4399")]
+    public void Formatted_ssns_are_found(string ssn) => Finds("SSN", $"ssn is {ssn}.", ssn);
+
+    [Theory]
+    [InlineData("000-12-3456")]   // area 000
+    [InlineData("666-12-3456")]   // area 666
+    [InlineData("912-34-5678")]   // area 900-999
+    [InlineData("536-00-4399")]   // group 00
+    [InlineData("536-90-0000")]   // serial 0000
+    [InlineData("078-05-1120")]   // the Woolworth wallet card
+    [InlineData("219-09-9999")]   // the 1962 advertisement
+    [InlineData("123-45-6789")]
+    [InlineData("2024-01-15")]    // a date
+    public void Invalid_and_sample_ssns_are_not(string text) =>
+        Assert.DoesNotContain(Scan(text, KeyHint.Ssn), f => f.Category == "SSN");
+
+    [Fact]
+    public void Nine_bare_digits_are_an_ssn_only_under_an_ssn_key()
+    {
+        FindsNothing("536904399");
+        Finds("SSN", "536904399", "536904399", KeyHint.Ssn);
+        Finds("SSN", "536904399", "536904399", KeyHint.Ssn, ValueKind.JsonNumber);
+        Assert.Equal(KeyHint.Ssn, KeyHints.Of("customer_SSN"u8) & KeyHint.Ssn);
+        Assert.Equal(KeyHint.Ssn, KeyHints.Of("socialSecurityNumber"u8) & KeyHint.Ssn);
+        Assert.Equal(KeyHint.None, KeyHints.Of("orderId"u8));
+    }
+
+    [Theory]
+    [InlineData("alice@example.com")]
+    [InlineData("bob.smith+tag@mail.example.co.uk")]
+    [InlineData("x_y-z%1@sub-domain.example.org")]
+    public void Emails_are_found(string email) => Finds("EMAIL", $"<p>write to {email}.</p>", email);
+
+    [Theory]
+    [InlineData("user@localhost")]
+    [InlineData("@example.com")]
+    [InlineData("alice@")]
+    [InlineData("alice@example.c")]
+    [InlineData("alice@-example.com")]
+    [InlineData("git@github.com:org/repo")]   // found: github.com is a domain; shows the span stops at ':'
+    public void Malformed_emails_are_not(string text)
+    {
+        var found = Scan(text).Where(f => f.Category == "EMAIL").ToList();
+        if (text.StartsWith("git@")) Assert.Equal([("EMAIL", "git@github.com")], found);
+        else Assert.Empty(found);
+    }
+
+    [Theory]
+    [InlineData("+14155552671")]
+    [InlineData("+1 415-555-2671")]
+    [InlineData("+44 20 7946 0958")]
+    [InlineData("(415) 555-2671")]
+    [InlineData("415-555-2671")]
+    public void Phone_numbers_valid_in_their_plan_are_found(string phone) => Finds("PHONE_NUMBER", $"call {phone} now", phone);
+
+    [Theory]
+    [InlineData("1764000000")]      // a Unix time
+    [InlineData("20241115")]        // a date
+    [InlineData("1.2.3")]           // a version
+    [InlineData("+1 000-000-0000")] // not in the plan
+    [InlineData("415.5552671")]     // not 3-3-4
+    [InlineData("12.50")]           // a price
+    public void Digit_runs_that_are_no_phone_are_not(string text) =>
+        Assert.DoesNotContain(Scan(text), f => f.Category == "PHONE_NUMBER");
+
+    [Fact]
+    public void Bare_digits_are_a_phone_only_under_a_phone_key()
+    {
+        FindsNothing("4155552671");
+        Finds("PHONE_NUMBER", "4155552671", "4155552671", KeyHint.Phone);
+        Assert.Equal(KeyHint.Phone, KeyHints.Of("mobilePhone"u8) & KeyHint.Phone);
+    }
+
+    private const string Jwt =
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+
+    [Fact]
+    public void Jwts_are_found_and_lookalikes_are_not()
+    {
+        Finds("JWT", $"token={Jwt}", Jwt);
+        // three base64url parts whose header is JSON without alg
+        var noAlg = Convert.ToBase64String(Encoding.UTF8.GetBytes("{\"typ\":\"JWT\"}")).TrimEnd('=') + ".eyJzdWIiOiIxIn0.c2lnbmF0dXJl";
+        Assert.DoesNotContain(Scan(noAlg), f => f.Category == "JWT");
+        Assert.DoesNotContain(Scan("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.only-two-parts"), f => f.Category == "JWT");
+    }
+
+    [Fact]
+    public void Ip_addresses_are_found_and_versions_are_not()
+    {
+        Finds("IP_ADDRESS", "client 203.0.113.9 connected", "203.0.113.9");
+        Finds("IP_ADDRESS", "from 2001:db8::1 today", "2001:db8::1");
+        Finds("IP_ADDRESS", "10.0.0.9:8080", "10.0.0.9");
+        FindsNothing("1.2.3");
+        FindsNothing("10.0.19045.2965");
+        FindsNothing("256.1.1.1");
+        FindsNothing("1.2.3.4.5");
+        Assert.DoesNotContain(Scan("1.2.3.4", KeyHint.Version), f => f.Category == "IP_ADDRESS");
+    }
+
+    [Fact]
+    public void Vins_need_their_check_digit()
+    {
+        Finds("VIN", "vin 1M8GDM9AXKP042788", "1M8GDM9AXKP042788");
+        Finds("VIN", "1HGCM82633A004352", "1HGCM82633A004352");
+        FindsNothing("1M8GDM9A1KP042788"); // check digit wrong
+        FindsNothing("11111111111111111");  // digits only
+    }
+
+    [Fact]
+    public void Uuids_are_found_and_uuid_like_ids_are_not()
+    {
+        Finds("UUID", "/users/550e8400-e29b-41d4-a716-446655440000", "550e8400-e29b-41d4-a716-446655440000");
+        FindsNothing("550e8400-e29b-41d4-a716-44665544000");   // one short
+        FindsNothing("550e8400e29b41d4a716446655440000");      // no dashes
+        FindsNothing("550e8400-e29b-01d4-a716-446655440000");  // version 0
+        FindsNothing("550e8400-e29b-41d4-c716-446655440000");  // variant c
+        FindsNothing("ORDER-2024-0001-0002-000000000042xyz");
+    }
+
+    [Fact]
+    public void Ibans_need_mod_97()
+    {
+        Finds("IBAN", "pay to DE89370400440532013000 today", "DE89370400440532013000");
+        Finds("IBAN", "GB82WEST12345698765432", "GB82WEST12345698765432");
+        FindsNothing("DE89370400440532013001");
+        FindsNothing("XX00ABCDEFGHIJKLMNOP");
+    }
+
+    [Fact]
+    public void Aws_access_keys_need_a_known_prefix()
+    {
+        Finds("AWS_ACCESS_KEY", "aws_access_key_id = AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE");
+        Finds("AWS_ACCESS_KEY", "ASIAY34FZKBOKMUTVV7A", "ASIAY34FZKBOKMUTVV7A");
+        FindsNothing("AKIBIOSFODNN7EXAMPLE");
+        FindsNothing("akiaiosfodnn7example");
+    }
+
+    [Fact]
+    public void Private_keys_are_found_by_their_pem_block()
+    {
+        const string key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----";
+        Finds("PRIVATE_KEY", "key: " + key + "\n", key);
+        Finds("PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----\\nMIIE", "-----BEGIN PRIVATE KEY-----", kind: ValueKind.JsonEscaped);
+        Assert.DoesNotContain(Scan("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"), f => f.Category == "PRIVATE_KEY");
+    }
+
+    [Fact]
+    public void Bearer_tokens_are_found_in_authorization_values_only()
+    {
+        Finds("BEARER_TOKEN", "Bearer abc.def-123", "abc.def-123", kind: ValueKind.Authorization);
+        Finds("BEARER_TOKEN", "bearer  " + Jwt, Jwt, kind: ValueKind.Authorization);
+        Finds("JWT", "Bearer " + Jwt, Jwt, kind: ValueKind.Authorization);
+        Assert.DoesNotContain(Scan("Bearer abc.def-123"), f => f.Category == "BEARER_TOKEN");
+        Assert.DoesNotContain(Scan("Basic dXNlcjpwYXNz", kind: ValueKind.Authorization), f => f.Category == "BEARER_TOKEN");
+    }
+
+    [Theory]
+    [InlineData("{\"id\":4821,\"status\":\"shipped\",\"total\":129.95}")]
+    [InlineData("version 2.14.1 built 2025-11-25T10:00:00Z")]
+    [InlineData("order ORD-20241115-000123 placed at 1764000000")]
+    [InlineData("Tue, 25 Nov 2025 10:00:00 GMT")]
+    [InlineData("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0.6099.109")]
+    [InlineData("sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")]
+    public void Ordinary_traffic_has_no_findings(string text) => FindsNothing(text);
+
+    [Fact]
+    public void A_match_never_starts_inside_a_json_escape()
+    {
+        // \n before the digits is an escape: the card still counts, and the span starts at the digits
+        Finds("CREDIT_CARD", "line\\n4111111111111111", "4111111111111111", kind: ValueKind.JsonEscaped);
+        Assert.All(Scan("\\u00404111111111111111", kind: ValueKind.JsonEscaped), f => Assert.DoesNotContain("\\", f.Text));
+    }
+
+    [Fact]
+    public void Only_enabled_categories_are_scanned()
+    {
+        var found = new List<ValueMatch>();
+        ValueScanner.Scan("alice@example.com 4111111111111111"u8, KeyHint.None, ValueKind.Text, 1u << (int)BuiltIn.Email, found);
+        Assert.Equal([BuiltIn.Email], found.Select(f => f.Category));
+    }
+
+    private static readonly string[] Pieces =
+    [
+        "4111111111111111", "4111 1111 1111 1111", "5500-0055-5555-5559", "536-90-4399", "alice@example.com", "+14155552671",
+        "(415) 555-2671", "415-555-2671", "203.0.113.9", "1M8GDM9AXKP042788", "550e8400-e29b-41d4-a716-446655440000",
+        "DE89370400440532013000", "AKIAIOSFODNN7EXAMPLE", "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+        "hello", "{\"id\":12345,", "\"name\":\"item-7\"", " ", "  ", "\n", ",", ":", "12.50", "1.2.3", "v2", "-", "(", ")", "+",
+        "                ", "x", "Z", "0", "99", "2024-01-15", "1764000000",
+    ];
+
+    [Fact]
+    public void The_vector_pre_filter_skips_only_what_holds_no_match()
+    {
+        var text = Gen.Choose(8, 200).SelectMany(n => Gen.ArrayOf(Gen.Elements(Pieces), n)).Select(p => string.Concat(p)).ToArbitrary();
+        Prop.ForAll(text, t =>
+        {
+            var bytes = Encoding.UTF8.GetBytes(t);
+            var fast = new List<ValueMatch>();
+            var every = new List<ValueMatch>();
+            ValueScanner.Scan(bytes, KeyHint.None, ValueKind.JsonEscaped, ValueScanner.AllBuiltIns, fast);
+            ValueScanner.ScanEveryToken(bytes, ValueKind.JsonEscaped, ValueScanner.AllBuiltIns, every);
+            Assert.Equal(every.OrderBy(m => m.Start).ThenBy(m => m.Category), fast.OrderBy(m => m.Start).ThenBy(m => m.Category));
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(500));
+    }
+}
