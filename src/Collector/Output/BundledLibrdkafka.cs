@@ -30,8 +30,9 @@ public static class BundledLibrdkafka
     /// runtimes/linux-x64/native in a portable build (dotnet build, the tests' output).</summary>
     public static string PathIn(string baseDirectory)
     {
-        var flat = Path.Combine(baseDirectory, FileName);
-        return File.Exists(flat) ? flat : Path.Combine(baseDirectory, "runtimes", "linux-x64", "native", FileName);
+        // told apart by the folder, not the file: a missing file is reported where it belongs
+        var nested = Path.Combine(baseDirectory, "runtimes", "linux-x64", "native");
+        return Path.Combine(Directory.Exists(nested) ? nested : baseDirectory, FileName);
     }
 
     public static string DefaultPath => PathIn(AppContext.BaseDirectory);
