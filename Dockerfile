@@ -46,7 +46,8 @@ FROM debian:bookworm-slim
 
 ADD https://packages.microsoft.com/config/debian/12/packages-microsoft-prod.deb /tmp/packages-microsoft-prod.deb
 # The host loads "libbpf.so.1". No librdkafka package: the collector loads the
-# one in its own folder (runtimes/linux-x64/native) and refuses any other.
+# one in its own folder (centos8-librdkafka.so beside the binary: the release is
+# published ReadyToRun for linux-x64) and refuses any other.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && dpkg -i /tmp/packages-microsoft-prod.deb && rm /tmp/packages-microsoft-prod.deb \

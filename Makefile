@@ -39,11 +39,16 @@ $(BPF_OBJ): $(BUILD)/collector-current.o $(BUILD)/collector-compat.o
 
 bpf: $(BPF_OBJ)
 
-native: $(BUILD)/layout_dump $(BUILD)/tls_longjmp
+native: $(BUILD)/layout_dump $(BUILD)/tls_longjmp $(BUILD)/mock_kafka
 
 $(BUILD)/layout_dump: native/layout_dump.c bpf/collector.h
 	@mkdir -p $(BUILD)
 	$(CC) -O1 -Wall -Werror -I bpf -o $@ native/layout_dump.c
+
+# librdkafka's mock cluster as a process of its own, the broker of bench-capture's kafka mode
+$(BUILD)/mock_kafka: native/mock_kafka.c
+	@mkdir -p $(BUILD)
+	$(CC) -O1 -Wall -Werror -o $@ native/mock_kafka.c -ldl
 
 $(BUILD)/tls_longjmp: native/tls_longjmp.c
 	@mkdir -p $(BUILD)

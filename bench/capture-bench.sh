@@ -6,6 +6,21 @@
 #   floor     count-only probes on the same hooks (bpftrace, a per-CPU count per hit)
 #   collector the collector tracing both nginx and wrk (every request is emitted twice, once per side)
 #   server    the collector tracing nginx only (the production shape: the load comes from elsewhere)
+#   kafka     as collector (both ends traced), but the messages go to Kafka: a librdkafka mock
+#             cluster in a process of its own (build/mock_kafka on the collector's bundled
+#             librdkafka), started fresh for each run; its CPU is measured apart (in production the
+#             broker runs elsewhere), and every message queued in the measured run must be
+#             delivered (shed or failed ones are printed)
+#   startup   the collector (stdout, both ends traced) started while wrk already runs at full
+#             load: the time from exec to /ready and every drop from exec to STARTUP_SECS seconds
+#             after /ready
+# MODES picks the modes of the HTTP/1 schemes (default "none trap floor collector server kafka startup").
+# <mode>-alt (collector-alt, kafka-alt, startup-alt ...) runs that mode with the build at ALT_COLLECTOR
+# (e.g. another publish of the collector, or a script that sets a variable and execs it), <mode>-alt2
+# with ALT2_COLLECTOR, interleaved with the others in every round.
+# PROFILE=<mode> records the collector of that mode with perf during each measured run (cpu-clock,
+# 2 kHz, call graphs; JIT'ed code named through the runtime's perf map) into
+# build/perf-<scheme>-<mode>-<round>.data; read it with perf script or perf report.
 # Each measured run follows WARMUP seconds of the same load (every mode alike): the figures are
 # the steady state of a node agent that runs for days, not its JIT warming up.
 # Prints requests/s (median), the ratios to the floor and to the trap, the collector's CPU seconds per
@@ -29,18 +44,24 @@ DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 SCHEMES=${SCHEMES:-http https h2 go}
+MODES=${MODES:-none trap floor collector server kafka startup}
+STARTUP_SECS=${STARTUP_SECS:-5}
+MOCK_KAFKA=build/mock_kafka
+# the collector's bundled library, flat (a RID-specific publish) or under runtimes/ (a portable one)
+LIBRDKAFKA=$(ls build/collector/centos8-librdkafka.so build/collector/runtimes/linux-x64/native/centos8-librdkafka.so 2>/dev/null | head -1 || true)
 H2_ROUNDS=${H2_ROUNDS:-$((ROUNDS < 2 ? ROUNDS : 2))}
 H2_CONNECTIONS=${H2_CONNECTIONS:-8}
 H2_STREAMS=${H2_STREAMS:-10}
 GO_ROUNDS=${GO_ROUNDS:-$ROUNDS}
 GO_SERVER=build/peers/go/go1.22/go-tls-default
-COLLECTOR=build/collector/Collector
+COLLECTOR=${COLLECTOR:-build/collector/Collector}
 LIBSSL=$(ls /usr/lib/x86_64-linux-gnu/libssl.so.3)
 work=$(mktemp -d /tmp/capture-bench.XXXXXX)
 go_events=/sys/kernel/tracing/uprobe_events
 go_probes=() # the uprobe events made for the Go floor, removed at exit
 cleanup() {
   kill $(cat $work/nginx.pid 2>/dev/null) 2>/dev/null || true
+  [ -n "${broker:-}" ] && kill "$broker" 2>/dev/null
   [ -n "${go_pid:-}" ] && kill "$go_pid" 2>/dev/null
   for p in "${go_probes[@]}"; do echo "-:capbench/$p" >> "$go_events" 2>/dev/null || true; done
   pkill -f "$work" 2>/dev/null || true
@@ -168,14 +189,37 @@ cpu_seconds() { # pid → utime+stime in seconds
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b ? a / b : 0}'; }
+per10k() { # cpu seconds before, after, requests/s → CPU seconds per 10,000 requests of the measured run
+  awk -v a="$1" -v b="$2" -v r="$3" -v d="$DURATION" 'BEGIN { printf "%.3f", (b - a) / (r * d) * 10000 }'
+}
+start_broker() { # → $broker (pid), $bootstrap; the broker reads its stdin until the bench closes it
+  local fifo=$work/broker.in
+  rm -f "$fifo"; mkfifo "$fifo"
+  "$MOCK_KAFKA" "$LIBRDKAFKA" < "$fifo" > "$work/broker.out" 2> "$work/broker.err" & broker=$!
+  exec 9> "$fifo"
+  for i in $(seq 50); do [ -s "$work/broker.out" ] && break; sleep 0.1; done
+  bootstrap=$(head -1 "$work/broker.out")
+  [ -n "$bootstrap" ] || { echo "capture-bench: mock broker did not start: $(cat "$work/broker.err")" >&2; exit 1; }
+}
+stop_broker() { exec 9>&-; kill $broker 2>/dev/null || true; wait $broker 2>/dev/null || true; broker=""; }
+ready_ms() { # metrics port, start time (ns) → milliseconds from start to the first 200 of /ready (or "never" within 30 s)
+  local t
+  for i in $(seq 3000); do
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "127.0.0.1:$1/ready")" = 200 ]; then
+      t=$(date +%s%N); echo $(( (t - $2) / 1000000 )); return
+    fi
+    sleep 0.01
+  done
+  echo never
+}
 
-declare -A results cpu drops startup
+declare -A results cpu drops startup brokercpu kafkalost kafkadelivered readyms startupdrops startupreasons rss cpuex
 h2capture=""
 gocapture=""
 metrics_port=$((tls + 1))
 for round in $(seq "$ROUNDS"); do
   for scheme in $SCHEMES; do
-    modes="none trap floor collector server"
+    modes=$MODES
     case $scheme in
       http) url="http://127.0.0.1:$plain/1k.txt" ;;
       https) url="https://127.0.0.1:$tls/1k.txt" ;;
@@ -187,26 +231,78 @@ for round in $(seq "$ROUNDS"); do
     esac
     for mode in $modes; do
       pid=""
-      if [ "$mode" = floor ] || [ "$mode" = trap ]; then
-        script="$work/$mode.bt"; [ "$scheme" = go ] && script="$work/gofloor.bt"
+      # <mode>-alt, <mode>-alt2: the same mode with ALT_COLLECTOR, ALT2_COLLECTOR (other builds,
+      # compared in the same rounds)
+      kind=${mode%-alt*}; bin=$COLLECTOR
+      case ${mode#"$kind"} in
+        -alt) bin=${ALT_COLLECTOR:?"$mode needs ALT_COLLECTOR"} ;;
+        -alt2) bin=${ALT2_COLLECTOR:?"$mode needs ALT2_COLLECTOR"} ;;
+      esac
+      if [ "$kind" = startup ]; then
+        # full load first, then the collector: what a rolling update on a busy node does
+        [ "$scheme" = h2 ] && continue
+        # wrk outlasts the window whatever start-up takes; it is stopped once the drops are read
+        wrk -t2 -c"$CONNECTIONS" -d60s "$url" > "$work/startup.wrk" 2>&1 & loadpid=$!
+        sleep 2
+        t0=$(date +%s%N)
+        TRACE_COMMS=nginx,wrk METRICS_BIND=127.0.0.1:$metrics_port $bin > /dev/null 2> "$work/collector.log" & pid=$!
+        readyms["$scheme,$mode"]+="$(ready_ms $metrics_port "$t0") "
+        # the window is the first STARTUP_SECS seconds after /ready; the kernel's counters reach
+        # /metrics every 500 ms, so wait that long past it before reading
+        sleep "$STARTUP_SECS"; sleep 0.6
+        d=$(dropped $metrics_port)
+        startupdrops["$scheme,$mode"]+="$d "
+        startupreasons["$scheme,$mode"]+="round $round: $(drop_reasons $metrics_port); emitted $(metric $metrics_port collector_exchanges_emitted_total)"$'\n'
+        kill -INT $loadpid 2>/dev/null || true; wait $loadpid 2>/dev/null || true
+        kill -INT $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
+        echo "round $round $scheme $mode: $d dropped up to ${STARTUP_SECS}s after ready, ready after $(awk '{print $NF}' <<< "${readyms[$scheme,$mode]}") ms" >&2
+        continue
+      fi
+      if [ "$kind" = floor ] || [ "$kind" = trap ]; then
+        script="$work/$kind.bt"; [ "$scheme" = go ] && script="$work/gofloor.bt"
         bpftrace "$script" > "$work/bt.out" 2>&1 & pid=$!
         sleep 4
-      elif [ "$mode" = collector ] || [ "$mode" = server ]; then
-        traced=nginx,wrk; [ "$scheme" = h2 ] && traced=nginx,h2load; [ "$mode" = server ] && traced=nginx
+      elif [ "$kind" = collector ] || [ "$kind" = server ] || [ "$kind" = kafka ]; then
+        traced=nginx,wrk; [ "$scheme" = h2 ] && traced=nginx,h2load; [ "$kind" = server ] && traced=nginx
         [ "$scheme" = go ] && traced=$(basename "$GO_SERVER"),wrk
-        TRACE_COMMS=$traced METRICS_BIND=127.0.0.1:$metrics_port $COLLECTOR > /dev/null 2> "$work/collector.log" & pid=$!
+        sinkenv=()
+        if [ "$kind" = kafka ]; then start_broker; sinkenv=(AKTO_KAFKA_BROKER_MAL="$bootstrap"); fi
+        [ "${PROFILE:-}" = "$mode" ] && sinkenv+=(DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0)
+        env "${sinkenv[@]}" TRACE_COMMS=$traced METRICS_BIND=127.0.0.1:$metrics_port $bin > /dev/null 2> "$work/collector.log" & pid=$!
         for i in $(seq 600); do grep -q "ready:" "$work/collector.log" && break; sleep 0.1; done
         grep -q "ready:" "$work/collector.log" || { echo "capture-bench: the collector was not ready within 60 s: $(tail -3 "$work/collector.log")" >&2; exit 1; }
       fi
       warm_up "$scheme" "$url"
-      if [ "$mode" = collector ] || [ "$mode" = server ]; then
+      if [ "$kind" = collector ] || [ "$kind" = server ] || [ "$kind" = kafka ]; then
         c0=$(cpu_seconds $pid); d0=$(dropped $metrics_port); e0=$(metric $metrics_port collector_exchanges_emitted_total)
+        if [ "$kind" = kafka ]; then
+          b0=$(cpu_seconds $broker)
+          # what the warm-up queued is delivered before the measured run starts counting
+          for i in $(seq 100); do [ "$(metric $metrics_port collector_kafka_waiting_messages)" -lt 1000 ] && break; sleep 0.1; done
+          q0=$(metric $metrics_port collector_kafka_messages_total 'result="queued"')
+          l0=$(( $(metric $metrics_port collector_kafka_messages_total 'result="shed"') + $(metric $metrics_port collector_kafka_messages_total 'result="failed"') ))
+        fi
+      fi
+      perfpid=""
+      if [ "${PROFILE:-}" = "$mode" ] && [ -n "$pid" ]; then
+        perf record -e cpu-clock -F 2000 -g -p "$pid" -o "build/perf-$scheme-$mode-$round.data" -- sleep "$DURATION" > /dev/null 2>&1 & perfpid=$!
       fi
       rps=$(run_load "$scheme" "$url")
-      if [ "$mode" = collector ] || [ "$mode" = server ]; then
+      [ -n "$perfpid" ] && wait $perfpid
+      if [ "$kind" = collector ] || [ "$kind" = server ] || [ "$kind" = kafka ]; then
+        rss["$scheme,$mode"]+="$(awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' /proc/$pid/status) "
         c1=$(cpu_seconds $pid); d1=$(dropped $metrics_port); e1=$(metric $metrics_port collector_exchanges_emitted_total)
         if [ "$scheme" = go ]; then
           gocapture+="round $round: $((e1 - e0)) exchanges emitted in the measured run, drops $((d1 - d0)); since start-up by stage and reason: $(drop_reasons $metrics_port)"$'\n'
+        fi
+        if [ "$kind" = kafka ]; then
+          b1=$(cpu_seconds $broker)
+          brokercpu["$scheme,$mode"]+="$(per10k "$b0" "$b1" "$rps") "
+          # every message queued in the measured run delivered (the collector keeps counting: wait for the acks)
+          for i in $(seq 100); do [ "$(metric $metrics_port collector_kafka_waiting_messages)" = 0 ] && break; sleep 0.1; done
+          l1=$(( $(metric $metrics_port collector_kafka_messages_total 'result="shed"') + $(metric $metrics_port collector_kafka_messages_total 'result="failed"') ))
+          kafkalost["$scheme,$mode"]+="$((l1 - l0)) "
+          kafkadelivered["$scheme,$mode"]+="$(metric $metrics_port collector_kafka_messages_total 'result="delivered"')/$(metric $metrics_port collector_kafka_messages_total 'result="queued"') "
         fi
         if [ "$scheme" = h2 ]; then
           # the collector saw HTTP/2: connections that began with the preface (both sides of the
@@ -216,13 +312,17 @@ for round in $(seq "$ROUNDS"); do
           h2capture+="$((e1 - e0)) exchanges emitted for $done_requests requests done in the measured run ($(ratio $((e1 - e0)) $((2 * done_requests))) of 2 per request), "
           h2capture+="drops $((d1 - d0)); since start-up by stage and reason: $(drop_reasons $metrics_port)"$'\n'
         fi
-        cpu["$scheme,$mode"]+="$(awk -v a="$c0" -v b="$c1" -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%.3f", (b - a) / (r * d) * 10000 }') "
+        cpu["$scheme,$mode"]+="$(per10k "$c0" "$c1" "$rps") "
+        # per exchange emitted too: a collector that drops events (a loaded machine) does less work
+        # per request, and CPU per request alone would flatter it
+        cpuex["$scheme,$mode"]+="$(awk -v a="$c0" -v b="$c1" -v e=$((e1 - e0)) 'BEGIN { printf "%.2f", e ? (b - a) / e * 1e6 : 0 }') "
         drops["$scheme,$mode"]+="$((d1 - d0)) "
         startup["$scheme,$mode"]+="$d0 "
       fi
       [ -n "$pid" ] && { kill -INT $pid 2>/dev/null || true; kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; }
+      [ "$kind" = kafka ] && stop_broker
       results["$scheme,$mode"]+="$rps "
-      echo "round $round $scheme $mode: $rps req/s" >&2
+      echo "round $round $scheme $mode: $rps req/s, collector CPU s/10k $(awk '{print $NF}' <<< "${cpu[$scheme,$mode]:-}"), µs/exchange $(awk '{print $NF}' <<< "${cpuex[$scheme,$mode]:-}"), drops $(awk '{print $NF}' <<< "${drops[$scheme,$mode]:-}")" >&2
     done
   done
 done
@@ -238,29 +338,44 @@ paired() { # numerators denominators → "median (min-max)" of the per-round rat
   printf '%.3f (%s-%s)' "$(median <<< "$r")" "$(head -1 <<< "$r")" "$(tail -1 <<< "$r")"
 }
 h1schemes=$(tr ' ' '\n' <<< "$SCHEMES" | grep -x 'https\?' | tr '\n' ' ' || true)
+has() { [ -n "${results[$1]:-}" ]; }
+med() { [ -n "${1:-}" ] && echo "$1" | median || echo -; }
 if [ -n "$h1schemes" ]; then
-  printf '\n%-7s %9s %9s %9s %10s %9s %16s %13s %15s %12s %10s %9s\n' scheme none trap floor collector server \
-    collector/floor server/floor collector/trap server/trap "CPU s/10k" "(server)"
+  printf '\n%-7s %-14s %10s %10s %12s %12s %8s\n' scheme mode "req/s" "CPU s/10k" "µs/exchange" "drops (run)" "RSS MiB"
   for scheme in $h1schemes; do
-    n=$(echo "${results[$scheme,none]}" | median)
-    t=$(echo "${results[$scheme,trap]}" | median)
-    f=$(echo "${results[$scheme,floor]}" | median)
-    c=$(echo "${results[$scheme,collector]}" | median)
-    v=$(echo "${results[$scheme,server]}" | median)
-    printf '%-7s %9.0f %9.0f %9.0f %10.0f %9.0f %16s %13s %15s %12s %10s %9s\n' "$scheme" "$n" "$t" "$f" "$c" "$v" \
-      "$(ratio "$c" "$f")" "$(ratio "$v" "$f")" "$(ratio "$c" "$t")" "$(ratio "$v" "$t")" \
-      "$(echo "${cpu[$scheme,collector]}" | median)" "$(echo "${cpu[$scheme,server]}" | median)"
+    for mode in $MODES; do
+      has "$scheme,$mode" || continue
+      printf '%-7s %-14s %10.0f %10s %12s %12s %8s\n' "$scheme" "$mode" "$(echo "${results[$scheme,$mode]}" | median)" \
+        "$(med "${cpu[$scheme,$mode]:-}")" "$(med "${cpuex[$scheme,$mode]:-}")" "$(med "${drops[$scheme,$mode]:-}")" "$(med "${rss[$scheme,$mode]:-}")"
+    done
   done
-  printf '\n(requests/s, medians of %s rounds of %s s after %s s of warm-up; CPU: collector CPU seconds per 10,000 requests)\n' "$ROUNDS" "$DURATION" "$WARMUP"
+  printf '\n(requests/s, medians of %s rounds of %s s after %s s of warm-up; CPU: collector CPU seconds per 10,000 requests and µs per exchange emitted; RSS at the end of the run)\n' "$ROUNDS" "$DURATION" "$WARMUP"
   for scheme in $h1schemes; do
-    printf 'per-round ratios, %s: collector/floor %s, server/floor %s, collector/trap %s, server/trap %s\n' "$scheme" \
-      "$(paired "${results[$scheme,collector]}" "${results[$scheme,floor]}")" "$(paired "${results[$scheme,server]}" "${results[$scheme,floor]}")" \
-      "$(paired "${results[$scheme,collector]}" "${results[$scheme,trap]}")" "$(paired "${results[$scheme,server]}" "${results[$scheme,trap]}")"
-  done
-  for scheme in $h1schemes; do
-    printf 'drops during the measured runs, %s: collector %s| server %s\n' "$scheme" "${drops[$scheme,collector]}" "${drops[$scheme,server]}"
-    printf 'drops from start-up to the end of warm-up (the collector starts under full load), %s: collector %s| server %s\n' \
-      "$scheme" "${startup[$scheme,collector]}" "${startup[$scheme,server]}"
+    line=""
+    for pair in collector/floor server/floor collector/trap server/trap kafka/floor; do
+      has "$scheme,${pair%/*}" && has "$scheme,${pair#*/}" || continue
+      line+=" $pair $(paired "${results[$scheme,${pair%/*}]}" "${results[$scheme,${pair#*/}]}"),"
+    done
+    [ -n "$line" ] && printf 'per-round ratios of requests/s, %s:%s\n' "$scheme" "${line%,}"
+    for mode in $MODES; do
+      has "$scheme,$mode" && [ -n "${drops[$scheme,$mode]:-}" ] || continue
+      printf 'drops during the measured runs, %s %s: %s| from start-up to the end of warm-up: %s\n' "$scheme" "$mode" "${drops[$scheme,$mode]}" "${startup[$scheme,$mode]}"
+    done
+    for mode in $MODES; do
+      [ "${mode%-alt*}" = kafka ] && has "$scheme,$mode" || continue
+      stdout=collector${mode#kafka}
+      printf 'Kafka sink, %s %s: collector CPU s/10k stdout (%s) %s, kafka %s; per-round kafka/stdout CPU %s; broker (mock cluster, its own process) CPU s/10k %s\n' "$scheme" "$mode" "$stdout" \
+        "$(med "${cpu[$scheme,$stdout]:-}")" "$(med "${cpu[$scheme,$mode]}")" \
+        "$( has "$scheme,$stdout" && paired "${cpu[$scheme,$mode]}" "${cpu[$scheme,$stdout]}" || echo -)" "$(med "${brokercpu[$scheme,$mode]}")"
+      has "$scheme,$stdout" && printf 'Kafka sink, %s %s: per-round kafka/stdout CPU per exchange emitted %s\n' "$scheme" "$mode" "$(paired "${cpuex[$scheme,$mode]}" "${cpuex[$scheme,$stdout]}")"
+      printf 'Kafka sink, %s %s: messages shed or failed in the measured runs: %s| delivered/queued since start at the end of each run: %s\n' "$scheme" "$mode" "${kafkalost[$scheme,$mode]}" "${kafkadelivered[$scheme,$mode]}"
+    done
+    for mode in $MODES; do
+      [ -n "${startupdrops[$scheme,$mode]:-}" ] || continue
+      printf 'start-up under full load, %s %s: drops from exec to %s s after /ready: %s(median %s); exec to /ready ms: %s(median %s)\n' "$scheme" "$mode" "$STARTUP_SECS" \
+        "${startupdrops[$scheme,$mode]}" "$(med "${startupdrops[$scheme,$mode]}")" "${readyms[$scheme,$mode]}" "$(echo "${readyms[$scheme,$mode]}" | tr ' ' '\n' | grep -v never | tr '\n' ' ' | median)"
+      printf '%s' "${startupreasons[$scheme,$mode]}"
+    done
   done
 fi
 if [ -n "${results[h2,none]:-}" ]; then

@@ -14,6 +14,16 @@ OUTDIR=$(cd "$1" && pwd)   # absolute, before leaving the caller's directory
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 make bpf                   # build/collector.bpf.o (CO-RE, from build/vmlinux.h)
-dotnet publish src/Collector/Collector.csproj -c Release -o "$OUTDIR"
+# ReadyToRun (READY_TO_RUN=true, the default): the assemblies carry native code compiled ahead of
+# time, so a collector started under load does not run its hot path in the JIT's first tier;
+# tiered compilation and dynamic PGO still recompile the hot methods (see README, Start-up).
+# It needs a runtime identifier; --self-contained false keeps the host's .NET runtime.
+# READY_TO_RUN=false publishes IL only (JIT at start), the build R2R is compared against.
+if [ "${READY_TO_RUN:-true}" = true ]; then
+    dotnet publish src/Collector/Collector.csproj -c Release -r linux-x64 --self-contained false \
+        -p:PublishReadyToRun=true -o "$OUTDIR"
+else
+    dotnet publish src/Collector/Collector.csproj -c Release -o "$OUTDIR"
+fi
 cp build/collector.bpf.o "$OUTDIR/"
 echo "release in $OUTDIR"

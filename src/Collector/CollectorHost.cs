@@ -139,7 +139,8 @@ public static class CollectorHost
         KernelCapture kernel;
         try
         {
-            kernel = new KernelCapture(settings, loggerFactory.CreateLogger("kernel"));
+            // attached only once the reader runs (below)
+            kernel = new KernelCapture(settings, loggerFactory.CreateLogger("kernel"), attach: false);
         }
         catch (Exception e) when (e is BpfException or KernelBelowFloorException or FileNotFoundException or InvalidOperationException or DllNotFoundException)
         {
@@ -173,8 +174,29 @@ public static class CollectorHost
             Name = "ring-buffer",
             IsBackground = true,
         };
+        reader.CaptureFrom(ulong.MaxValue); // nothing until every tracepoint is on (see CaptureFrom)
         readerThread.Start();
         await readerStarted.Task;
+        // Probes go on only now that the reader polls: attached before it (as they were), a
+        // collector started under load had the ring filling while the rest of start-up ran, and
+        // its first poll found the ring full (events lost before a single one was read).
+        try
+        {
+            kernel.AttachTracepoints();
+            reader.CaptureFrom(ConnectionTable.MonotonicNowNs());
+        }
+        catch (BpfException e)
+        {
+            log.LogCritical("cannot start kernel capture: {Error}", e.Message);
+            stopReading.Cancel();
+            readerThread.Join();
+            stop.Cancel();
+            await rulesTask;
+            await mongoTask;
+            await sink.DisposeAsync();
+            await web.StopAsync();
+            return ExitKernelError;
+        }
 
         tls.AttachSystemLibraries();
         tls.ScanAll();

@@ -22,6 +22,9 @@ public sealed record Settings
     public int KafkaQueueMessages { get; init; } = 100_000;
     public int KafkaQueueMegabytes { get; init; } = 256;
     public int KafkaMaxMessageBytes { get; init; } = 1_000_000;
+    public string KafkaCompression { get; init; } = "lz4";
+    /// <summary>-1: the codec's own default level.</summary>
+    public int KafkaCompressionLevel { get; init; } = -1;
     public TimeSpan ShutdownGrace { get; init; } = TimeSpan.FromSeconds(25);
     public string HeartbeatTopic { get; init; } = "akto.daemonset.producer.heartbeats";
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(60);
@@ -117,6 +120,8 @@ public static class SettingsReader
         ("KAFKA_QUEUE_MESSAGES", "100000", "messages waiting for the broker before the oldest are shed"),
         ("KAFKA_QUEUE_MB", "256", "MB waiting for the broker before the oldest are shed"),
         ("KAFKA_MAX_MESSAGE_BYTES", "1000000", "largest message produced; bodies are cut to fit"),
+        ("KAFKA_COMPRESSION", "lz4", "compression of producer batches: none, gzip, snappy, lz4 or zstd"),
+        ("KAFKA_COMPRESSION_LEVEL", "-1", "the codec's level (-1: its default; gzip 0-9, lz4 0-12, zstd 1-22; snappy and none have none)"),
         ("SHUTDOWN_GRACE_SECS", "25", "seconds to flush on SIGTERM before exiting"),
         ("AKTO_HEARTBEAT_TOPIC", "akto.daemonset.producer.heartbeats", "topic for heartbeats"),
         ("AKTO_HEARTBEAT_INTERVAL_SECS", "60", "seconds between heartbeats"),
@@ -211,6 +216,11 @@ public static class SettingsReader
             KafkaQueueMessages = Int(Get, "KAFKA_QUEUE_MESSAGES", d.KafkaQueueMessages, 1, int.MaxValue),
             KafkaQueueMegabytes = Int(Get, "KAFKA_QUEUE_MB", d.KafkaQueueMegabytes, 1, 1_000_000),
             KafkaMaxMessageBytes = Int(Get, "KAFKA_MAX_MESSAGE_BYTES", d.KafkaMaxMessageBytes, 10_000, 1_000_000_000),
+            KafkaCompression = Get("KAFKA_COMPRESSION")?.ToLowerInvariant() is { } codec
+                ? (codec is "none" or "gzip" or "snappy" or "lz4" or "zstd" ? codec
+                    : throw new SettingsException("KAFKA_COMPRESSION", $"'{codec}' is not one of none, gzip, snappy, lz4, zstd"))
+                : d.KafkaCompression,
+            KafkaCompressionLevel = Int(Get, "KAFKA_COMPRESSION_LEVEL", d.KafkaCompressionLevel, -1, 22),
             ShutdownGrace = Seconds(Get, "SHUTDOWN_GRACE_SECS", d.ShutdownGrace, allowFraction: true),
             HeartbeatTopic = Topic(Get, "AKTO_HEARTBEAT_TOPIC", d.HeartbeatTopic),
             HeartbeatInterval = Seconds(Get, "AKTO_HEARTBEAT_INTERVAL_SECS", d.HeartbeatInterval, allowFraction: true),
@@ -262,6 +272,13 @@ public static class SettingsReader
             CheckCaFile(s.KafkaCaCertPath);
         if ((long)s.KafkaQueueMegabytes * 1024 * 1024 < s.KafkaMaxMessageBytes)
             throw new SettingsException("KAFKA_QUEUE_MB", $"{s.KafkaQueueMegabytes} MB cannot hold one message of KAFKA_MAX_MESSAGE_BYTES ({s.KafkaMaxMessageBytes} bytes)");
+        // librdkafka checks the level only when the first batch is compressed; a wrong one would
+        // surface as failed deliveries long after start
+        var maxLevel = s.KafkaCompression switch { "gzip" => 9, "lz4" => 12, "zstd" => 22, _ => 0 };
+        if (s.KafkaCompressionLevel > maxLevel || (s.KafkaCompression == "zstd" && s.KafkaCompressionLevel == 0))
+            throw new SettingsException("KAFKA_COMPRESSION_LEVEL", s.KafkaCompression is "none" or "snappy"
+                ? $"{s.KafkaCompression} has no levels: leave it unset (-1)"
+                : $"{s.KafkaCompressionLevel} is not a {s.KafkaCompression} level ({(s.KafkaCompression == "zstd" ? 1 : 0)}..{maxLevel}, or -1)");
         ValidateFilters(s);
         Sensitive.SensitivePolicyFile.Load(s);
         if (s.MongoConnection is not null)

@@ -18,7 +18,9 @@ public sealed unsafe class KernelCapture : IDisposable
     private readonly int _connsMapFd;
     private readonly int _ncpu;
 
-    public KernelCapture(Settings settings, ILogger log)
+    /// <param name="attach">false: load only, and attach with <see cref="AttachTracepoints"/> once
+    /// the ring buffer's reader runs (the collector's start-up).</param>
+    public KernelCapture(Settings settings, ILogger log, bool attach = true)
     {
         _log = log;
         LibbpfLog.Install(log);
@@ -52,7 +54,7 @@ public sealed unsafe class KernelCapture : IDisposable
                 if (Interop.Libbpf.MapUpdateElem(TracePidsMapFd, &key, &one, 0) != 0)
                     throw new BpfException("adding to trace_pids", Marshal.GetLastPInvokeError());
             }
-            AttachTracepoints();
+            if (attach) AttachTracepoints();
         }
         catch
         {
@@ -183,8 +185,9 @@ public sealed unsafe class KernelCapture : IDisposable
     /// <summary>The sched tracepoints first: the compat set forgets a thread's state at its exit
     /// and exec, so those must be watched before any syscall program can make a state (a thread
     /// that exited in between would leave one behind for the next thread given its id).</summary>
-    private void AttachTracepoints()
+    public void AttachTracepoints()
     {
+        if (_tracepointLinks.Count > 0) return;
         var programs = new List<(IntPtr Prog, string Section)>();
         for (var prog = Interop.Libbpf.ObjectNextProgram(_object, IntPtr.Zero); prog != IntPtr.Zero;
              prog = Interop.Libbpf.ObjectNextProgram(_object, prog))

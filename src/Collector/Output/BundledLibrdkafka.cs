@@ -24,10 +24,29 @@ public static class BundledLibrdkafka
         typeof(BundledLibrdkafka).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
             .Single(a => a.Key == "LibrdkafkaVersion").Value!;
 
-    public static string PathIn(string baseDirectory) =>
-        Path.Combine(baseDirectory, "runtimes", "linux-x64", "native", FileName);
+    /// <summary>Where the package's file is in a folder the collector runs from: beside the binary
+    /// in a publish for linux-x64 (scripts/build-release.sh: ReadyToRun needs a runtime identifier,
+    /// and a RID-specific publish puts that RID's native files at the top), under
+    /// runtimes/linux-x64/native in a portable build (dotnet build, the tests' output).</summary>
+    public static string PathIn(string baseDirectory)
+    {
+        // told apart by the folder, not the file: a missing file is reported where it belongs
+        var nested = Path.Combine(baseDirectory, "runtimes", "linux-x64", "native");
+        return Path.Combine(Directory.Exists(nested) ? nested : baseDirectory, FileName);
+    }
 
     public static string DefaultPath => PathIn(AppContext.BaseDirectory);
+
+    /// <summary>The loaded library (<see cref="Load"/> first), for the C functions the collector
+    /// calls itself (<see cref="RdKafkaProducer"/>).</summary>
+    internal static IntPtr Handle
+    {
+        get
+        {
+            Load();
+            return _handle;
+        }
+    }
 
     private static readonly object Gate = new();
     private static IntPtr _handle;

@@ -9,8 +9,8 @@ using Microsoft.Extensions.Logging;
 
 namespace Collector.Output;
 
-/// <summary>Delivers Akto messages to Kafka with Confluent.Kafka on the librdkafka bundled with
-/// the collector (<see cref="BundledLibrdkafka"/>).
+/// <summary>Delivers Akto messages to Kafka with the librdkafka bundled with the collector
+/// (<see cref="BundledLibrdkafka"/>), driven through its C API (<see cref="RdKafkaProducer"/>).
 ///
 /// Messages first wait in a queue of our own, bounded by KAFKA_QUEUE_MESSAGES and KAFKA_QUEUE_MB
 /// (everything not yet acknowledged counts, including what librdkafka holds). Past the bound the
@@ -19,6 +19,10 @@ namespace Collector.Output;
 /// messages stay here, where the oldest can be shed, instead of in librdkafka's queue, which would
 /// refuse the newest. When the broker returns the queue drains; nothing that was waiting is sent
 /// twice (the idempotent producer de-duplicates its own retries).
+///
+/// While the broker answers and nothing waits here, a message goes from the encoder's buffer
+/// straight to librdkafka, which copies it once; only a message that has to wait (an outage, a
+/// full window) is copied into the queue here.
 ///
 /// Every message handed to this sink ends in exactly one of the counters delivered, failed, shed,
 /// or is still waiting (collector_kafka_waiting_messages), or is reported at shutdown as not
@@ -34,8 +38,7 @@ public sealed class KafkaSink : IMessageSink
     private readonly CollectorMetrics _metrics;
     private readonly ILogger _log;
     private readonly string _daemonId;
-    private readonly IProducer<Null, byte[]> _producer;
-    private readonly IAdminClient _admin;
+    private readonly RdKafkaProducer _producer;
 
     private readonly object _gate = new();
     private readonly Queue<Pending> _waiting = new();
@@ -59,7 +62,10 @@ public sealed class KafkaSink : IMessageSink
     private readonly Task _heartbeatTask;
     private readonly Dictionary<ErrorCode, DateTime> _lastErrorLog = new();
 
-    private readonly record struct Pending(byte[] Value, Headers? Headers, int Size);
+    private readonly record struct Pending(byte[] Value, byte[]? Details, int Size);
+
+    // The opaque of a control message (negative); a traffic message's opaque is its size (> 0).
+    private const long InitOpaque = -1, HeartbeatOpaque = -2;
 
     public KafkaSink(Settings settings, CollectorMetrics metrics, string daemonId, ILogger log)
     {
@@ -77,12 +83,8 @@ public sealed class KafkaSink : IMessageSink
         metrics.KafkaReachable = 0;
 
         var config = ProducerConfig(settings, _windowMessages, _windowBytes);
-        _producer = new ProducerBuilder<Null, byte[]>(config)
-            .SetErrorHandler((_, e) => OnError(e))
-            .SetLogHandler((_, m) => OnLibraryLog(m))
-            .SetStatisticsHandler((_, json) => OnStatistics(json))
-            .Build();
-        _admin = new DependentAdminClientBuilder(_producer.Handle).Build();
+        _producer = new RdKafkaProducer(config, settings.KafkaTopic, CollectionDetailsHeader,
+            OnDelivery, OnError, OnStatistics, OnLibraryLog);
 
         _log.LogInformation("kafka: producing to {Brokers}, topic {Topic}, heartbeats on {HeartbeatTopic} every {Heartbeat}s; " +
                             "queue bound {Messages} messages / {Mb} MB; producer config {Config}",
@@ -106,7 +108,8 @@ public sealed class KafkaSink : IMessageSink
             ["client.id"] = "akto-traffic-collector" + (s.PodName is null ? "" : "-" + s.PodName),
             ["acks"] = "all",
             ["enable.idempotence"] = "true",
-            ["compression.type"] = "lz4",
+            ["compression.type"] = s.KafkaCompression,
+            ["compression.level"] = s.KafkaCompressionLevel.ToString(CultureInfo.InvariantCulture),
             ["linger.ms"] = lingerMs.ToString(CultureInfo.InvariantCulture),
             ["batch.num.messages"] = s.BatchSize.ToString(CultureInfo.InvariantCulture),
             ["message.max.bytes"] = s.KafkaMaxMessageBytes.ToString(CultureInfo.InvariantCulture),
@@ -122,7 +125,6 @@ public sealed class KafkaSink : IMessageSink
             // the window that feeds librdkafka, plus room for the connection test and heartbeats
             ["queue.buffering.max.messages"] = Math.Min(10_000_000L, (long)windowMessages + 1000).ToString(CultureInfo.InvariantCulture),
             ["queue.buffering.max.kbytes"] = Math.Min(2_097_151L, windowBytes / 1024 + 4096).ToString(CultureInfo.InvariantCulture),
-            ["dotnet.producer.delivery.report.fields"] = "status",
         };
         var sasl = s.KafkaAuth;
         c["security.protocol"] = (s.KafkaUseTls, sasl) switch
@@ -155,19 +157,24 @@ public sealed class KafkaSink : IMessageSink
 
     public void Publish(ReadOnlySpan<byte> message, ReadOnlySpan<byte> collectionDetails)
     {
-        Headers? headers = null;
-        var size = message.Length;
-        if (!collectionDetails.IsEmpty)
-        {
-            var value = collectionDetails.ToArray();
-            headers = new Headers { { CollectionDetailsHeader, value } };
-            size += value.Length + CollectionDetailsHeader.Length;
-        }
-        var item = new Pending(message.ToArray(), headers, size);
+        var size = message.Length + (collectionDetails.IsEmpty ? 0 : collectionDetails.Length + CollectionDetailsHeader.Length);
         _metrics.KafkaMessages["queued"].Increment();
         lock (_gate)
         {
-            _waiting.Enqueue(item);
+            // the usual case: straight from the encoder's buffer, no copy of ours
+            if (_waiting.Count == 0 && CanHandOverLocked(size))
+            {
+                switch (HandOverLocked(message, collectionDetails, size))
+                {
+                    case HandOver.Done:
+                    case HandOver.Failed:
+                        PublishGauge();
+                        return;
+                    case HandOver.Full:
+                        break; // librdkafka's queue is full: this one waits here like the rest
+                }
+            }
+            _waiting.Enqueue(new Pending(message.ToArray(), collectionDetails.IsEmpty ? null : collectionDetails.ToArray(), size));
             _waitingBytes += size;
             ShedOverBound();
             PumpLocked();
@@ -201,46 +208,60 @@ public sealed class KafkaSink : IMessageSink
         }
     }
 
-    /// <summary>Hands waiting messages to librdkafka while the broker is reachable (or we are
-    /// flushing at shutdown) and the window has room.</summary>
+    /// <summary>Whether a message of this size may go to librdkafka now: the broker is reachable
+    /// (or we are flushing at shutdown) and the window has room.</summary>
+    private bool CanHandOverLocked(int size) =>
+        !_disposed && (_reachable || _flushing) && _inFlight < _windowMessages && (_inFlight == 0 || _inFlightBytes + size <= _windowBytes);
+
+    private enum HandOver { Done, Failed, Full }
+
+    /// <summary>One message to librdkafka (which copies it); its size is its opaque, which comes
+    /// back with its delivery report.</summary>
+    private HandOver HandOverLocked(ReadOnlySpan<byte> value, ReadOnlySpan<byte> details, int size)
+    {
+        try
+        {
+            _producer.Produce(value, details, size);
+        }
+        catch (KafkaException e) when (e.Error.Code == ErrorCode.Local_QueueFull)
+        {
+            return HandOver.Full; // try again on the next delivery report
+        }
+        catch (KafkaException e)
+        {
+            CountFailure(e.Error);
+            return HandOver.Failed;
+        }
+        _inFlight++;
+        _inFlightBytes += size;
+        return HandOver.Done;
+    }
+
+    /// <summary>Hands waiting messages to librdkafka while it may take them.</summary>
     private void PumpLocked()
     {
-        if (_disposed || (!_reachable && !_flushing)) return;
-        while (_waiting.Count > 0 && _inFlight < _windowMessages && (_inFlight == 0 || _inFlightBytes + _waiting.Peek().Size <= _windowBytes))
+        while (_waiting.Count > 0 && CanHandOverLocked(_waiting.Peek().Size))
         {
             var item = _waiting.Peek();
-            try
-            {
-                var size = item.Size;
-                _producer.Produce(_settings.KafkaTopic, new Message<Null, byte[]> { Value = item.Value, Headers = item.Headers },
-                    r => OnDelivery(r, size));
-            }
-            catch (ProduceException<Null, byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
-            {
-                return; // librdkafka is full: try again on the next delivery report
-            }
-            catch (KafkaException e)
-            {
-                _waiting.Dequeue();
-                _waitingBytes -= item.Size;
-                CountFailure(e.Error);
-                continue;
-            }
+            if (HandOverLocked(item.Value, item.Details, item.Size) == HandOver.Full) return;
             _waiting.Dequeue();
             _waitingBytes -= item.Size;
-            _inFlight++;
-            _inFlightBytes += item.Size;
         }
     }
 
-    private void OnDelivery(DeliveryReport<Null, byte[]> r, int size)
+    private void OnDelivery(long opaque, ErrorCode error)
     {
-        if (r.Error.IsError) CountFailure(r.Error);
+        if (opaque < 0)
+        {
+            OnControlDelivery(opaque == InitOpaque ? "init" : "heartbeat", error);
+            return;
+        }
+        if (error != ErrorCode.NoError) CountFailure(new Error(error, RdKafkaProducer.Reason(error)));
         else _metrics.KafkaMessages["delivered"].Increment();
         lock (_gate)
         {
             _inFlight--;
-            _inFlightBytes -= size;
+            _inFlightBytes -= opaque;
             PumpLocked();
             PublishGauge();
         }
@@ -327,21 +348,10 @@ public sealed class KafkaSink : IMessageSink
             {
                 bool ok;
                 string why;
-                try
-                {
-                    var md = _admin.GetMetadata(_settings.KafkaTopic, TimeSpan.FromSeconds(3));
-                    ok = md.Brokers.Count > 0;
-                    why = ok ? "metadata answered" : "metadata without brokers";
-                }
-                catch (KafkaException e)
-                {
-                    ok = false;
-                    why = e.Error.Reason;
-                }
-                catch (ObjectDisposedException)
-                {
-                    return;
-                }
+                if (_disposed) return;
+                var (brokers, error) = _producer.Metadata(TimeSpan.FromSeconds(3));
+                ok = error == ErrorCode.NoError && brokers > 0;
+                why = ok ? "metadata answered" : error == ErrorCode.NoError ? "metadata without brokers" : RdKafkaProducer.Reason(error);
                 if (_stop.IsCancellationRequested) return;
                 SetReachable(ok, why);
             }
@@ -356,16 +366,16 @@ public sealed class KafkaSink : IMessageSink
         }
     }
 
-    private void OnError(Error e)
+    private void OnError(ErrorCode code, string reason, bool fatal)
     {
-        if (e.IsFatal)
+        if (fatal)
         {
-            _log.LogCritical("kafka: fatal producer error {Code}: {Reason}; messages can no longer be delivered", e.Code, e.Reason);
+            _log.LogCritical("kafka: fatal producer error {Code}: {Reason}; messages can no longer be delivered", code, reason);
             return;
         }
-        if (e.Code is ErrorCode.Local_AllBrokersDown or ErrorCode.Local_Transport) RequestProbe();
-        if (ShouldLog(e.Code))
-            _log.LogWarning("kafka: {Code}: {Reason}", e.Code, e.Reason);
+        if (code is ErrorCode.Local_AllBrokersDown or ErrorCode.Local_Transport) RequestProbe();
+        if (ShouldLog(code))
+            _log.LogWarning("kafka: {Code}: {Reason}", code, reason);
     }
 
     /// <summary>The same error at most once a minute in the log (the counters have every one).</summary>
@@ -380,33 +390,35 @@ public sealed class KafkaSink : IMessageSink
         }
     }
 
-    private void OnLibraryLog(LogMessage m) =>
-        _log.LogDebug("librdkafka {Level} {Facility}: {Message}", m.Level, m.Facility, m.Message);
+    private void OnLibraryLog(int level, string facility, string message) =>
+        _log.LogDebug("librdkafka {Level} {Facility}: {Message}", (SyslogLevel)level, facility, message);
 
     // ---- control messages: connection test and heartbeats ----
 
-    private void ProduceControl(string topic, byte[] value, string kind, Action? done = null)
+    private void ProduceControl(string topic, byte[] value, string kind)
     {
         try
         {
-            _producer.Produce(topic, new Message<Null, byte[]> { Value = value }, r =>
-            {
-                done?.Invoke();
-                if (r.Error.IsError)
-                {
-                    _metrics.KafkaControlMessages[kind + "_failed"].Increment();
-                    if (ShouldLog(r.Error.Code))
-                        _log.LogWarning("kafka: {Kind} message not delivered: {Code} {Reason}", kind, r.Error.Code, r.Error.Reason);
-                }
-                else _metrics.KafkaControlMessages[kind + "_delivered"].Increment();
-            });
+            _producer.Produce(topic, value, kind == "init" ? InitOpaque : HeartbeatOpaque);
         }
         catch (KafkaException e)
         {
-            done?.Invoke();
+            if (kind == "heartbeat") Interlocked.Exchange(ref _heartbeatInFlight, 0);
             _metrics.KafkaControlMessages[kind + "_failed"].Increment();
             _log.LogWarning("kafka: {Kind} message not produced: {Code} {Reason}", kind, e.Error.Code, e.Error.Reason);
         }
+    }
+
+    private void OnControlDelivery(string kind, ErrorCode error)
+    {
+        if (kind == "heartbeat") Interlocked.Exchange(ref _heartbeatInFlight, 0);
+        if (error != ErrorCode.NoError)
+        {
+            _metrics.KafkaControlMessages[kind + "_failed"].Increment();
+            if (ShouldLog(error))
+                _log.LogWarning("kafka: {Kind} message not delivered: {Code} {Reason}", kind, error, RdKafkaProducer.Reason(error));
+        }
+        else _metrics.KafkaControlMessages[kind + "_delivered"].Increment();
     }
 
     /// <summary>The heartbeat the processor reads (Akto's module-info view). Every value is a
@@ -441,7 +453,7 @@ public sealed class KafkaSink : IMessageSink
         if (Interlocked.CompareExchange(ref _heartbeatInFlight, 1, 0) != 0) return;
         var body = HeartbeatJson(_daemonId, _settings.PodName ?? Environment.MachineName, _settings.NodeName,
             DateTimeOffset.UtcNow.ToUnixTimeSeconds(), ImageVersion);
-        ProduceControl(_settings.HeartbeatTopic, body, "heartbeat", () => Interlocked.Exchange(ref _heartbeatInFlight, 0));
+        ProduceControl(_settings.HeartbeatTopic, body, "heartbeat");
     }
 
     private async Task HeartbeatLoop()
@@ -495,7 +507,6 @@ public sealed class KafkaSink : IMessageSink
         lock (_gate) _disposed = true;
         _probeThread.Join();
         await _heartbeatTask;
-        _admin.Dispose();
         _producer.Dispose();
         _stop.Dispose();
         _probeSignal.Dispose();

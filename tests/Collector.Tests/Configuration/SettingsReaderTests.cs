@@ -83,6 +83,23 @@ public sealed class SettingsReaderTests
         Assert.Equal(16, s.KafkaQueueMegabytes);
     }
 
+    [Fact]
+    public void Kafka_compression_codec_and_level_are_checked_at_start()
+    {
+        Assert.Equal(("lz4", -1), (Read().KafkaCompression, Read().KafkaCompressionLevel));
+        var zstd = Read(("KAFKA_COMPRESSION", "ZSTD"), ("KAFKA_COMPRESSION_LEVEL", "3"));
+        Assert.Equal(("zstd", 3), (zstd.KafkaCompression, zstd.KafkaCompressionLevel));
+        Assert.Equal("none", Read(("KAFKA_COMPRESSION", "none")).KafkaCompression);
+        Assert.Equal(12, Read(("KAFKA_COMPRESSION_LEVEL", "12")).KafkaCompressionLevel);
+        Assert.Contains("brotli", Refused("KAFKA_COMPRESSION", ("KAFKA_COMPRESSION", "brotli")).Message);
+        // a level the codec does not have would fail only at the first batch: refused at start
+        Refused("KAFKA_COMPRESSION_LEVEL", ("KAFKA_COMPRESSION_LEVEL", "13"));
+        Refused("KAFKA_COMPRESSION_LEVEL", ("KAFKA_COMPRESSION", "gzip"), ("KAFKA_COMPRESSION_LEVEL", "10"));
+        Refused("KAFKA_COMPRESSION_LEVEL", ("KAFKA_COMPRESSION", "zstd"), ("KAFKA_COMPRESSION_LEVEL", "0"));
+        Assert.Contains("no levels", Refused("KAFKA_COMPRESSION_LEVEL", ("KAFKA_COMPRESSION", "snappy"), ("KAFKA_COMPRESSION_LEVEL", "1")).Message);
+        Refused("KAFKA_COMPRESSION_LEVEL", ("KAFKA_COMPRESSION_LEVEL", "-2"));
+    }
+
     [Theory]
     [InlineData("true", true)]
     [InlineData("TRUE", true)]

@@ -25,7 +25,7 @@ public sealed partial class ManifestTests
         ["service.yaml"] = [("v1", "Service")],
         ["servicemonitor.yaml"] = [("monitoring.coreos.com/v1", "ServiceMonitor")],
         ["networkpolicy.yaml"] = [("networking.k8s.io/v1", "NetworkPolicy"), ("v1", "ConfigMap")],
-        ["secret.example.yaml"] = [("v1", "Secret")],
+        ["secret.example.yaml"] = [("v1", "Secret"), ("v1", "Secret")],
         ["kustomization.yaml"] = [("kustomize.config.k8s.io/v1beta1", "Kustomization")],
     };
 
@@ -78,7 +78,8 @@ public sealed partial class ManifestTests
         // the commented-out examples are what users uncomment
         foreach (Match m in CommentedVariable().Matches(Manifests.ReadText("configmap.yaml")))
             set.Add(("configmap.yaml (commented)", m.Groups[1].Value));
-        foreach (var (k, _) in _m.Single("Secret").Pairs("stringData")) set.Add(("secret.example.yaml", ((YamlScalarNode)k).Value!));
+        foreach (var secret in _m.All.Where(d => d.Str("kind") == "Secret"))
+            foreach (var (k, _) in secret.Pairs("stringData")) set.Add(("secret.example.yaml", ((YamlScalarNode)k).Value!));
         foreach (var (name, _) in SystemdUnit.Environment()) set.Add(("akto-collector.service", name));
         foreach (var (name, _) in ReadmeEnvFile()) set.Add(("README.md env file", name));
 
@@ -308,19 +309,27 @@ public sealed partial class ManifestTests
         var envFrom = Assert.Single(Container.Items("envFrom"));
         Assert.Equal(SettingsConfigMap.Str("metadata", "name"), envFrom.Str("configMapRef", "name"));
 
-        var secret = _m.Single("Secret");
-        var secretKeys = secret.Pairs("stringData").Select(p => p.Key.ToString()).ToHashSet();
+        // every secret the container reads comes from a Secret of secret.example.yaml that has that
+        // key, and is optional (the pods start without it)
+        var secrets = _m.All.Where(d => d.Str("kind") == "Secret")
+            .ToDictionary(d => d.Str("metadata", "name"), d => d.Pairs("stringData").Select(p => p.Key.ToString()).ToHashSet());
         var refs = Container.Items("env").Where(e => e.Get("valueFrom")?.Get("secretKeyRef") is not null).ToList();
-        Assert.Equal(["KAFKA_PASSWORD", "KAFKA_USERNAME", "SENSITIVE_DATA_MASK_KEY"], refs.Select(e => e.Str("name")).Order());
+        Assert.Equal(["AKTO_MONGO_CONN", "KAFKA_PASSWORD", "KAFKA_USERNAME", "SENSITIVE_DATA_MASK_KEY"], refs.Select(e => e.Str("name")).Order());
         foreach (var r in refs)
         {
-            Assert.Equal(secret.Str("metadata", "name"), r.Str("valueFrom", "secretKeyRef", "name"));
-            Assert.Contains(r.Str("valueFrom", "secretKeyRef", "key"), secretKeys);
+            Assert.Contains(r.Str("valueFrom", "secretKeyRef", "key"), secrets[r.Str("valueFrom", "secretKeyRef", "name")]);
+            Assert.Equal(r.Str("name"), r.Str("valueFrom", "secretKeyRef", "key"));
             Assert.True(r.Bool("valueFrom", "secretKeyRef", "optional"));
         }
-        // credentials never sit in the ConfigMap
-        Assert.Null(SettingsConfigMap.At("data").Get("KAFKA_PASSWORD"));
-        Assert.Null(SettingsConfigMap.At("data").Get("KAFKA_USERNAME"));
+        Assert.Equal("akto-collector-kafka", refs.Single(e => e.Str("name") == "KAFKA_PASSWORD").Str("valueFrom", "secretKeyRef", "name"));
+        Assert.Equal("akto-collector-mongo", refs.Single(e => e.Str("name") == "AKTO_MONGO_CONN").Str("valueFrom", "secretKeyRef", "name"));
+        // credentials never sit in the ConfigMap, not even as a commented example to uncomment (the
+        // container's env would win over it anyway)
+        foreach (var name in new[] { "KAFKA_PASSWORD", "KAFKA_USERNAME", "AKTO_MONGO_CONN" })
+        {
+            Assert.Null(SettingsConfigMap.At("data").Get(name));
+            Assert.DoesNotContain(CommentedVariable().Matches(Manifests.ReadText("configmap.yaml")), m => m.Groups[1].Value == name);
+        }
 
         Assert.Equal("spec.nodeName", Container.Items("env").Single(e => e.Str("name") == "NODE_NAME").Str("valueFrom", "fieldRef", "fieldPath"));
         Assert.Equal("metadata.name", Container.Items("env").Single(e => e.Str("name") == "POD_NAME").Str("valueFrom", "fieldRef", "fieldPath"));
