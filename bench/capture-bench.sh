@@ -63,8 +63,10 @@ cleanup() {
   kill $(cat $work/nginx.pid 2>/dev/null) 2>/dev/null || true
   [ -n "${broker:-}" ] && kill "$broker" 2>/dev/null
   [ -n "${go_pid:-}" ] && kill "$go_pid" 2>/dev/null
-  for p in "${go_probes[@]}"; do echo "-:capbench/$p" >> "$go_events" 2>/dev/null || true; done
+  [ -n "${gofloorpid:-}" ] && { pkill -P "$gofloorpid" sleep 2>/dev/null; wait "$gofloorpid" 2>/dev/null; }
   pkill -f "$work" 2>/dev/null || true
+  # the uprobe events go once nothing has them open
+  for p in "${go_probes[@]}"; do echo "-:capbench/$p" >> "$go_events" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -132,18 +134,19 @@ if grep -qw go <<< "$SCHEMES"; then
   got=$(curl -sk -o /dev/null -w '%{http_code} %{size_download}' "https://127.0.0.1:$goport/g/1k")
   [ "$got" = "200 1024" ] || { echo "capture-bench: the Go server answered '$got', expected '200 1024'" >&2; exit 1; }
   # the Go floor: the collector's probe sites (each function's entry and RETs, from the Go
-  # toolchain's disassembly) as uprobe events counted by bpftrace (bpftrace 0.17 attaches uprobes
-  # only at symbols); offsets in the file: vaddr − the text segment's vaddr + its offset
+  # toolchain's disassembly) as uprobe events, each hit counted by perf (bpftrace 0.17 attaches
+  # uprobes only at symbols, and a tracepoint program may not attach to a uprobe event); offsets in
+  # the file: vaddr − the text segment's vaddr + its offset
   read -r seg_vaddr seg_off < <(readelf -lW "$GO_SERVER" | awk '$1 == "LOAD" && $NF ~ /0x/ && $(NF-1) ~ /E/ {print $3, $2; exit}')
   mapfile -t sites < <(/usr/lib/go-1.22/bin/go tool objdump -s '^crypto/tls.\(\*Conn\).(Read|Write)$' "$GO_SERVER" |
     awk '/^TEXT/ {first = 1; next} first {print $2; first = 0; next} $NF == "RET" {print $2}')
   [ "${#sites[@]}" -ge 4 ] || { echo "capture-bench: crypto/tls Read/Write not found in $GO_SERVER" >&2; exit 1; }
   for i in "${!sites[@]}"; do
     off=$(printf '0x%x' $(( ${sites[$i]} - seg_vaddr + seg_off )))
+    echo "-:capbench/go$i" >> "$go_events" 2>/dev/null || true # left by a run that was killed
     echo "p:capbench/go$i $(realpath "$GO_SERVER"):$off" >> "$go_events"
     go_probes+=("go$i")
   done
-  sed 's/^{ @\[cpu\] = count(); }$/, tracepoint:capbench:*\n{ @[cpu] = count(); }/' "$work/floor.bt" > "$work/gofloor.bt"
 fi
 
 warm_up() { # scheme url
@@ -216,6 +219,7 @@ ready_ms() { # metrics port, start time (ns) → milliseconds from start to the 
 declare -A results cpu drops startup brokercpu kafkalost kafkadelivered readyms startupdrops startupreasons rss cpuex
 h2capture=""
 gocapture=""
+gofloorhits=""
 metrics_port=$((tls + 1))
 for round in $(seq "$ROUNDS"); do
   for scheme in $SCHEMES; do
@@ -259,8 +263,10 @@ for round in $(seq "$ROUNDS"); do
         continue
       fi
       if [ "$kind" = floor ] || [ "$kind" = trap ]; then
-        script="$work/$kind.bt"; [ "$scheme" = go ] && script="$work/gofloor.bt"
-        bpftrace "$script" > "$work/bt.out" 2>&1 & pid=$!
+        bpftrace "$work/$kind.bt" > "$work/bt.out" 2>&1 & pid=$!
+        if [ "$scheme" = go ]; then
+          perf stat -a -x, -e 'capbench:*' -o "$work/goprobes.count" -- sleep 100000 & gofloorpid=$!
+        fi
         sleep 4
       elif [ "$kind" = collector ] || [ "$kind" = server ] || [ "$kind" = kafka ]; then
         traced=nginx,wrk; [ "$scheme" = h2 ] && traced=nginx,h2load; [ "$kind" = server ] && traced=nginx
@@ -320,6 +326,13 @@ for round in $(seq "$ROUNDS"); do
         startup["$scheme,$mode"]+="$d0 "
       fi
       [ -n "$pid" ] && { kill -INT $pid 2>/dev/null || true; kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; }
+      if [ -n "${gofloorpid:-}" ]; then
+        pkill -INT -P "$gofloorpid" sleep 2>/dev/null || true; wait "$gofloorpid" 2>/dev/null || true; gofloorpid=""
+        # the Go probes were hit: a floor without them would measure nothing of Go's
+        hits=$(awk -F, '$1 ~ /^[0-9]+$/ {s += $1} END {print s + 0}' "$work/goprobes.count")
+        [ "$hits" -gt 0 ] || { echo "capture-bench: the Go floor's uprobes were not hit: $(cat "$work/goprobes.count")" >&2; exit 1; }
+        gofloorhits+="$hits "
+      fi
       [ "$kind" = kafka ] && stop_broker
       results["$scheme,$mode"]+="$rps "
       echo "round $round $scheme $mode: $rps req/s, collector CPU s/10k $(awk '{print $NF}' <<< "${cpu[$scheme,$mode]:-}"), µs/exchange $(awk '{print $NF}' <<< "${cpuex[$scheme,$mode]:-}"), drops $(awk '{print $NF}' <<< "${drops[$scheme,$mode]:-}")" >&2
@@ -402,5 +415,6 @@ if [ -n "${results[go,none]:-}" ]; then
   printf 'per-round ratios, go: collector/floor %s\n' "$(paired "${results[go,collector]}" "${results[go,floor]}")"
   printf 'drops during the measured runs, go: collector %s\n' "${drops[go,collector]}"
   printf 'drops from start-up to the end of warm-up, go: collector %s\n' "${startup[go,collector]}"
+  printf 'go floor: crypto/tls probe hits counted per floor run (warm-up and measured run): %s\n' "$gofloorhits"
   printf 'go capture (collector runs), %s' "$gocapture"
 fi
