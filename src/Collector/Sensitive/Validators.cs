@@ -248,7 +248,7 @@ public static class Validators
         if (digits.Length is 0 or > 15) return false;
         ulong number = 0;
         foreach (var d in digits) number = number * 10 + (ulong)(d - '0');
-        var key = ((number << 4 | (ulong)digits.Length) << 1) | (international ? 1UL : 0);
+        var key = ((number << 4 | (uint)digits.Length) << 1) | (international ? 1UL : 0);
         var slot = (int)((key * 0x9E3779B97F4A7C15UL) >> 48); // 16 bits
         var entry = Volatile.Read(ref PhoneAnswers[slot]);
         if (entry != 0 && entry >> 2 == key) return (entry & 3) == 1;

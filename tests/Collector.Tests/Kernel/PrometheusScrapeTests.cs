@@ -108,7 +108,7 @@ public sealed class PrometheusScrapeTests : IAsyncLifetime
 
         foreach (var query in dashboard.Queries)
         {
-            var promql = query.Replace("$__rate_interval", "1m").Replace("$instance", ".*");
+            var promql = query.Replace("$__rate_interval", "1m").Replace("$__range", "5m").Replace("$instance", ".*");
             var answer = await _prometheus.QueryAsync(promql);
             Assert.True(answer.GetProperty("status").GetString() == "success", $"{promql}: {answer}");
         }
