@@ -391,30 +391,24 @@ if [ -n "$h1schemes" ]; then
     done
   done
 fi
-if [ -n "${results[h2,none]:-}" ]; then
-  n=$(echo "${results[h2,none]}" | median)
-  f=$(echo "${results[h2,floor]}" | median)
-  c=$(echo "${results[h2,collector]}" | median)
+floor_summary() { # scheme, what the load was → the none/floor/collector table of that scheme, its ratios and drops
+  local n f c
+  n=$(echo "${results[$1,none]}" | median)
+  f=$(echo "${results[$1,floor]}" | median)
+  c=$(echo "${results[$1,collector]}" | median)
   printf '\n%-7s %9s %9s %10s %16s %10s\n' scheme none floor collector collector/floor "CPU s/10k"
-  printf '%-7s %9.0f %9.0f %10.0f %16s %10s\n' h2 "$n" "$f" "$c" "$(ratio "$c" "$f")" "$(echo "${cpu[h2,collector]}" | median)"
-  printf '\n(h2: h2load -c %s -m %s over TLS with ALPN h2, the same 1 KiB file; requests/s, medians of %s rounds of %s s after %s s of warm-up)\n' \
-    "$H2_CONNECTIONS" "$H2_STREAMS" "$H2_ROUNDS" "$DURATION" "$WARMUP"
-  printf 'per-round ratios, h2: collector/floor %s\n' "$(paired "${results[h2,collector]}" "${results[h2,floor]}")"
-  printf 'drops during the measured runs, h2: collector %s\n' "${drops[h2,collector]}"
-  printf 'drops from start-up to the end of warm-up, h2: collector %s\n' "${startup[h2,collector]}"
+  printf '%-7s %9.0f %9.0f %10.0f %16s %10s\n' "$1" "$n" "$f" "$c" "$(ratio "$c" "$f")" "$(echo "${cpu[$1,collector]}" | median)"
+  printf '\n(%s: %s; requests/s, medians of %s rounds of %s s after %s s of warm-up)\n' "$1" "$2" "$3" "$DURATION" "$WARMUP"
+  printf 'per-round ratios, %s: collector/floor %s\n' "$1" "$(paired "${results[$1,collector]}" "${results[$1,floor]}")"
+  printf 'drops during the measured runs, %s: collector %s\n' "$1" "${drops[$1,collector]}"
+  printf 'drops from start-up to the end of warm-up, %s: collector %s\n' "$1" "${startup[$1,collector]}"
+}
+if [ -n "${results[h2,none]:-}" ]; then
+  floor_summary h2 "h2load -c $H2_CONNECTIONS -m $H2_STREAMS over TLS with ALPN h2, the same 1 KiB file" "$H2_ROUNDS"
   printf 'h2 capture (collector runs), %s' "$h2capture"
 fi
 if [ -n "${results[go,none]:-}" ]; then
-  n=$(echo "${results[go,none]}" | median)
-  f=$(echo "${results[go,floor]}" | median)
-  c=$(echo "${results[go,collector]}" | median)
-  printf '\n%-7s %9s %9s %10s %16s %10s\n' scheme none floor collector collector/floor "CPU s/10k"
-  printf '%-7s %9.0f %9.0f %10.0f %16s %10s\n' go "$n" "$f" "$c" "$(ratio "$c" "$f")" "$(echo "${cpu[go,collector]}" | median)"
-  printf '\n(go: wrk -c %s over TLS against %s, 1 KiB answers; requests/s, medians of %s rounds of %s s after %s s of warm-up)\n' \
-    "$CONNECTIONS" "$GO_SERVER" "$GO_ROUNDS" "$DURATION" "$WARMUP"
-  printf 'per-round ratios, go: collector/floor %s\n' "$(paired "${results[go,collector]}" "${results[go,floor]}")"
-  printf 'drops during the measured runs, go: collector %s\n' "${drops[go,collector]}"
-  printf 'drops from start-up to the end of warm-up, go: collector %s\n' "${startup[go,collector]}"
+  floor_summary go "wrk -c $CONNECTIONS over TLS against $GO_SERVER, 1 KiB answers" "$GO_ROUNDS"
   printf 'go floor: crypto/tls probe hits counted per floor run (warm-up and measured run): %s\n' "$gofloorhits"
   printf 'go capture (collector runs), %s' "$gocapture"
 fi
