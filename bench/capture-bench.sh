@@ -21,8 +21,10 @@
 # PROFILE=<mode> records the collector of that mode with perf during each measured run (cpu-clock,
 # 2 kHz, call graphs; JIT'ed code named through the runtime's perf map) into
 # build/perf-<scheme>-<mode>-<round>.data; read it with perf script or perf report.
-# Each measured run follows WARMUP seconds of the same load (every mode alike): the figures are
-# the steady state of a node agent that runs for days, not its JIT warming up.
+# Each measured run follows WARMUP seconds of the same load (every mode alike), and a collector's
+# run more of it until its JIT has settled (JIT_QUIET_MS, see settle_jit): the figures are the
+# steady state of a node agent that runs for days, not its JIT warming up (the startup mode
+# measures that).
 # Prints requests/s (median), the ratios to the floor and to the trap, the collector's CPU seconds per
 # 10,000 requests and what it dropped. Traffic stays on 127.0.0.1; every run is bounded by
 # DURATION seconds.
@@ -149,10 +151,35 @@ if grep -qw go <<< "$SCHEMES"; then
   done
 fi
 
-warm_up() { # scheme url
-  [ "$WARMUP" = 0 ] && return
-  if [ "$1" = h2 ]; then h2load -t2 -c"$H2_CONNECTIONS" -m"$H2_STREAMS" -D"$WARMUP" "$2" > /dev/null 2>&1
-  else wrk -t2 -c"$CONNECTIONS" -d"${WARMUP}s" "$2" > /dev/null 2>&1; fi
+warm_up() { # scheme url [seconds]
+  local secs=${3:-$WARMUP}
+  [ "$secs" = 0 ] && return
+  if [ "$1" = h2 ]; then h2load -t2 -c"$H2_CONNECTIONS" -m"$H2_STREAMS" -D"$secs" "$2" > /dev/null 2>&1
+  else wrk -t2 -c"$CONNECTIONS" -d"${secs}s" "$2" > /dev/null 2>&1; fi
+}
+# The .NET runtime keeps compiling for about a minute after start under load: methods tier up
+# after 30 calls and a quiet spell, the instrumented tier (PGO) first, then the final one, and the
+# periodic work (process scans, timers) reaches 30 calls only after tens of seconds. That CPU is
+# start-up's, not the steady state's: left in a measured run it doubled the collector's CPU per
+# request of the Go row. So a collector run goes on warming up, in JIT_STEP-second loads, until
+# a step compiles for at most JIT_QUIET_MS milliseconds (or JIT_SETTLE_MAX seconds have passed);
+# what the JIT still did in the measured run is printed beside it.
+JIT_STEP=${JIT_STEP:-3}
+JIT_QUIET_MS=${JIT_QUIET_MS:-30}
+JIT_SETTLE_MAX=${JIT_SETTLE_MAX:-60}
+jit_ms() { # metrics port → milliseconds the collector's JIT has compiled since start
+  metric "$1" collector_jit_seconds_total | awk '{printf "%d", $1 * 1000}'
+}
+settle_jit() { # scheme url metrics-port → seconds of warm-up added
+  local t=0 j0 j1
+  while [ "$t" -lt "$JIT_SETTLE_MAX" ]; do
+    j0=$(jit_ms "$3")
+    warm_up "$1" "$2" "$JIT_STEP"
+    j1=$(jit_ms "$3")
+    t=$((t + JIT_STEP))
+    [ $((j1 - j0)) -le "$JIT_QUIET_MS" ] && break
+  done
+  echo "$t"
 }
 run_wrk() { # url → requests/s; a run with error responses measures something else: stop
   local out
@@ -216,7 +243,7 @@ ready_ms() { # metrics port, start time (ns) → milliseconds from start to the 
   echo never
 }
 
-declare -A results cpu drops startup brokercpu kafkalost kafkadelivered readyms startupdrops startupreasons rss cpuex
+declare -A results cpu drops startup brokercpu kafkalost kafkadelivered readyms startupdrops startupreasons rss cpuex settled jitrun
 h2capture=""
 gocapture=""
 gofloorhits=""
@@ -280,7 +307,9 @@ for round in $(seq "$ROUNDS"); do
       fi
       warm_up "$scheme" "$url"
       if [ "$kind" = collector ] || [ "$kind" = server ] || [ "$kind" = kafka ]; then
+        settled["$scheme,$mode"]+="$(settle_jit "$scheme" "$url" $metrics_port) "
         c0=$(cpu_seconds $pid); d0=$(dropped $metrics_port); e0=$(metric $metrics_port collector_exchanges_emitted_total)
+        jm0=$(metric $metrics_port collector_jit_compiled_methods_total); js0=$(jit_ms $metrics_port)
         if [ "$kind" = kafka ]; then
           b0=$(cpu_seconds $broker)
           # what the warm-up queued is delivered before the measured run starts counting
@@ -298,6 +327,7 @@ for round in $(seq "$ROUNDS"); do
       if [ "$kind" = collector ] || [ "$kind" = server ] || [ "$kind" = kafka ]; then
         rss["$scheme,$mode"]+="$(awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' /proc/$pid/status) "
         c1=$(cpu_seconds $pid); d1=$(dropped $metrics_port); e1=$(metric $metrics_port collector_exchanges_emitted_total)
+        jitrun["$scheme,$mode"]+="$(( $(metric $metrics_port collector_jit_compiled_methods_total) - jm0 ))/$(( $(jit_ms $metrics_port) - js0 ))ms "
         if [ "$scheme" = go ]; then
           gocapture+="round $round: $((e1 - e0)) exchanges emitted in the measured run, drops $((d1 - d0)); since start-up by stage and reason: $(drop_reasons $metrics_port)"$'\n'
         fi
@@ -375,6 +405,10 @@ if [ -n "$h1schemes" ]; then
       printf 'drops during the measured runs, %s %s: %s| from start-up to the end of warm-up: %s\n' "$scheme" "$mode" "${drops[$scheme,$mode]}" "${startup[$scheme,$mode]}"
     done
     for mode in $MODES; do
+      [ -n "${jitrun[$scheme,$mode]:-}" ] || continue
+      printf 'JIT, %s %s: warm-up added until it settled (s) %s| methods/time compiled in the measured runs %s\n' "$scheme" "$mode" "${settled[$scheme,$mode]}" "${jitrun[$scheme,$mode]}"
+    done
+    for mode in $MODES; do
       [ "${mode%-alt*}" = kafka ] && has "$scheme,$mode" || continue
       stdout=collector${mode#kafka}
       printf 'Kafka sink, %s %s: collector CPU s/10k stdout (%s) %s, kafka %s; per-round kafka/stdout CPU %s; broker (mock cluster, its own process) CPU s/10k %s\n' "$scheme" "$mode" "$stdout" \
@@ -402,6 +436,7 @@ floor_summary() { # scheme, what the load was → the none/floor/collector table
   printf 'per-round ratios, %s: collector/floor %s\n' "$1" "$(paired "${results[$1,collector]}" "${results[$1,floor]}")"
   printf 'drops during the measured runs, %s: collector %s\n' "$1" "${drops[$1,collector]}"
   printf 'drops from start-up to the end of warm-up, %s: collector %s\n' "$1" "${startup[$1,collector]}"
+  printf 'JIT, %s collector: warm-up added until it settled (s) %s| methods/time compiled in the measured runs %s\n' "$1" "${settled[$1,collector]}" "${jitrun[$1,collector]}"
 }
 if [ -n "${results[h2,none]:-}" ]; then
   floor_summary h2 "h2load -c $H2_CONNECTIONS -m $H2_STREAMS over TLS with ALPN h2, the same 1 KiB file" "$H2_ROUNDS"

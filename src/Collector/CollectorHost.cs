@@ -206,35 +206,9 @@ public static class CollectorHost
         LogKernelFeatures(log, settings, kernel, tls);
 
         var exitCode = 0;
-        var nextSummary = DateTime.UtcNow.AddMinutes(1);
-        long lastSummaryTotal = 0;
         try
         {
-            while (!stop.IsCancellationRequested)
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(500), stop.Token).ContinueWith(_ => { });
-                PublishKernelCounters(kernel, metrics);
-                var rss = Process.GetCurrentProcess().WorkingSet64;
-                if (rss > settings.MemoryRestartBytes)
-                {
-                    log.LogCritical("memory {Rss} MB is over AKTO_MEM_THRESH_RESTART ({Limit} MB): exiting with status {Code} to be restarted",
-                        rss >> 20, settings.MemoryRestartBytes >> 20, ExitMemoryThreshold);
-                    exitCode = ExitMemoryThreshold;
-                    stop.Cancel();
-                    break;
-                }
-                if (DateTime.UtcNow >= nextSummary)
-                {
-                    nextSummary = DateTime.UtcNow.AddMinutes(1);
-                    var total = metrics.KernelDrops.Total + metrics.HttpDrops.Total + metrics.GapBytes.Value;
-                    if (total != lastSummaryTotal)
-                        log.LogWarning("drops in the last minute: kernel {Kernel}, http {Http}, gap bytes {Gap}",
-                            string.Join(",", metrics.KernelDrops.Series.Select(s => $"{s.Key}={s.Value.Value}")),
-                            string.Join(",", metrics.HttpDrops.Series.Select(s => $"{s.Key}={s.Value.Value}")),
-                            metrics.GapBytes.Value);
-                    lastSummaryTotal = total;
-                }
-            }
+            exitCode = await SuperviseAsync(kernel, metrics, settings, stop, log);
         }
         finally
         {
@@ -263,6 +237,42 @@ public static class CollectorHost
                 stopping.ElapsedMilliseconds, detached, detachMs, metrics.ExchangesEmitted.Total, exitCode);
         }
         return exitCode;
+    }
+
+    /// <summary>Every 500 ms until stopped: the kernel's counters to the metrics, the memory limit, a
+    /// summary of the last minute's drops. Its own method, not a loop in RunAsync: an async method's
+    /// MoveNext runs at each resumption, and this one resumes twice a second for the process's life,
+    /// so the JIT tiers it up (twice, with PGO); RunAsync's is 7,000 bytes of IL.</summary>
+    private static async Task<int> SuperviseAsync(KernelCapture kernel, CollectorMetrics metrics, Settings settings,
+        CancellationTokenSource stop, ILogger log)
+    {
+        var nextSummary = DateTime.UtcNow.AddMinutes(1);
+        long lastSummaryTotal = 0;
+        while (!stop.IsCancellationRequested)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(500), stop.Token).ContinueWith(_ => { });
+            PublishKernelCounters(kernel, metrics);
+            var rss = Process.GetCurrentProcess().WorkingSet64;
+            if (rss > settings.MemoryRestartBytes)
+            {
+                log.LogCritical("memory {Rss} MB is over AKTO_MEM_THRESH_RESTART ({Limit} MB): exiting with status {Code} to be restarted",
+                    rss >> 20, settings.MemoryRestartBytes >> 20, ExitMemoryThreshold);
+                stop.Cancel();
+                return ExitMemoryThreshold;
+            }
+            if (DateTime.UtcNow >= nextSummary)
+            {
+                nextSummary = DateTime.UtcNow.AddMinutes(1);
+                var total = metrics.KernelDrops.Total + metrics.HttpDrops.Total + metrics.GapBytes.Value;
+                if (total != lastSummaryTotal)
+                    log.LogWarning("drops in the last minute: kernel {Kernel}, http {Http}, gap bytes {Gap}",
+                        string.Join(",", metrics.KernelDrops.Series.Select(s => $"{s.Key}={s.Value.Value}")),
+                        string.Join(",", metrics.HttpDrops.Series.Select(s => $"{s.Key}={s.Value.Value}")),
+                        metrics.GapBytes.Value);
+                lastSummaryTotal = total;
+            }
+        }
+        return 0;
     }
 
     private static void ReadEvents(RingBufferReader reader, ConnectionTable table, OutputPipeline output, Settings settings,

@@ -181,6 +181,10 @@ public sealed class CollectorMetrics
             .Gauge("collector_process_memory_bytes", "Resident memory of the collector.", proc.WorkingSet64)
             .Gauge("collector_memory_budget_bytes", "AKTO_MEM_THRESH_RESTART in bytes: past it the collector exits to be restarted.", Interlocked.Read(ref MemoryBudgetBytes))
             .Gauge("collector_managed_heap_bytes", "Bytes in the .NET heap.", GC.GetTotalMemory(false))
+            // the runtime compiling (tiering up) methods is CPU the collector spends for minutes after start:
+            // a benchmark or an operator sees here when it has settled
+            .Counter("collector_jit_compiled_methods_total", "Methods compiled by the .NET JIT since start (every tier).", System.Runtime.JitInfo.GetCompiledMethodCount(false))
+            .Counter("collector_jit_seconds_total", "Time the .NET JIT spent compiling since start, all threads.", System.Runtime.JitInfo.GetCompilationTime(false).TotalSeconds)
             .Gauge("collector_tracepoints_attached", "Syscall and sched tracepoints attached.", Volatile.Read(ref TracepointsAttached))
             .Gauge("collector_discovery_rules", "Discovery rules in effect (AKTO_MODULE_DISCOVERY_CONFIG or its file).", Volatile.Read(ref DiscoveryRuleCount))
             .Gauge("collector_mongo_settings_ok", "1 when the last read of accounts_settings succeeded, 0 when it failed (or none answered yet), -1 without MongoDB.", Volatile.Read(ref MongoSettingsOk))
