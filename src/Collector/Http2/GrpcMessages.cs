@@ -38,21 +38,39 @@ internal sealed class GrpcMessageReader
     /// <summary>Times the framing was found again after a loss.</summary>
     public int Resyncs { get; private set; }
 
-    public List<GrpcMessage> Done { get; } = new();
+    // messages cut out and not yet taken, oldest first
+    private readonly List<GrpcMessage> _done = new();
+
+    // What Retained reports, kept as buffers come and go: summing it at every event would read
+    // each buffer's header, a cache miss apiece on a busy node.
+    private int _retained;
+
+    /// <summary>Messages cut out and not yet taken.</summary>
+    public int Count => _done.Count;
     /// <summary>Messages this reader could not cut out (framing lost in a hole), counted by the session.</summary>
     public int LostMessages { get; private set; }
     public bool FramingLost => _lost;
     /// <summary>A message has begun and not ended.</summary>
     public bool Partial => _inMessage || _prefixLength > 0;
 
-    public int Retained
+    /// <summary>Bytes of the pooled buffers this reader holds (the message being cut and those waiting).</summary>
+    public int Retained => _retained;
+
+    /// <summary>Tests: <see cref="Retained"/> summed from the buffers themselves.</summary>
+    internal int RecountRetained()
     {
-        get
-        {
-            var r = _current.Buffer?.Length ?? 0;
-            foreach (var m in Done) r += m.Buffer?.Length ?? 0;
-            return r;
-        }
+        var r = _current.Buffer?.Length ?? 0;
+        foreach (var m in _done) r += m.Buffer?.Length ?? 0;
+        return r;
+    }
+
+    /// <summary>The oldest message cut out; its buffer is the caller's from now on.</summary>
+    public GrpcMessage TakeOldest()
+    {
+        var m = _done[0];
+        _done.RemoveAt(0);
+        _retained -= m.Buffer?.Length ?? 0;
+        return m;
     }
 
     /// <summary>A DATA frame of this side begins: where gRPC writers start their messages, so where
@@ -83,6 +101,7 @@ internal sealed class GrpcMessageReader
                 _remaining = BinaryPrimitives.ReadUInt32BigEndian(_prefix.AsSpan(1));
                 var keep = (int)Math.Min(_remaining, Math.Max(cap, 0));
                 _current = new GrpcMessage { Buffer = BufferPool.Rent(5 + keep), Length = 5 };
+                _retained += _current.Buffer.Length;
                 _prefix.CopyTo(_current.Buffer, 0);
                 _inMessage = true;
                 if (_remaining == 0) End(cap, encoding);
@@ -122,7 +141,7 @@ internal sealed class GrpcMessageReader
         if (_lost) return;
         _lost = true;
         if (_inMessage || _prefixLength > 0) LostMessages++;
-        _current.Release();
+        ReleaseCurrent();
         _inMessage = false;
         _prefixLength = 0;
     }
@@ -133,7 +152,7 @@ internal sealed class GrpcMessageReader
         if (_inMessage)
         {
             _current.HasGap = true;
-            Done.Add(_current);
+            _done.Add(_current);
             _current = default;
             _inMessage = false;
         }
@@ -150,8 +169,12 @@ internal sealed class GrpcMessageReader
         var m = _current;
         _current = default;
         if (m.Buffer![0] == 1 && !m.Truncated && !m.HasGap && encoding is not null)
+        {
+            var before = m.Buffer.Length;
             m = Inflate(m, cap, encoding);
-        Done.Add(m);
+            _retained += m.Buffer!.Length - before;
+        }
+        _done.Add(m);
     }
 
     /// <summary>A compressed message (flag 1) inflated, flag cleared and length rewritten, so the
@@ -205,10 +228,17 @@ internal sealed class GrpcMessageReader
 
     public void Release()
     {
-        _current.Release();
+        ReleaseCurrent();
         _current = default;
-        foreach (var m in Done) m.Release();
-        Done.Clear();
+        foreach (var m in _done) m.Release();
+        _done.Clear();
+        _retained = 0;
+    }
+
+    private void ReleaseCurrent()
+    {
+        _retained -= _current.Buffer?.Length ?? 0;
+        _current.Release();
     }
 
     /// <summary>Back to a new stream's start (the reader is reused with its stream object).</summary>

@@ -117,7 +117,13 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             if (CheckRetainedAccounting)
             {
                 long all = 0;
-                foreach (var s in _streams.Values) all += s.Retained;
+                foreach (var s in _streams.Values)
+                {
+                    all += s.Retained;
+                    foreach (var reader in (ReadOnlySpan<GrpcMessageReader?>)[s.GrpcRequests, s.GrpcResponses])
+                        if (reader is not null && reader.Retained != reader.RecountRetained())
+                            throw new InvalidOperationException($"gRPC reader retained bytes: running sum {reader.Retained}, buffers hold {reader.RecountRetained()}");
+                }
                 if (all != _streamsRetained)
                     throw new InvalidOperationException($"HTTP/2 retained bytes: running sum {_streamsRetained}, streams hold {all}");
             }
@@ -349,9 +355,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (s.Grpc)
         {
             var reader = client ? s.GrpcRequests! : (s.GrpcResponses ??= new GrpcMessageReader());
-            var before = reader.Done.Count;
+            var before = reader.Count;
             reader.Feed(content, _limits.MaxBodyBytes, client ? s.RequestEncoding : s.ResponseEncoding);
-            if (reader.Done.Count != before) GrpcPairs(s, final: false);
+            if (reader.Count != before) GrpcPairs(s, final: false);
             return;
         }
         var m = client ? s.Request : s.Response;
@@ -794,7 +800,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (s.Unnamed) return;
         if (s.Grpc)
         {
-            if (s.Response is null && s.GrpcRequests!.Done.Count == 0) _host.CountDrop("request_without_response"); // (its messages are counted one by one)
+            if (s.Response is null && s.GrpcRequests!.Count == 0) _host.CountDrop("request_without_response"); // (its messages are counted one by one)
             GrpcPairs(s, final: true);
             s.ReleaseMessages();
             return;
@@ -850,8 +856,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
     private void GrpcPairs(Stream s, bool final)
     {
         Touch(s);
-        var requests = s.GrpcRequests!.Done;
-        var responses = s.GrpcResponses?.Done;
+        var requests = s.GrpcRequests!;
+        var responses = s.GrpcResponses;
         Span<byte> index = stackalloc byte[11];
         while (true)
         {
@@ -868,8 +874,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 // oldest message is counted
                 var queue = haveRequest ? requests : responses!;
                 _host.CountDrop(s.Response is null ? final ? "grpc_request_without_response" : "grpc_unanswered_messages_shed" : "grpc_message_shed");
-                queue[0].Release();
-                queue.RemoveAt(0);
+                queue.TakeOldest().Release();
                 s.GrpcIndex++;
                 continue;
             }
@@ -905,10 +910,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         }
     }
 
-    private void TakeMessage(HttpMessage m, List<GrpcMessage> queue)
+    private void TakeMessage(HttpMessage m, GrpcMessageReader queue)
     {
-        var g = queue[0];
-        queue.RemoveAt(0);
+        var g = queue.TakeOldest();
         m.AlwaysBase64 = true;
         if (g.Buffer is not null) m.AdoptBody(g.Buffer, g.Length, _limits.MaxBodyBytes + 5); // the message's buffer becomes the body
         if (g.Truncated) m.BodyTruncated = true;
@@ -1055,8 +1059,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         {
             s.Request?.MarkLost("shed");
             s.Response?.MarkLost("shed");
-            if (s.GrpcRequests is { } q) { for (var i = 0; i < q.Done.Count; i++) _host.CountDrop("grpc_message_shed"); q.LoseFraming(); q.Release(); }
-            if (s.GrpcResponses is { } p) { for (var i = 0; i < p.Done.Count; i++) _host.CountDrop("grpc_message_shed"); p.LoseFraming(); p.Release(); }
+            if (s.GrpcRequests is { } q) { for (var i = 0; i < q.Count; i++) _host.CountDrop("grpc_message_shed"); q.LoseFraming(); q.Release(); }
+            if (s.GrpcResponses is { } p) { for (var i = 0; i < p.Count; i++) _host.CountDrop("grpc_message_shed"); p.LoseFraming(); p.Release(); }
         }
         _recountAll = true;
         foreach (var d in new[] { _egress, _ingress })
