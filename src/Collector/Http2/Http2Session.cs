@@ -32,7 +32,7 @@ internal enum Http2Start
 ///
 /// gRPC streams (request content-type application/grpc…) give one exchange per request/response
 /// message pair in order (see GrpcPairs).</summary>
-internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
+internal sealed class Http2Session : IProtocolSession
 {
     public const string Version = "HTTP/2";
     private const int MaxStreams = 1024;          // streams tracked at once (a peer's concurrency is far lower)
@@ -127,7 +127,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 if (all != _streamsRetained)
                     throw new InvalidOperationException($"HTTP/2 retained bytes: running sum {_streamsRetained}, streams hold {all}");
             }
-            return _egress.Retained + _ingress.Retained + (_fields?.Length ?? 0) + _streamsRetained;
+            return _egress.Retained + _ingress.Retained + _streamsRetained;
         }
     }
 
@@ -468,66 +468,105 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
 
     // ---- header blocks ----
 
-    // the decoded fields of the block being read (names and values one after the other)
-    private byte[]? _fields;
-    private int _fieldsLength;
-    private readonly List<(int Name, int NameLength, int Value, int ValueLength)> _fieldList = new();
-    private bool _fieldsTooLarge;
-    private int _unknownFields;
-    private bool _unknownMayBePseudo;
-
-    void IHpackHeaderSink.OnHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
+    /// <summary>The fields of the header block being read, names and values one after the other,
+    /// and what the block names as it is decoded. Only a header block's own call uses them, so one
+    /// per thread serves every session: the bytes land in memory that is already in cache rather
+    /// than in a buffer per session, cold by the time its connection's next block comes.</summary>
+    private sealed class BlockFields : IHpackHeaderSink
     {
-        if (_fieldsTooLarge) return;
-        var need = _fieldsLength + name.Length + value.Length;
-        if (need + 32 * (_fieldList.Count + 1) > _limits.MaxHeaderBytes)
+        [ThreadStatic] private static BlockFields? _forThread;
+
+        private byte[] _bytes = new byte[1024];
+        private int _bytesLength;
+        private (int Name, int NameLength, int Value, int ValueLength)[] _list = new (int, int, int, int)[32];
+        private int _maxHeaderBytes;
+        private bool _inUse;
+
+        public int Count;
+        public bool TooLarge;
+        public int UnknownFields;
+        public bool UnknownMayBePseudo;
+        // pseudo-header fields: the last of each kind; -1 when absent
+        public int Method, Path, Authority, Status;
+        public int FirstRegular;
+        public bool HostField;
+
+        /// <summary>The thread's instance, emptied; a fresh one should a block be read while another's
+        /// fields are still in use.</summary>
+        public static BlockFields Acquire(int maxHeaderBytes)
         {
-            _fieldsTooLarge = true; // a small block can expand to much more through the table
-            return;
+            var f = _forThread ??= new BlockFields();
+            if (f._inUse) f = new BlockFields();
+            f._inUse = true;
+            f._maxHeaderBytes = maxHeaderBytes;
+            f._bytesLength = f.Count = f.UnknownFields = 0;
+            f.TooLarge = f.UnknownMayBePseudo = f.HostField = false;
+            f.Method = f.Path = f.Authority = f.Status = f.FirstRegular = -1;
+            return f;
         }
-        if (_fields is null || _fields.Length < need)
+
+        public void Release()
         {
-            var bigger = BufferPool.Rent(Math.Max(need, Math.Max(1024, (_fields?.Length ?? 0) * 2)));
-            if (_fields is not null)
+            _inUse = false;
+            // a block near the header limit grew the buffer: not kept for the thread's lifetime
+            if (_bytes.Length > 64 * 1024) _bytes = new byte[1024];
+        }
+
+        public ReadOnlySpan<byte> Name(int i) => _bytes.AsSpan(_list[i].Name, _list[i].NameLength);
+        public ReadOnlySpan<byte> Value(int i) => _bytes.AsSpan(_list[i].Value, _list[i].ValueLength);
+
+        public void OnHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
+        {
+            if (TooLarge) return;
+            var need = _bytesLength + name.Length + value.Length;
+            if (need + 32 * (Count + 1) > _maxHeaderBytes)
             {
-                _fields.AsSpan(0, _fieldsLength).CopyTo(bigger);
-                BufferPool.Return(_fields);
+                TooLarge = true; // a small block can expand to much more through the table
+                return;
             }
-            _fields = bigger;
+            if (_bytes.Length < need) Array.Resize(ref _bytes, Math.Max(need, _bytes.Length * 2));
+            if (Count == _list.Length) Array.Resize(ref _list, _list.Length * 2);
+            name.CopyTo(_bytes.AsSpan(_bytesLength));
+            value.CopyTo(_bytes.AsSpan(_bytesLength + name.Length));
+            var index = Count++;
+            _list[index] = (_bytesLength, name.Length, _bytesLength + name.Length, value.Length);
+            _bytesLength = need;
+            // what the block names is noted as it is decoded (pseudo-header fields: the last of each kind)
+            if (!name.IsEmpty && name[0] == (byte)':')
+            {
+                if (name.SequenceEqual(":method"u8)) Method = index;
+                else if (name.SequenceEqual(":path"u8)) Path = index;
+                else if (name.SequenceEqual(":authority"u8)) Authority = index;
+                else if (name.SequenceEqual(":status"u8)) Status = index;
+            }
+            else
+            {
+                if (FirstRegular < 0) FirstRegular = index;
+                if (name.Length == 4 && HttpText.EqualsLower(name, "host"u8)) HostField = true;
+            }
         }
-        name.CopyTo(_fields.AsSpan(_fieldsLength));
-        value.CopyTo(_fields.AsSpan(_fieldsLength + name.Length));
-        var index = _fieldList.Count;
-        _fieldList.Add((_fieldsLength, name.Length, _fieldsLength + name.Length, value.Length));
-        _fieldsLength = need;
-        // what the block names is noted as it is decoded (pseudo-header fields: the last of each kind)
-        if (!name.IsEmpty && name[0] == (byte)':')
+
+        public void OnUnknownField(ReadOnlySpan<byte> name, bool nameKnown)
         {
-            if (name.SequenceEqual(":method"u8)) _methodField = index;
-            else if (name.SequenceEqual(":path"u8)) _pathField = index;
-            else if (name.SequenceEqual(":authority"u8)) _authorityField = index;
-            else if (name.SequenceEqual(":status"u8)) _statusField = index;
-        }
-        else
-        {
-            if (_firstRegularField < 0) _firstRegularField = index;
-            if (name.Length == 4 && HttpText.EqualsLower(name, "host"u8)) _hostField = true;
+            UnknownFields++;
+            if (!nameKnown || (!name.IsEmpty && name[0] == (byte)':')) UnknownMayBePseudo = true;
         }
     }
-
-    private int _methodField, _pathField, _authorityField, _statusField, _firstRegularField;
-    private bool _hostField;
-
-    void IHpackHeaderSink.OnUnknownField(ReadOnlySpan<byte> name, bool nameKnown)
-    {
-        _unknownFields++;
-        if (!nameKnown || (!name.IsEmpty && name[0] == (byte)':')) _unknownMayBePseudo = true;
-    }
-
-    private ReadOnlySpan<byte> FieldName(int i) => _fields.AsSpan(_fieldList[i].Name, _fieldList[i].NameLength);
-    private ReadOnlySpan<byte> FieldValue(int i) => _fields.AsSpan(_fieldList[i].Value, _fieldList[i].ValueLength);
 
     private void HeaderBlock(Direction d)
+    {
+        var f = BlockFields.Acquire(_limits.MaxHeaderBytes);
+        try
+        {
+            HeaderBlock(d, f);
+        }
+        finally
+        {
+            f.Release();
+        }
+    }
+
+    private void HeaderBlock(Direction d, BlockFields f)
     {
         var streamId = d.BlockIsPush ? d.Promised : d.BlockStream;
         var endStream = d.BlockEndStream;
@@ -535,21 +574,14 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         var push = d.BlockIsPush;
         var onStream = d.BlockStream;
         string? lost = d.BlockTooLarge ? "header_block_too_large" : d.BlockLost ? "header_block_lost" : null;
-        _fieldList.Clear();
-        _fieldsLength = 0;
-        _fieldsTooLarge = false;
-        _unknownFields = 0;
-        _unknownMayBePseudo = false;
-        _methodField = _pathField = _authorityField = _statusField = _firstRegularField = -1;
-        _hostField = false;
         if (lost is null)
         {
-            if (d.Hpack.Decode(d.Block.AsSpan(0, d.BlockLength), this) is { } error)
+            if (d.Hpack.Decode(d.Block.AsSpan(0, d.BlockLength), f) is { } error)
             {
                 _host.CountDrop(DropLabels.Malformed("h2_" + error));
                 lost = "hpack_error";
             }
-            else if (_fieldsTooLarge)
+            else if (f.TooLarge)
             {
                 lost = "header_list_too_large";
             }
@@ -559,7 +591,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             d.Hpack.MarkUnsynced(); // the block's table changes went by unseen
         }
         d.ReleaseBlockIfLarge();
-        if (_unknownFields > 0) _host.Metrics.Http2UnknownFields.Add(_unknownFields);
+        if (f.UnknownFields > 0) _host.Metrics.Http2UnknownFields.Add(f.UnknownFields);
 
         _streams.TryGetValue(streamId, out var s);
         if (lost is not null)
@@ -577,9 +609,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         }
 
         // pseudo-header fields first (RFC 9113 §8.3): who sent the block and what it names
-        var method = _methodField >= 0 ? HttpStrings.Method(FieldValue(_methodField)) : null;
-        int path = _pathField, authority = _authorityField, status = _statusField;
-        var regular = _firstRegularField >= 0 ? _firstRegularField : _fieldList.Count;
+        var method = f.Method >= 0 ? HttpStrings.Method(f.Value(f.Method)) : null;
+        int path = f.Path, authority = f.Authority, status = f.Status;
+        var regular = f.FirstRegular >= 0 ? f.FirstRegular : f.Count;
         var isRequestBlock = push || method is not null || (status < 0 && s is not null && _clientDirection == d.Dir);
         if (_clientDirection is null && (method is not null || status >= 0))
         {
@@ -590,8 +622,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (s is not null && (isRequestBlock ? s.Request : s.Response) is { } existing && !push && method is null && status < 0)
         {
             // trailers: appended to the message they end
-            for (var i = 0; i < _fieldList.Count; i++)
-                if (FieldName(i) is var n && (n.IsEmpty || n[0] != (byte)':')) existing.AddHeader(n, FieldValue(i));
+            for (var i = 0; i < f.Count; i++)
+                if (f.Name(i) is var n && (n.IsEmpty || n[0] != (byte)':')) existing.AddHeader(n, f.Value(i));
             Touch(s);
             if (endStream) EndSide(s, isRequestBlock);
             return;
@@ -601,7 +633,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         {
             if (method is null || (path < 0 && method != HttpStrings.Connect) || (path < 0 && authority < 0))
             {
-                Unnamed(s, streamId, _unknownMayBePseudo ? "hpack_unknown_entry" : "missing_pseudo_header");
+                Unnamed(s, streamId, f.UnknownMayBePseudo ? "hpack_unknown_entry" : "missing_pseudo_header");
                 if (endStream && !push && _streams.TryGetValue(streamId, out var ended)) EndSide(ended, true);
                 return;
             }
@@ -620,9 +652,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 return;
             }
             var m = HttpMessage.Rent();
-            m.SetRequestLine(method, path >= 0 ? FieldValue(path) : FieldValue(authority), Version);
-            if (authority >= 0 && !_hostField) m.AddHeader("host"u8, FieldValue(authority));
-            AddRegular(m, regular);
+            m.SetRequestLine(method, path >= 0 ? f.Value(path) : f.Value(authority), Version);
+            if (authority >= 0 && !f.HostField) m.AddHeader("host"u8, f.Value(authority));
+            AddRegular(m, f, regular);
             m.FirstByteNs = blockNs;
             s.Request = m;
             s.Pushed = push;
@@ -635,9 +667,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         }
 
         // a response's header block
-        if (status < 0 || !TryStatus(FieldValue(status), out var code))
+        if (status < 0 || !TryStatus(f.Value(status), out var code))
         {
-            Unnamed(s, streamId, _unknownMayBePseudo ? "hpack_unknown_entry" : s is null && OpenedUnseen(streamId) ? "headers_not_seen" : "missing_pseudo_header");
+            Unnamed(s, streamId, f.UnknownMayBePseudo ? "hpack_unknown_entry" : s is null && OpenedUnseen(streamId) ? "headers_not_seen" : "missing_pseudo_header");
             if (endStream && _streams.TryGetValue(streamId, out var ended)) EndSide(ended, client: false);
             return;
         }
@@ -661,7 +693,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         }
         var r = HttpMessage.Rent();
         r.SetStatusLine(Version, code, default);
-        AddRegular(r, regular);
+        AddRegular(r, f, regular);
         r.FirstByteNs = blockNs;
         s.Response = r;
         Touch(s);
@@ -669,13 +701,13 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (endStream) EndSide(s, client: false);
     }
 
-    private void AddRegular(HttpMessage m, int from)
+    private static void AddRegular(HttpMessage m, BlockFields f, int from)
     {
-        for (var i = from; i < _fieldList.Count; i++)
+        for (var i = from; i < f.Count; i++)
         {
-            var name = FieldName(i);
+            var name = f.Name(i);
             if (!name.IsEmpty && name[0] == (byte)':') continue; // a pseudo-header out of place is not a field
-            m.AddHeader(name, FieldValue(i));
+            m.AddHeader(name, f.Value(i));
         }
     }
 
@@ -1050,7 +1082,6 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         _streams.Clear();
         _streamsRetained = 0;
         _touched.Clear();
-        ReleaseFields();
     }
 
     public void Shed()
@@ -1070,14 +1101,6 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             d.BlockLength = 0;
             d.ReleaseBlock();
         }
-        ReleaseFields();
-    }
-
-    private void ReleaseFields()
-    {
-        if (_fields is not null) BufferPool.Return(_fields);
-        _fields = null;
-        _fieldsLength = 0;
     }
 
     public void Dispose()
@@ -1088,7 +1111,6 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         _touched.Clear();
         _egress.ReleaseBlock();
         _ingress.ReleaseBlock();
-        ReleaseFields();
     }
 
     // ---- state ----
