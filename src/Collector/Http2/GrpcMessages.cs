@@ -45,8 +45,9 @@ internal sealed class GrpcMessageReader
     // each buffer's header, a cache miss apiece on a busy node.
     private int _retained;
 
-    /// <summary>Messages cut out and not yet taken.</summary>
-    public int Count => _done.Count;
+    /// <summary>Messages cut out and not yet taken (the list's count, kept here: the session asks
+    /// at every DATA frame, and the list object is seldom in cache then).</summary>
+    public int Count { get; private set; }
     /// <summary>Messages this reader could not cut out (framing lost in a hole), counted by the session.</summary>
     public int LostMessages { get; private set; }
     public bool FramingLost => _lost;
@@ -69,6 +70,7 @@ internal sealed class GrpcMessageReader
     {
         var m = _done[0];
         _done.RemoveAt(0);
+        Count--;
         _retained -= m.Buffer?.Length ?? 0;
         return m;
     }
@@ -92,17 +94,27 @@ internal sealed class GrpcMessageReader
         {
             if (!_inMessage)
             {
-                var take = Math.Min(5 - _prefixLength, data.Length);
-                data[..take].CopyTo(_prefix.AsSpan(_prefixLength));
-                _prefixLength += take;
-                data = data[take..];
-                if (_prefixLength < 5) return;
-                _prefixLength = 0;
-                _remaining = BinaryPrimitives.ReadUInt32BigEndian(_prefix.AsSpan(1));
+                ReadOnlySpan<byte> prefix;
+                if (_prefixLength == 0 && data.Length >= 5)
+                {
+                    prefix = data[..5]; // whole in this piece (the usual case): read where it lies
+                    data = data[5..];
+                }
+                else
+                {
+                    var take = Math.Min(5 - _prefixLength, data.Length);
+                    data[..take].CopyTo(_prefix.AsSpan(_prefixLength));
+                    _prefixLength += take;
+                    data = data[take..];
+                    if (_prefixLength < 5) return;
+                    _prefixLength = 0;
+                    prefix = _prefix;
+                }
+                _remaining = BinaryPrimitives.ReadUInt32BigEndian(prefix[1..]);
                 var keep = (int)Math.Min(_remaining, Math.Max(cap, 0));
                 _current = new GrpcMessage { Buffer = BufferPool.Rent(5 + keep), Length = 5 };
                 _retained += _current.Buffer.Length;
-                _prefix.CopyTo(_current.Buffer, 0);
+                prefix.CopyTo(_current.Buffer);
                 _inMessage = true;
                 if (_remaining == 0) End(cap, encoding);
                 continue;
@@ -153,6 +165,7 @@ internal sealed class GrpcMessageReader
         {
             _current.HasGap = true;
             _done.Add(_current);
+            Count++;
             _current = default;
             _inMessage = false;
         }
@@ -175,6 +188,7 @@ internal sealed class GrpcMessageReader
             _retained += m.Buffer!.Length - before;
         }
         _done.Add(m);
+        Count++;
     }
 
     /// <summary>A compressed message (flag 1) inflated, flag cleared and length rewritten, so the
@@ -232,6 +246,7 @@ internal sealed class GrpcMessageReader
         _current = default;
         foreach (var m in _done) m.Release();
         _done.Clear();
+        Count = 0;
         _retained = 0;
     }
 
