@@ -120,6 +120,9 @@ internal sealed class Http2Session : IProtocolSession
                 foreach (var s in _streams.Values)
                 {
                     all += s.Retained;
+                    foreach (var m in (ReadOnlySpan<HttpMessage?>)[s.Request, s.Response])
+                        if (m is not null && m.RetainedBytes != m.RecountRetainedBytes())
+                            throw new InvalidOperationException($"message retained bytes: kept {m.RetainedBytes}, buffers hold {m.RecountRetainedBytes()}");
                     foreach (var reader in (ReadOnlySpan<GrpcMessageReader?>)[s.GrpcRequests, s.GrpcResponses])
                         if (reader is not null && reader.Retained != reader.RecountRetained())
                             throw new InvalidOperationException($"gRPC reader retained bytes: running sum {reader.Retained}, buffers hold {reader.RecountRetained()}");
@@ -191,16 +194,32 @@ internal sealed class Http2Session : IProtocolSession
             }
             if (!d.InFrame)
             {
-                var take = Math.Min(Http2Frame.HeaderSize - d.HeadLength, data.Length);
-                data[..take].CopyTo(d.Head.AsSpan(d.HeadLength));
-                d.HeadLength += take;
-                data = data[take..];
-                if (d.HeadLength < Http2Frame.HeaderSize) return;
-                d.HeadLength = 0;
-                if (!StartFrame(d, Http2FrameHeader.Read(d.Head))) return;
+                Http2FrameHeader header;
+                if (d.HeadLength == 0 && data.Length >= Http2Frame.HeaderSize)
+                {
+                    // the whole frame header is in the event (the usual case): read where it lies
+                    header = Http2FrameHeader.Read(data);
+                    data = data[Http2Frame.HeaderSize..];
+                }
+                else
+                {
+                    var take = Math.Min(Http2Frame.HeaderSize - d.HeadLength, data.Length);
+                    data[..take].CopyTo(d.Head.AsSpan(d.HeadLength));
+                    d.HeadLength += take;
+                    data = data[take..];
+                    if (d.HeadLength < Http2Frame.HeaderSize) return;
+                    d.HeadLength = 0;
+                    header = Http2FrameHeader.Read(d.Head);
+                }
+                if (!StartFrame(d, header)) return;
                 if (d.Frame.Length == 0)
                 {
                     EndFrame(d);
+                    continue;
+                }
+                if (WholeHeaderBlockFrame(d, data))
+                {
+                    data = data[d.Frame.Length..];
                     continue;
                 }
             }
@@ -273,6 +292,24 @@ internal sealed class Http2Session : IProtocolSession
             d.BlockTooLarge = d.BlockLost = false;
             d.BlockNs = _eventNs;
         }
+        return true;
+    }
+
+    /// <summary>A HEADERS frame that carries a whole header block (END_HEADERS, no padding, no
+    /// CONTINUATION pending) and lies whole in the event, just started: its block is decoded where
+    /// it lies instead of being copied into the direction's block buffer first. False: the frame is
+    /// read piece by piece as any other.</summary>
+    private bool WholeHeaderBlockFrame(Direction d, ReadOnlySpan<byte> data)
+    {
+        var h = d.Frame;
+        if (h.Type != Http2Frame.Headers || !h.Has(Http2Frame.FlagEndHeaders) || h.Has(Http2Frame.FlagPadded) ||
+            data.Length < h.Length || d.BlockLength != 0)
+            return false;
+        var block = data[d.PrefixLength..h.Length]; // after the priority fields, if any
+        if (block.Length > _limits.MaxHeaderBytes) return false; // counted and dropped by the usual path
+        d.FramePos = h.Length;
+        d.InFrame = false;
+        HeaderBlock(d, block);
         return true;
     }
 
@@ -553,12 +590,16 @@ internal sealed class Http2Session : IProtocolSession
         }
     }
 
-    private void HeaderBlock(Direction d)
+    private void HeaderBlock(Direction d) => HeaderBlock(d, d.Block.AsSpan(0, d.BlockLength));
+
+    /// <summary>A header block has ended: <paramref name="block"/> is all of it (the direction's
+    /// block buffer, or a frame's payload where it lies in the event).</summary>
+    private void HeaderBlock(Direction d, ReadOnlySpan<byte> block)
     {
         var f = BlockFields.Acquire(_limits.MaxHeaderBytes);
         try
         {
-            HeaderBlock(d, f);
+            HeaderBlock(d, block, f);
         }
         finally
         {
@@ -566,7 +607,7 @@ internal sealed class Http2Session : IProtocolSession
         }
     }
 
-    private void HeaderBlock(Direction d, BlockFields f)
+    private void HeaderBlock(Direction d, ReadOnlySpan<byte> block, BlockFields f)
     {
         var streamId = d.BlockIsPush ? d.Promised : d.BlockStream;
         var endStream = d.BlockEndStream;
@@ -576,7 +617,7 @@ internal sealed class Http2Session : IProtocolSession
         string? lost = d.BlockTooLarge ? "header_block_too_large" : d.BlockLost ? "header_block_lost" : null;
         if (lost is null)
         {
-            if (d.Hpack.Decode(d.Block.AsSpan(0, d.BlockLength), f) is { } error)
+            if (d.Hpack.Decode(block, f) is { } error)
             {
                 _host.CountDrop(DropLabels.Malformed("h2_" + error));
                 lost = "hpack_error";
@@ -1152,7 +1193,11 @@ internal sealed class Http2Session : IProtocolSession
         /// unknown when joined mid-stream.</summary>
         public int MaxFrameSize = joined ? Http2Frame.MaxFrameSizeLimit : Http2Frame.DefaultMaxFrameSize;
 
-        public int Retained => Block?.Length ?? 0;
+        // Block's size, kept beside it: Retained is read after every event, and reading the
+        // array's own length would bring a cold line in each time
+        private int _blockCapacity;
+
+        public int Retained => _blockCapacity;
 
         private static HpackDecoder NewDecoder(int cap, int maxString, bool joined)
         {
@@ -1188,6 +1233,7 @@ internal sealed class Http2Session : IProtocolSession
                     BufferPool.Return(Block);
                 }
                 Block = bigger;
+                _blockCapacity = bigger.Length;
             }
             fragment.CopyTo(Block.AsSpan(BlockLength));
             BlockLength = need;
@@ -1198,13 +1244,14 @@ internal sealed class Http2Session : IProtocolSession
         public void ReleaseBlockIfLarge()
         {
             BlockLength = 0;
-            if (Block is { Length: > 4096 }) ReleaseBlock();
+            if (_blockCapacity > 4096) ReleaseBlock();
         }
 
         public void ReleaseBlock()
         {
             if (Block is not null) BufferPool.Return(Block);
             Block = null;
+            _blockCapacity = 0;
             BlockLength = 0;
         }
     }
