@@ -377,10 +377,28 @@ internal sealed class Http2Session : IProtocolSession
     private Stream? DataStream(Direction d)
     {
         if (d.FrameStream is { } cached && cached.Use == d.FrameStreamUse) return cached;
-        if (!_streams.TryGetValue(d.Frame.StreamId, out var s)) return null;
+        if (Find(d, d.Frame.StreamId) is not { } s) return null;
         d.FrameStream = s;
         d.FrameStreamUse = s.Use;
         return s;
+    }
+
+    /// <summary>The stream with this id, if it is in the table. Each direction remembers the last
+    /// stream it found or opened (a stream's frames mostly follow each other on its side: HEADERS
+    /// then DATA, DATA then trailers), which spares a table lookup, a few cache misses on a busy
+    /// node; a remembered stream that has gone back to the pool since is known by its Use.</summary>
+    private Stream? Find(Direction d, uint id)
+    {
+        if (d.LastStream is { } last && last.Id == id && last.Use == d.LastStreamUse) return last;
+        if (!_streams.TryGetValue(id, out var s)) return null;
+        Remember(d, s);
+        return s;
+    }
+
+    private static void Remember(Direction d, Stream s)
+    {
+        d.LastStream = s;
+        d.LastStreamUse = s.Use;
     }
 
     private void BodyBytes(Stream s, Direction d, ReadOnlySpan<byte> content)
@@ -634,7 +652,7 @@ internal sealed class Http2Session : IProtocolSession
         d.ReleaseBlockIfLarge();
         if (f.UnknownFields > 0) _host.Metrics.Http2UnknownFields.Add(f.UnknownFields);
 
-        _streams.TryGetValue(streamId, out var s);
+        var s = Find(d, streamId);
         if (lost is not null)
         {
             if (s is { Unnamed: false } && !push && (IsClient(d) ? s.Request : s.Response) is not null)
@@ -684,6 +702,7 @@ internal sealed class Http2Session : IProtocolSession
                 if (_streams.Count >= MaxStreams && !EvictUnnamed()) EvictOldest();
                 s = Stream.Rent(streamId);
                 _streams[streamId] = s;
+                Remember(d, s);
                 NoteStream(streamId);
                 if (_firstOpened[streamId & 1] == 0) _firstOpened[streamId & 1] = streamId;
             }
@@ -1167,6 +1186,8 @@ internal sealed class Http2Session : IProtocolSession
         public Http2FrameHeader Frame;
         public Stream? FrameStream; // a DATA frame's stream, valid while its Use is FrameStreamUse
         public int FrameStreamUse;
+        public Stream? LastStream;  // the last stream found or opened here, valid while its Use is LastStreamUse
+        public int LastStreamUse;
         public int FramePos, PrefixLength, PadLength;
         public readonly byte[] Control = new byte[64]; // prefix fields and control payloads (SETTINGS: 10 settings)
         public int ControlLength;
