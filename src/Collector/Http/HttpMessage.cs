@@ -238,6 +238,19 @@ public sealed class HttpMessage : IDisposable
         f.ValueLength = value.Length;
     }
 
+    /// <summary>A field whose name and value lie one after the other in <paramref name="nameAndValue"/>
+    /// (as a decoded HTTP/2 header block holds them): copied in one piece.</summary>
+    internal void AddHeader(ReadOnlySpan<byte> nameAndValue, int nameLength)
+    {
+        if (_fields is null) _fields = new Field[24]; // kept with the (pooled) message object
+        else if (_fieldCount == _fields.Length) Array.Resize(ref _fields, _fields.Length * 2);
+        ref var f = ref _fields[_fieldCount++];
+        f.NameStart = Append(nameAndValue);
+        f.NameLength = nameLength;
+        f.ValueStart = f.NameStart + nameLength;
+        f.ValueLength = nameAndValue.Length - nameLength;
+    }
+
     /// <summary>This message's start line and header fields become a copy of another's (the body
     /// is not copied): one gRPC stream gives one exchange per message pair.</summary>
     internal void CopyHeadFrom(HttpMessage source)

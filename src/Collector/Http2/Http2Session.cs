@@ -569,6 +569,8 @@ internal sealed class Http2Session : IProtocolSession
 
         public ReadOnlySpan<byte> Name(int i) => _bytes.AsSpan(_list[i].Name, _list[i].NameLength);
         public ReadOnlySpan<byte> Value(int i) => _bytes.AsSpan(_list[i].Value, _list[i].ValueLength);
+        /// <summary>Field i's name and value, which lie one after the other.</summary>
+        public ReadOnlySpan<byte> NameAndValue(int i) => _bytes.AsSpan(_list[i].Name, _list[i].NameLength + _list[i].ValueLength);
 
         public void OnHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
         {
@@ -682,7 +684,7 @@ internal sealed class Http2Session : IProtocolSession
         {
             // trailers: appended to the message they end
             for (var i = 0; i < f.Count; i++)
-                if (f.Name(i) is var n && (n.IsEmpty || n[0] != (byte)':')) existing.AddHeader(n, f.Value(i));
+                if (f.Name(i) is var n && (n.IsEmpty || n[0] != (byte)':')) existing.AddHeader(f.NameAndValue(i), n.Length);
             Touch(s);
             if (endStream) EndSide(s, isRequestBlock);
             return;
@@ -767,7 +769,7 @@ internal sealed class Http2Session : IProtocolSession
         {
             var name = f.Name(i);
             if (!name.IsEmpty && name[0] == (byte)':') continue; // a pseudo-header out of place is not a field
-            m.AddHeader(name, f.Value(i));
+            m.AddHeader(f.NameAndValue(i), name.Length);
         }
     }
 
