@@ -39,7 +39,10 @@ internal sealed class GrpcMessageReader
     public int Resyncs { get; private set; }
 
     // messages cut out and not yet taken, oldest first
-    private readonly List<GrpcMessage> _done = new();
+    // the oldest in the reader itself, the rest (a streaming call's backlog) in a list: a unary
+    // call's one message then costs no list, whose object and array are cold lines on a busy node
+    private GrpcMessage _oldest;
+    private List<GrpcMessage>? _later;
 
     // What Retained reports, kept as buffers come and go: summing it at every event would read
     // each buffer's header, a cache miss apiece on a busy node.
@@ -61,15 +64,29 @@ internal sealed class GrpcMessageReader
     internal int RecountRetained()
     {
         var r = _current.Buffer?.Length ?? 0;
-        foreach (var m in _done) r += m.Buffer?.Length ?? 0;
+        if (Count > 0) r += _oldest.Buffer?.Length ?? 0;
+        if (_later is not null) foreach (var m in _later) r += m.Buffer?.Length ?? 0;
         return r;
+    }
+
+    private void Add(GrpcMessage m)
+    {
+        if (Count == 0) _oldest = m;
+        else (_later ??= new()).Add(m);
+        Count++;
     }
 
     /// <summary>The oldest message cut out; its buffer is the caller's from now on.</summary>
     public GrpcMessage TakeOldest()
     {
-        var m = _done[0];
-        _done.RemoveAt(0);
+        if (Count == 0) throw new InvalidOperationException("no gRPC message to take");
+        var m = _oldest;
+        if (Count > 1)
+        {
+            _oldest = _later![0];
+            _later.RemoveAt(0);
+        }
+        else _oldest = default;
         Count--;
         _retained -= m.Buffer?.Length ?? 0;
         return m;
@@ -164,8 +181,7 @@ internal sealed class GrpcMessageReader
         if (_inMessage)
         {
             _current.HasGap = true;
-            _done.Add(_current);
-            Count++;
+            Add(_current);
             _current = default;
             _inMessage = false;
         }
@@ -187,8 +203,7 @@ internal sealed class GrpcMessageReader
             m = Inflate(m, cap, encoding);
             _retained += m.Buffer!.Length - before;
         }
-        _done.Add(m);
-        Count++;
+        Add(m);
     }
 
     /// <summary>A compressed message (flag 1) inflated, flag cleared and length rewritten, so the
@@ -244,8 +259,13 @@ internal sealed class GrpcMessageReader
     {
         ReleaseCurrent();
         _current = default;
-        foreach (var m in _done) m.Release();
-        _done.Clear();
+        if (Count > 0) _oldest.Release();
+        _oldest = default;
+        if (_later is not null)
+        {
+            foreach (var m in _later) m.Release();
+            _later.Clear();
+        }
         Count = 0;
         _retained = 0;
     }
