@@ -38,9 +38,9 @@ internal sealed class GrpcMessageReader
     /// <summary>Times the framing was found again after a loss.</summary>
     public int Resyncs { get; private set; }
 
-    // messages cut out and not yet taken, oldest first
-    // the oldest in the reader itself, the rest (a streaming call's backlog) in a list: a unary
-    // call's one message then costs no list, whose object and array are cold lines on a busy node
+    // Messages cut out and not yet taken: the oldest in the reader itself, the later ones (a
+    // streaming call's backlog) in a list, so that a unary call's one message costs no list, whose
+    // object and array are cold lines on a busy node.
     private GrpcMessage _oldest;
     private List<GrpcMessage>? _later;
 
@@ -48,8 +48,7 @@ internal sealed class GrpcMessageReader
     // each buffer's header, a cache miss apiece on a busy node.
     private int _retained;
 
-    /// <summary>Messages cut out and not yet taken (the list's count, kept here: the session asks
-    /// at every DATA frame, and the list object is seldom in cache then).</summary>
+    /// <summary>Messages cut out and not yet taken.</summary>
     public int Count { get; private set; }
     /// <summary>Messages this reader could not cut out (framing lost in a hole), counted by the session.</summary>
     public int LostMessages { get; private set; }
