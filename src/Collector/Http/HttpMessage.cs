@@ -198,7 +198,14 @@ public sealed class HttpMessage : IDisposable
     internal byte[]? BodyArray => _body;
 
     /// <summary>Bytes this message holds in memory (its pooled buffers), for the memory budget.</summary>
-    public int RetainedBytes => (_head?.Length ?? 0) + (_body?.Length ?? 0);
+    public int RetainedBytes => _headCapacity + _bodyCapacity;
+
+    // the sizes of _head and _body, kept beside them: RetainedBytes is read after every event that
+    // touched the message, and reading the arrays' own lengths would bring two cold lines in
+    private int _headCapacity, _bodyCapacity;
+
+    /// <summary>Tests: <see cref="RetainedBytes"/> from the arrays themselves.</summary>
+    internal int RecountRetainedBytes() => (_head?.Length ?? 0) + (_body?.Length ?? 0);
 
     // ---- building (the parser) ----
 
@@ -229,6 +236,19 @@ public sealed class HttpMessage : IDisposable
         f.NameLength = name.Length;
         f.ValueStart = Append(value);
         f.ValueLength = value.Length;
+    }
+
+    /// <summary>A field whose name and value lie one after the other in <paramref name="nameAndValue"/>
+    /// (as a decoded HTTP/2 header block holds them): copied in one piece.</summary>
+    internal void AddHeader(ReadOnlySpan<byte> nameAndValue, int nameLength)
+    {
+        if (_fields is null) _fields = new Field[24]; // kept with the (pooled) message object
+        else if (_fieldCount == _fields.Length) Array.Resize(ref _fields, _fields.Length * 2);
+        ref var f = ref _fields[_fieldCount++];
+        f.NameStart = Append(nameAndValue);
+        f.NameLength = nameLength;
+        f.ValueStart = f.NameStart + nameLength;
+        f.ValueLength = nameAndValue.Length - nameLength;
     }
 
     /// <summary>This message's start line and header fields become a copy of another's (the body
@@ -273,6 +293,7 @@ public sealed class HttpMessage : IDisposable
                 BufferPool.Return(_head);
             }
             _head = bigger;
+            _headCapacity = bigger.Length;
         }
         data.CopyTo(_head.AsSpan(_headLength));
         _headLength = need;
@@ -302,6 +323,7 @@ public sealed class HttpMessage : IDisposable
                 BufferPool.Return(_body);
             }
             _body = bigger;
+            _bodyCapacity = bigger.Length;
         }
         data[..take].CopyTo(_body.AsSpan(BodyLength));
         BodyLength += take;
@@ -319,6 +341,7 @@ public sealed class HttpMessage : IDisposable
         }
         BodyTotalBytes += length;
         _body = pooled;
+        _bodyCapacity = pooled.Length;
         BodyLength = length;
     }
 
@@ -342,6 +365,7 @@ public sealed class HttpMessage : IDisposable
     {
         if (_body is not null) BufferPool.Return(_body);
         _body = pooled;
+        _bodyCapacity = pooled.Length;
         BodyLength = length;
         DecodedFrom = coding;
         DecodedTruncated = cut;
@@ -351,9 +375,14 @@ public sealed class HttpMessage : IDisposable
     {
         if (_body is not null) BufferPool.Return(_body);
         _body = null;
+        _bodyCapacity = 0;
         BodyLength = 0;
         if (_head is not null && !(keepSmallHead && _head.Length <= SmallHead)) BufferPool.Return(_head);
-        if (!keepSmallHead || _head is { Length: > SmallHead }) _head = null;
+        if (!keepSmallHead || _head is { Length: > SmallHead })
+        {
+            _head = null;
+            _headCapacity = 0;
+        }
         _headLength = 0;
         _targetLength = _reasonLength = 0;
         _fieldCount = 0;
@@ -399,6 +428,7 @@ public sealed class HttpMessage : IDisposable
         if (Pool.Return(this)) return;
         if (_head is not null) BufferPool.Return(_head); // not pooled: its buffer goes back on its own
         _head = null;
+        _headCapacity = 0;
     }
 
     public override string ToString() =>

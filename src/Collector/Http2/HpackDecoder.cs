@@ -34,8 +34,12 @@ public sealed class HpackDecoder
     private readonly HpackDynamicTable _table;
 
     // Huffman output and pieces of table entries that wrap around the ring: the name at 0, the value
-    // right after it. Grows on demand up to 2 × maxStringBytes.
+    // right after it. Grows on demand up to 2 × maxStringBytes. Nothing in it outlives a Decode call,
+    // so the decoders of a thread share one (it stays in cache; one per decoder is cold by the time
+    // its connection's next block comes); set only during Decode.
     private byte[] _scratch = [];
+    [ThreadStatic] private static byte[]? _threadScratch;
+    [ThreadStatic] private static bool _threadScratchInUse;
 
     // Set while a block is being applied: still set on entry means the last sink threw half-way.
     private bool _inBlock;
@@ -84,7 +88,27 @@ public sealed class HpackDecoder
     {
         if (_inBlock) _table.MarkUnsynced();
         _inBlock = true;
-        var error = DecodeFields(block, sink);
+        // a sink that decodes another block while it is called gets a scratch of its own
+        var shared = !_threadScratchInUse;
+        if (shared)
+        {
+            _threadScratchInUse = true;
+            _scratch = _threadScratch ?? [];
+        }
+        string? error;
+        try
+        {
+            error = DecodeFields(block, sink);
+        }
+        finally
+        {
+            if (shared)
+            {
+                _threadScratch = _scratch;
+                _threadScratchInUse = false;
+            }
+            _scratch = [];
+        }
         if (error is not null) _table.MarkUnsynced();
         _inBlock = false;
         return error;

@@ -32,7 +32,7 @@ internal enum Http2Start
 ///
 /// gRPC streams (request content-type application/grpc…) give one exchange per request/response
 /// message pair in order (see GrpcPairs).</summary>
-internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
+internal sealed class Http2Session : IProtocolSession
 {
     public const string Version = "HTTP/2";
     private const int MaxStreams = 1024;          // streams tracked at once (a peer's concurrency is far lower)
@@ -117,11 +117,20 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             if (CheckRetainedAccounting)
             {
                 long all = 0;
-                foreach (var s in _streams.Values) all += s.Retained;
+                foreach (var s in _streams.Values)
+                {
+                    all += s.Retained;
+                    foreach (var m in (ReadOnlySpan<HttpMessage?>)[s.Request, s.Response])
+                        if (m is not null && m.RetainedBytes != m.RecountRetainedBytes())
+                            throw new InvalidOperationException($"message retained bytes: kept {m.RetainedBytes}, buffers hold {m.RecountRetainedBytes()}");
+                    foreach (var reader in (ReadOnlySpan<GrpcMessageReader?>)[s.GrpcRequests, s.GrpcResponses])
+                        if (reader is not null && reader.Retained != reader.RecountRetained())
+                            throw new InvalidOperationException($"gRPC reader retained bytes: running sum {reader.Retained}, buffers hold {reader.RecountRetained()}");
+                }
                 if (all != _streamsRetained)
                     throw new InvalidOperationException($"HTTP/2 retained bytes: running sum {_streamsRetained}, streams hold {all}");
             }
-            return _egress.Retained + _ingress.Retained + (_fields?.Length ?? 0) + _streamsRetained;
+            return _egress.Retained + _ingress.Retained + _streamsRetained;
         }
     }
 
@@ -185,16 +194,32 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             }
             if (!d.InFrame)
             {
-                var take = Math.Min(Http2Frame.HeaderSize - d.HeadLength, data.Length);
-                data[..take].CopyTo(d.Head.AsSpan(d.HeadLength));
-                d.HeadLength += take;
-                data = data[take..];
-                if (d.HeadLength < Http2Frame.HeaderSize) return;
-                d.HeadLength = 0;
-                if (!StartFrame(d, Http2FrameHeader.Read(d.Head))) return;
+                Http2FrameHeader header;
+                if (d.HeadLength == 0 && data.Length >= Http2Frame.HeaderSize)
+                {
+                    // the whole frame header is in the event (the usual case): read where it lies
+                    header = Http2FrameHeader.Read(data);
+                    data = data[Http2Frame.HeaderSize..];
+                }
+                else
+                {
+                    var take = Math.Min(Http2Frame.HeaderSize - d.HeadLength, data.Length);
+                    data[..take].CopyTo(d.Head.AsSpan(d.HeadLength));
+                    d.HeadLength += take;
+                    data = data[take..];
+                    if (d.HeadLength < Http2Frame.HeaderSize) return;
+                    d.HeadLength = 0;
+                    header = Http2FrameHeader.Read(d.Head);
+                }
+                if (!StartFrame(d, header)) return;
                 if (d.Frame.Length == 0)
                 {
                     EndFrame(d);
+                    continue;
+                }
+                if (WholeHeaderBlockFrame(d, data))
+                {
+                    data = data[d.Frame.Length..];
                     continue;
                 }
             }
@@ -270,6 +295,24 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         return true;
     }
 
+    /// <summary>A HEADERS frame that carries a whole header block (END_HEADERS, no padding, no
+    /// CONTINUATION pending) and lies whole in the event, just started: its block is decoded where
+    /// it lies instead of being copied into the direction's block buffer first. False: the frame is
+    /// read piece by piece as any other.</summary>
+    private bool WholeHeaderBlockFrame(Direction d, ReadOnlySpan<byte> data)
+    {
+        var h = d.Frame;
+        if (h.Type != Http2Frame.Headers || !h.Has(Http2Frame.FlagEndHeaders) || h.Has(Http2Frame.FlagPadded) ||
+            data.Length < h.Length || d.BlockLength != 0)
+            return false;
+        var block = data[d.PrefixLength..h.Length]; // after the priority fields, if any
+        if (block.Length > _limits.MaxHeaderBytes) return false; // counted and dropped by the usual path
+        d.FramePos = h.Length;
+        d.InFrame = false;
+        HeaderBlock(d, block);
+        return true;
+    }
+
     /// <summary>Part of the current frame's payload.</summary>
     private void Payload(Direction d, ReadOnlySpan<byte> chunk)
     {
@@ -334,10 +377,28 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
     private Stream? DataStream(Direction d)
     {
         if (d.FrameStream is { } cached && cached.Use == d.FrameStreamUse) return cached;
-        if (!_streams.TryGetValue(d.Frame.StreamId, out var s)) return null;
+        if (Find(d, d.Frame.StreamId) is not { } s) return null;
         d.FrameStream = s;
         d.FrameStreamUse = s.Use;
         return s;
+    }
+
+    /// <summary>The stream with this id, if it is in the table. Each direction remembers the last
+    /// stream it found or opened (a stream's frames mostly follow each other on its side: HEADERS
+    /// then DATA, DATA then trailers), which spares a table lookup, a few cache misses on a busy
+    /// node; a remembered stream that has gone back to the pool since is known by its Use.</summary>
+    private Stream? Find(Direction d, uint id)
+    {
+        if (d.LastStream is { } last && last.Id == id && last.Use == d.LastStreamUse) return last;
+        if (!_streams.TryGetValue(id, out var s)) return null;
+        Remember(d, s);
+        return s;
+    }
+
+    private static void Remember(Direction d, Stream s)
+    {
+        d.LastStream = s;
+        d.LastStreamUse = s.Use;
     }
 
     private void BodyBytes(Stream s, Direction d, ReadOnlySpan<byte> content)
@@ -349,9 +410,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (s.Grpc)
         {
             var reader = client ? s.GrpcRequests! : (s.GrpcResponses ??= new GrpcMessageReader());
-            var before = reader.Done.Count;
+            var before = reader.Count;
             reader.Feed(content, _limits.MaxBodyBytes, client ? s.RequestEncoding : s.ResponseEncoding);
-            if (reader.Done.Count != before) GrpcPairs(s, final: false);
+            if (reader.Count != before) GrpcPairs(s, final: false);
             return;
         }
         var m = client ? s.Request : s.Response;
@@ -462,66 +523,111 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
 
     // ---- header blocks ----
 
-    // the decoded fields of the block being read (names and values one after the other)
-    private byte[]? _fields;
-    private int _fieldsLength;
-    private readonly List<(int Name, int NameLength, int Value, int ValueLength)> _fieldList = new();
-    private bool _fieldsTooLarge;
-    private int _unknownFields;
-    private bool _unknownMayBePseudo;
-
-    void IHpackHeaderSink.OnHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
+    /// <summary>The fields of the header block being read, names and values one after the other,
+    /// and what the block names as it is decoded. Only a header block's own call uses them, so one
+    /// per thread serves every session: the bytes land in memory that is already in cache rather
+    /// than in a buffer per session, cold by the time its connection's next block comes.</summary>
+    private sealed class BlockFields : IHpackHeaderSink
     {
-        if (_fieldsTooLarge) return;
-        var need = _fieldsLength + name.Length + value.Length;
-        if (need + 32 * (_fieldList.Count + 1) > _limits.MaxHeaderBytes)
+        [ThreadStatic] private static BlockFields? _forThread;
+
+        private byte[] _bytes = new byte[1024];
+        private int _bytesLength;
+        private (int Name, int NameLength, int Value, int ValueLength)[] _list = new (int, int, int, int)[32];
+        private int _maxHeaderBytes;
+        private bool _inUse;
+
+        public int Count;
+        public bool TooLarge;
+        public int UnknownFields;
+        public bool UnknownMayBePseudo;
+        // pseudo-header fields: the last of each kind; -1 when absent
+        public int Method, Path, Authority, Status;
+        public int FirstRegular;
+        public bool HostField;
+
+        /// <summary>The thread's instance, emptied; a fresh one should a block be read while another's
+        /// fields are still in use.</summary>
+        public static BlockFields Acquire(int maxHeaderBytes)
         {
-            _fieldsTooLarge = true; // a small block can expand to much more through the table
-            return;
+            var f = _forThread ??= new BlockFields();
+            if (f._inUse) f = new BlockFields();
+            f._inUse = true;
+            f._maxHeaderBytes = maxHeaderBytes;
+            f._bytesLength = f.Count = f.UnknownFields = 0;
+            f.TooLarge = f.UnknownMayBePseudo = f.HostField = false;
+            f.Method = f.Path = f.Authority = f.Status = f.FirstRegular = -1;
+            return f;
         }
-        if (_fields is null || _fields.Length < need)
+
+        public void Release()
         {
-            var bigger = BufferPool.Rent(Math.Max(need, Math.Max(1024, (_fields?.Length ?? 0) * 2)));
-            if (_fields is not null)
+            _inUse = false;
+            // a block near the header limit grew the buffer: not kept for the thread's lifetime
+            if (_bytes.Length > 64 * 1024) _bytes = new byte[1024];
+        }
+
+        public ReadOnlySpan<byte> Name(int i) => _bytes.AsSpan(_list[i].Name, _list[i].NameLength);
+        public ReadOnlySpan<byte> Value(int i) => _bytes.AsSpan(_list[i].Value, _list[i].ValueLength);
+        /// <summary>Field i's name and value, which lie one after the other.</summary>
+        public ReadOnlySpan<byte> NameAndValue(int i) => _bytes.AsSpan(_list[i].Name, _list[i].NameLength + _list[i].ValueLength);
+
+        public void OnHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
+        {
+            if (TooLarge) return;
+            var need = _bytesLength + name.Length + value.Length;
+            if (need + 32 * (Count + 1) > _maxHeaderBytes)
             {
-                _fields.AsSpan(0, _fieldsLength).CopyTo(bigger);
-                BufferPool.Return(_fields);
+                TooLarge = true; // a small block can expand to much more through the table
+                return;
             }
-            _fields = bigger;
+            if (_bytes.Length < need) Array.Resize(ref _bytes, Math.Max(need, _bytes.Length * 2));
+            if (Count == _list.Length) Array.Resize(ref _list, _list.Length * 2);
+            name.CopyTo(_bytes.AsSpan(_bytesLength));
+            value.CopyTo(_bytes.AsSpan(_bytesLength + name.Length));
+            var index = Count++;
+            _list[index] = (_bytesLength, name.Length, _bytesLength + name.Length, value.Length);
+            _bytesLength = need;
+            // what the block names is noted as it is decoded (pseudo-header fields: the last of each kind)
+            if (!name.IsEmpty && name[0] == (byte)':')
+            {
+                if (name.SequenceEqual(":method"u8)) Method = index;
+                else if (name.SequenceEqual(":path"u8)) Path = index;
+                else if (name.SequenceEqual(":authority"u8)) Authority = index;
+                else if (name.SequenceEqual(":status"u8)) Status = index;
+            }
+            else
+            {
+                if (FirstRegular < 0) FirstRegular = index;
+                if (name.Length == 4 && HttpText.EqualsLower(name, "host"u8)) HostField = true;
+            }
         }
-        name.CopyTo(_fields.AsSpan(_fieldsLength));
-        value.CopyTo(_fields.AsSpan(_fieldsLength + name.Length));
-        var index = _fieldList.Count;
-        _fieldList.Add((_fieldsLength, name.Length, _fieldsLength + name.Length, value.Length));
-        _fieldsLength = need;
-        // what the block names is noted as it is decoded (pseudo-header fields: the last of each kind)
-        if (!name.IsEmpty && name[0] == (byte)':')
+
+        public void OnUnknownField(ReadOnlySpan<byte> name, bool nameKnown)
         {
-            if (name.SequenceEqual(":method"u8)) _methodField = index;
-            else if (name.SequenceEqual(":path"u8)) _pathField = index;
-            else if (name.SequenceEqual(":authority"u8)) _authorityField = index;
-            else if (name.SequenceEqual(":status"u8)) _statusField = index;
-        }
-        else
-        {
-            if (_firstRegularField < 0) _firstRegularField = index;
-            if (name.Length == 4 && HttpText.EqualsLower(name, "host"u8)) _hostField = true;
+            UnknownFields++;
+            if (!nameKnown || (!name.IsEmpty && name[0] == (byte)':')) UnknownMayBePseudo = true;
         }
     }
 
-    private int _methodField, _pathField, _authorityField, _statusField, _firstRegularField;
-    private bool _hostField;
+    private void HeaderBlock(Direction d) => HeaderBlock(d, d.Block.AsSpan(0, d.BlockLength));
 
-    void IHpackHeaderSink.OnUnknownField(ReadOnlySpan<byte> name, bool nameKnown)
+    /// <summary>A header block has ended: <paramref name="block"/> is all of it (the direction's
+    /// block buffer, or a frame's payload where it lies in the event).</summary>
+    private void HeaderBlock(Direction d, ReadOnlySpan<byte> block)
     {
-        _unknownFields++;
-        if (!nameKnown || (!name.IsEmpty && name[0] == (byte)':')) _unknownMayBePseudo = true;
+        var f = BlockFields.Acquire(_limits.MaxHeaderBytes);
+        try
+        {
+            HeaderBlock(d, block, f);
+        }
+        finally
+        {
+            f.Release();
+        }
     }
 
-    private ReadOnlySpan<byte> FieldName(int i) => _fields.AsSpan(_fieldList[i].Name, _fieldList[i].NameLength);
-    private ReadOnlySpan<byte> FieldValue(int i) => _fields.AsSpan(_fieldList[i].Value, _fieldList[i].ValueLength);
-
-    private void HeaderBlock(Direction d)
+    private void HeaderBlock(Direction d, ReadOnlySpan<byte> block, BlockFields f)
     {
         var streamId = d.BlockIsPush ? d.Promised : d.BlockStream;
         var endStream = d.BlockEndStream;
@@ -529,21 +635,14 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         var push = d.BlockIsPush;
         var onStream = d.BlockStream;
         string? lost = d.BlockTooLarge ? "header_block_too_large" : d.BlockLost ? "header_block_lost" : null;
-        _fieldList.Clear();
-        _fieldsLength = 0;
-        _fieldsTooLarge = false;
-        _unknownFields = 0;
-        _unknownMayBePseudo = false;
-        _methodField = _pathField = _authorityField = _statusField = _firstRegularField = -1;
-        _hostField = false;
         if (lost is null)
         {
-            if (d.Hpack.Decode(d.Block.AsSpan(0, d.BlockLength), this) is { } error)
+            if (d.Hpack.Decode(block, f) is { } error)
             {
                 _host.CountDrop(DropLabels.Malformed("h2_" + error));
                 lost = "hpack_error";
             }
-            else if (_fieldsTooLarge)
+            else if (f.TooLarge)
             {
                 lost = "header_list_too_large";
             }
@@ -553,9 +652,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             d.Hpack.MarkUnsynced(); // the block's table changes went by unseen
         }
         d.ReleaseBlockIfLarge();
-        if (_unknownFields > 0) _host.Metrics.Http2UnknownFields.Add(_unknownFields);
+        if (f.UnknownFields > 0) _host.Metrics.Http2UnknownFields.Add(f.UnknownFields);
 
-        _streams.TryGetValue(streamId, out var s);
+        var s = Find(d, streamId);
         if (lost is not null)
         {
             if (s is { Unnamed: false } && !push && (IsClient(d) ? s.Request : s.Response) is not null)
@@ -571,9 +670,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         }
 
         // pseudo-header fields first (RFC 9113 §8.3): who sent the block and what it names
-        var method = _methodField >= 0 ? HttpStrings.Method(FieldValue(_methodField)) : null;
-        int path = _pathField, authority = _authorityField, status = _statusField;
-        var regular = _firstRegularField >= 0 ? _firstRegularField : _fieldList.Count;
+        var method = f.Method >= 0 ? HttpStrings.Method(f.Value(f.Method)) : null;
+        int path = f.Path, authority = f.Authority, status = f.Status;
+        var regular = f.FirstRegular >= 0 ? f.FirstRegular : f.Count;
         var isRequestBlock = push || method is not null || (status < 0 && s is not null && _clientDirection == d.Dir);
         if (_clientDirection is null && (method is not null || status >= 0))
         {
@@ -584,8 +683,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (s is not null && (isRequestBlock ? s.Request : s.Response) is { } existing && !push && method is null && status < 0)
         {
             // trailers: appended to the message they end
-            for (var i = 0; i < _fieldList.Count; i++)
-                if (FieldName(i) is var n && (n.IsEmpty || n[0] != (byte)':')) existing.AddHeader(n, FieldValue(i));
+            for (var i = 0; i < f.Count; i++)
+                if (f.Name(i) is var n && (n.IsEmpty || n[0] != (byte)':')) existing.AddHeader(f.NameAndValue(i), n.Length);
             Touch(s);
             if (endStream) EndSide(s, isRequestBlock);
             return;
@@ -595,7 +694,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         {
             if (method is null || (path < 0 && method != HttpStrings.Connect) || (path < 0 && authority < 0))
             {
-                Unnamed(s, streamId, _unknownMayBePseudo ? "hpack_unknown_entry" : "missing_pseudo_header");
+                Unnamed(s, streamId, f.UnknownMayBePseudo ? "hpack_unknown_entry" : "missing_pseudo_header");
                 if (endStream && !push && _streams.TryGetValue(streamId, out var ended)) EndSide(ended, true);
                 return;
             }
@@ -605,6 +704,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 if (_streams.Count >= MaxStreams && !EvictUnnamed()) EvictOldest();
                 s = Stream.Rent(streamId);
                 _streams[streamId] = s;
+                Remember(d, s);
                 NoteStream(streamId);
                 if (_firstOpened[streamId & 1] == 0) _firstOpened[streamId & 1] = streamId;
             }
@@ -614,9 +714,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 return;
             }
             var m = HttpMessage.Rent();
-            m.SetRequestLine(method, path >= 0 ? FieldValue(path) : FieldValue(authority), Version);
-            if (authority >= 0 && !_hostField) m.AddHeader("host"u8, FieldValue(authority));
-            AddRegular(m, regular);
+            m.SetRequestLine(method, path >= 0 ? f.Value(path) : f.Value(authority), Version);
+            if (authority >= 0 && !f.HostField) m.AddHeader("host"u8, f.Value(authority));
+            AddRegular(m, f, regular);
             m.FirstByteNs = blockNs;
             s.Request = m;
             s.Pushed = push;
@@ -629,9 +729,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         }
 
         // a response's header block
-        if (status < 0 || !TryStatus(FieldValue(status), out var code))
+        if (status < 0 || !TryStatus(f.Value(status), out var code))
         {
-            Unnamed(s, streamId, _unknownMayBePseudo ? "hpack_unknown_entry" : s is null && OpenedUnseen(streamId) ? "headers_not_seen" : "missing_pseudo_header");
+            Unnamed(s, streamId, f.UnknownMayBePseudo ? "hpack_unknown_entry" : s is null && OpenedUnseen(streamId) ? "headers_not_seen" : "missing_pseudo_header");
             if (endStream && _streams.TryGetValue(streamId, out var ended)) EndSide(ended, client: false);
             return;
         }
@@ -655,7 +755,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         }
         var r = HttpMessage.Rent();
         r.SetStatusLine(Version, code, default);
-        AddRegular(r, regular);
+        AddRegular(r, f, regular);
         r.FirstByteNs = blockNs;
         s.Response = r;
         Touch(s);
@@ -663,13 +763,13 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (endStream) EndSide(s, client: false);
     }
 
-    private void AddRegular(HttpMessage m, int from)
+    private static void AddRegular(HttpMessage m, BlockFields f, int from)
     {
-        for (var i = from; i < _fieldList.Count; i++)
+        for (var i = from; i < f.Count; i++)
         {
-            var name = FieldName(i);
+            var name = f.Name(i);
             if (!name.IsEmpty && name[0] == (byte)':') continue; // a pseudo-header out of place is not a field
-            m.AddHeader(name, FieldValue(i));
+            m.AddHeader(f.NameAndValue(i), name.Length);
         }
     }
 
@@ -794,7 +894,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         if (s.Unnamed) return;
         if (s.Grpc)
         {
-            if (s.Response is null && s.GrpcRequests!.Done.Count == 0) _host.CountDrop("request_without_response"); // (its messages are counted one by one)
+            if (s.Response is null && s.GrpcRequests!.Count == 0) _host.CountDrop("request_without_response"); // (its messages are counted one by one)
             GrpcPairs(s, final: true);
             s.ReleaseMessages();
             return;
@@ -850,8 +950,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
     private void GrpcPairs(Stream s, bool final)
     {
         Touch(s);
-        var requests = s.GrpcRequests!.Done;
-        var responses = s.GrpcResponses?.Done;
+        var requests = s.GrpcRequests!;
+        var responses = s.GrpcResponses;
         Span<byte> index = stackalloc byte[11];
         while (true)
         {
@@ -868,8 +968,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                 // oldest message is counted
                 var queue = haveRequest ? requests : responses!;
                 _host.CountDrop(s.Response is null ? final ? "grpc_request_without_response" : "grpc_unanswered_messages_shed" : "grpc_message_shed");
-                queue[0].Release();
-                queue.RemoveAt(0);
+                queue.TakeOldest().Release();
                 s.GrpcIndex++;
                 continue;
             }
@@ -905,10 +1004,9 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         }
     }
 
-    private void TakeMessage(HttpMessage m, List<GrpcMessage> queue)
+    private void TakeMessage(HttpMessage m, GrpcMessageReader queue)
     {
-        var g = queue[0];
-        queue.RemoveAt(0);
+        var g = queue.TakeOldest();
         m.AlwaysBase64 = true;
         if (g.Buffer is not null) m.AdoptBody(g.Buffer, g.Length, _limits.MaxBodyBytes + 5); // the message's buffer becomes the body
         if (g.Truncated) m.BodyTruncated = true;
@@ -1046,7 +1144,6 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         _streams.Clear();
         _streamsRetained = 0;
         _touched.Clear();
-        ReleaseFields();
     }
 
     public void Shed()
@@ -1055,8 +1152,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         {
             s.Request?.MarkLost("shed");
             s.Response?.MarkLost("shed");
-            if (s.GrpcRequests is { } q) { for (var i = 0; i < q.Done.Count; i++) _host.CountDrop("grpc_message_shed"); q.LoseFraming(); q.Release(); }
-            if (s.GrpcResponses is { } p) { for (var i = 0; i < p.Done.Count; i++) _host.CountDrop("grpc_message_shed"); p.LoseFraming(); p.Release(); }
+            if (s.GrpcRequests is { } q) { for (var i = 0; i < q.Count; i++) _host.CountDrop("grpc_message_shed"); q.LoseFraming(); q.Release(); }
+            if (s.GrpcResponses is { } p) { for (var i = 0; i < p.Count; i++) _host.CountDrop("grpc_message_shed"); p.LoseFraming(); p.Release(); }
         }
         _recountAll = true;
         foreach (var d in new[] { _egress, _ingress })
@@ -1066,14 +1163,6 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
             d.BlockLength = 0;
             d.ReleaseBlock();
         }
-        ReleaseFields();
-    }
-
-    private void ReleaseFields()
-    {
-        if (_fields is not null) BufferPool.Return(_fields);
-        _fields = null;
-        _fieldsLength = 0;
     }
 
     public void Dispose()
@@ -1084,7 +1173,6 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         _touched.Clear();
         _egress.ReleaseBlock();
         _ingress.ReleaseBlock();
-        ReleaseFields();
     }
 
     // ---- state ----
@@ -1100,6 +1188,8 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         public Http2FrameHeader Frame;
         public Stream? FrameStream; // a DATA frame's stream, valid while its Use is FrameStreamUse
         public int FrameStreamUse;
+        public Stream? LastStream;  // the last stream found or opened here, valid while its Use is LastStreamUse
+        public int LastStreamUse;
         public int FramePos, PrefixLength, PadLength;
         public readonly byte[] Control = new byte[64]; // prefix fields and control payloads (SETTINGS: 10 settings)
         public int ControlLength;
@@ -1126,7 +1216,11 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         /// unknown when joined mid-stream.</summary>
         public int MaxFrameSize = joined ? Http2Frame.MaxFrameSizeLimit : Http2Frame.DefaultMaxFrameSize;
 
-        public int Retained => Block?.Length ?? 0;
+        // Block's size, kept beside it: Retained is read after every event, and reading the
+        // array's own length would bring a cold line in each time
+        private int _blockCapacity;
+
+        public int Retained => _blockCapacity;
 
         private static HpackDecoder NewDecoder(int cap, int maxString, bool joined)
         {
@@ -1162,6 +1256,7 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
                     BufferPool.Return(Block);
                 }
                 Block = bigger;
+                _blockCapacity = bigger.Length;
             }
             fragment.CopyTo(Block.AsSpan(BlockLength));
             BlockLength = need;
@@ -1172,13 +1267,14 @@ internal sealed class Http2Session : IProtocolSession, IHpackHeaderSink
         public void ReleaseBlockIfLarge()
         {
             BlockLength = 0;
-            if (Block is { Length: > 4096 }) ReleaseBlock();
+            if (_blockCapacity > 4096) ReleaseBlock();
         }
 
         public void ReleaseBlock()
         {
             if (Block is not null) BufferPool.Return(Block);
             Block = null;
+            _blockCapacity = 0;
             BlockLength = 0;
         }
     }

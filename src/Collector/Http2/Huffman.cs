@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -119,12 +120,24 @@ internal static class Huffman
             if (count < 32)
             {
                 // a refill keeps more bits than the longest code unless the input is used up
-                while (count <= 56 && i < src.Length)
+                if (src.Length - i >= 8)
                 {
-                    bits |= (ulong)src[i++] << (56 - count);
-                    count += 8;
+                    // eight bytes at once; of the last one only the bits that fit land, and the
+                    // next refill lays the same byte over them again
+                    bits |= BinaryPrimitives.ReadUInt64BigEndian(src[i..]) >> count;
+                    var whole = (64 - count) >> 3;
+                    i += whole;
+                    count += whole << 3;
                 }
-                if (count == 0) return n;
+                else
+                {
+                    while (count <= 56 && i < src.Length)
+                    {
+                        bits |= (ulong)src[i++] << (56 - count);
+                        count += 8;
+                    }
+                    if (count == 0) return n;
+                }
             }
             var e = Unsafe.Add(ref table, (nint)(bits >> (64 - FastBits)));
             if (e >> 24 == 2 && (int)(e >> 20 & 0xf) <= count && n + 2 <= room)
