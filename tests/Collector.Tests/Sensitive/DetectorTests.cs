@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using System.Text;
 using Collector.Sensitive;
 using FsCheck;
@@ -247,14 +249,60 @@ public class DetectorTests
     public void The_vector_pre_filter_skips_only_what_holds_no_match()
     {
         var text = Gen.Choose(8, 200).SelectMany(n => Gen.ArrayOf(Gen.Elements(Pieces), n)).Select(p => string.Concat(p)).ToArbitrary();
-        Prop.ForAll(text, t =>
+        var widths = WideBlocksSupported ? new[] { false, true } : [false];
+        try
         {
-            var bytes = Encoding.UTF8.GetBytes(t);
-            var fast = new List<ValueMatch>();
-            var every = new List<ValueMatch>();
-            ValueScanner.Scan(bytes, KeyHint.None, ValueKind.JsonEscaped, ValueScanner.AllBuiltIns, fast);
-            ValueScanner.ScanEveryToken(bytes, ValueKind.JsonEscaped, ValueScanner.AllBuiltIns, every);
-            Assert.Equal(every.OrderBy(m => m.Start).ThenBy(m => m.Category), fast.OrderBy(m => m.Start).ThenBy(m => m.Category));
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(500));
+            Prop.ForAll(text, t =>
+            {
+                var bytes = Encoding.UTF8.GetBytes(t);
+                var every = new List<ValueMatch>();
+                ValueScanner.ScanEveryToken(bytes, ValueKind.JsonEscaped, ValueScanner.AllBuiltIns, every);
+                foreach (var wide in widths)
+                {
+                    // both block widths: a machine with AVX-512 would otherwise never run the 32-byte one
+                    ValueScanner.WideBlocks = wide;
+                    var fast = new List<ValueMatch>();
+                    ValueScanner.Scan(bytes, KeyHint.None, ValueKind.JsonEscaped, ValueScanner.AllBuiltIns, fast);
+                    Assert.Equal(every.OrderBy(m => m.Start).ThenBy(m => m.Category), fast.OrderBy(m => m.Start).ThenBy(m => m.Category));
+                }
+            }).Check(Config.QuickThrowOnFailure.WithMaxTest(500));
+        }
+        finally
+        {
+            ValueScanner.WideBlocks = WideBlocksSupported;
+        }
+    }
+
+    private static bool WideBlocksSupported => Vector512.IsHardwareAccelerated && Avx512BW.IsSupported;
+
+    [Fact]
+    public void The_table_lookup_classes_of_64_bytes_are_those_of_two_32_byte_blocks()
+    {
+        if (!WideBlocksSupported) return; // the table lookup needs AVX-512
+        var bytes = new byte[66];
+        void Same()
+        {
+            var (run, word, at) = ValueScanner.ClassesByTable(Vector512.Create(bytes.AsSpan(0, 64)), bytes[64]);
+            var (run0, word0, at0) = ValueScanner.Classes(Vector256.Create(bytes.AsSpan(0, 32)), Vector256.Create(bytes.AsSpan(1, 32)));
+            var (run1, word1, at1) = ValueScanner.Classes(Vector256.Create(bytes.AsSpan(32, 32)), Vector256.Create(bytes.AsSpan(33, 32)));
+            Assert.Equal((ulong)run1 << 32 | run0, run);
+            Assert.Equal((ulong)word1 << 32 | word0, word);
+            Assert.Equal((ulong)at1 << 32 | at0, at);
+        }
+        // every byte value beside every byte value (the space rule looks at the byte after)
+        for (var a = 0; a < 256; a++)
+            for (var b = 0; b < 256; b++)
+            {
+                for (var i = 0; i < bytes.Length; i++) bytes[i] = (byte)(i % 2 == 0 ? a : b);
+                Same();
+            }
+        // and mixed blocks, mostly of the bytes the classes are about
+        var random = new Random(16);
+        var common = " 0123456789()-._:@+azAZ\"/\t"u8.ToArray();
+        for (var round = 0; round < 20000; round++)
+        {
+            for (var i = 0; i < bytes.Length; i++) bytes[i] = random.Next(4) == 0 ? (byte)random.Next(256) : common[random.Next(common.Length)];
+            Same();
+        }
     }
 }
