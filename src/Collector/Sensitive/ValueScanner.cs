@@ -56,6 +56,9 @@ public static class ValueScanner
     // a token can match only if it holds one of these: every category has a digit, a capital or
     // an '@' (a UUID's version nibble is a digit, a JWT starts "eyJ"): the rest is skipped by a
     // vectorized search, never looked at byte by byte
+    private static readonly SearchValues<byte> HexColonDot = SearchValues.Create("0123456789abcdefABCDEF:."u8);
+    private static readonly SearchValues<byte> UpperOrDigit = SearchValues.Create("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"u8);
+
     private static readonly SearchValues<byte> Interesting = SearchValues.Create("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ@+"u8);
 
     /// <summary>Appends the matches of the enabled categories in value to found. hint: what the
@@ -77,7 +80,7 @@ public static class ValueScanner
                 if (token.Length > 0) found.Add(new ValueMatch(BuiltIn.BearerToken, tokenStart, token.Length));
             }
         }
-        if (On(enabled, BuiltIn.PrivateKey)) PrivateKeys(value, found);
+        if (On(enabled, BuiltIn.PrivateKey) && value.Length >= ShortestPemLine) PrivateKeys(value, found);
         if ((kind & ValueKind.JsonNumber) != 0)
         {
             // a whole number: digits only (a sign, fraction or exponent makes it no identifier)
@@ -88,7 +91,11 @@ public static class ValueScanner
         var escaped = (kind & ValueKind.JsonEscaped) != 0;
         if (!Vector256.IsHardwareAccelerated || value.Length < 64)
         {
-            Tokens(value, 0, value.Length, escaped, in context);
+            // most header values and parameters hold nothing a token could match: one look at
+            // their bytes says so, and no token is read
+            // (no interesting byte: no token is read anyway, and that search is the cheaper one)
+            if (value.Length >= 64 || value.IndexOfAny(Interesting) >= 0 && MayHoldMatch(value))
+                Tokens(value, 0, value.Length, escaped, in context);
             return;
         }
         // Long values (bodies): 32 bytes at a time, a few vector compares say whether anything
@@ -124,14 +131,69 @@ public static class ValueScanner
                 done = Tokens(value, RegionStart(value, done, p - Margin), p + 32, escaped, in context);
             }
         }
-        if (p < n) Tokens(value, RegionStart(value, done, p - Margin), n, escaped, in context);
+        if (p < n)
+        {
+            // the last bytes, too few for a block, with the tokens of the margin before them
+            var from = RegionStart(value, done, p - Margin);
+            if (MayHoldMatch(value[from..])) Tokens(value, from, n, escaped, in context);
+        }
     }
+
+    /// <summary>"-----BEGIN " and a label ending in "PRIVATE KEY" and "-----": shorter values hold no key.</summary>
+    private const int ShortestPemLine = 27;
+
+    // what MayHoldMatch asks of a byte, one bit each
+    private const byte ShapeDigit = 1, ShapeNumberSeparator = 2, ShapeWord = 4, ShapeIpv6 = 8, ShapeAt = 16;
+    private static readonly byte[] Shapes = MakeShapes();
+
+    private static byte[] MakeShapes()
+    {
+        var shapes = new byte[256];
+        foreach (var c in "0123456789"u8) shapes[c] |= ShapeDigit | ShapeWord | ShapeIpv6;
+        foreach (var c in " -.()"u8) shapes[c] |= ShapeNumberSeparator;
+        for (var c = 'a'; c <= 'z'; c++) shapes[c] = shapes[c - 32] = ShapeWord;
+        foreach (var c in "-._:"u8) shapes[c] |= ShapeWord;
+        foreach (var c in "abcdefABCDEF:."u8) shapes[c] |= ShapeIpv6;
+        shapes['@'] = ShapeAt;
+        return shapes;
+    }
+
+    /// <summary>Whether reading s token by token (<see cref="Tokens"/>) could find anything: false
+    /// only when s holds no '@', no 7 bytes of a number (digits and the separators a number
+    /// token takes: a space only where a digit follows it, alone or after one more separator),
+    /// no 15 bytes of a word, and no run of hex digits, ':' and '.' with two colons (an IPv6
+    /// address of any length). Every match of a token has one of these, so a false here
+    /// skips only what holds nothing.</summary>
+    internal static bool MayHoldMatch(ReadOnlySpan<byte> s)
+    {
+        int number = 0, word = 0, colons = 0;
+        for (var i = 0; i < s.Length; i++)
+        {
+            var c = s[i];
+            var shape = Shapes[c];
+            if (shape == ShapeAt) return true;
+            var inNumber = (shape & ShapeDigit) != 0 ||
+                           (shape & ShapeNumberSeparator) != 0 && (c != ' ' || SpaceInNumber(s, i));
+            number = inNumber ? number + 1 : 0;
+            word = (shape & ShapeWord) != 0 ? word + 1 : 0;
+            if ((shape & ShapeIpv6) == 0) colons = 0;
+            else if (c == ':') colons++;
+            if (number >= 7 || word >= 15 || colons >= 2) return true;
+        }
+        return false;
+    }
+
+    /// <summary>Whether the space at i could be in a number token: a digit follows it, or a
+    /// separator and then a digit (groups are split by at most two separators).</summary>
+    private static bool SpaceInNumber(ReadOnlySpan<byte> s, int i) =>
+        i + 1 < s.Length && (Validators.IsDigit(s[i + 1]) ||
+                             (Shapes[s[i + 1]] & ShapeNumberSeparator) != 0 && i + 2 < s.Length && Validators.IsDigit(s[i + 2]));
 
     /// <summary>The token-by-token reading over the whole value, without the vector pre-filter
     /// (tests: whatever the pre-filter skips must be what this finds nothing in).</summary>
-    internal static void ScanEveryToken(ReadOnlySpan<byte> value, ValueKind kind, uint enabled, List<ValueMatch> found)
+    internal static void ScanEveryToken(ReadOnlySpan<byte> value, ValueKind kind, uint enabled, List<ValueMatch> found, KeyHint hint = KeyHint.None)
     {
-        var context = new Context(KeyHint.None, null, default, enabled, found);
+        var context = new Context(hint, null, default, enabled, found);
         if (On(enabled, BuiltIn.PrivateKey)) PrivateKeys(value, found);
         Tokens(value, 0, value.Length, (kind & ValueKind.JsonEscaped) != 0, in context);
     }
@@ -471,23 +533,17 @@ public static class ValueScanner
         }
         // shorter than every category below but IPv6: refused before anything is counted
         if (w.Length < 15 && w.IndexOf((byte)':') < 0) return;
-        int dots = 0, dashes = 0, colons = 0, upperOrDigit = 0, hex = 0;
-        for (var k = 0; k < w.Length; k++)
-        {
-            var c = w[k];
-            if (c == '.') dots++;
-            else if (c == '-') dashes++;
-            else if (c == ':') colons++;
-            if (Validators.IsUpperOrDigit(c)) upperOrDigit++;
-            if (Validators.IsHex(c)) hex++;
-        }
+        // vector counts: a token that gets here is usually a UUID or an id of tens of bytes
+        var dots = w.Count((byte)'.');
+        var dashes = w.Count((byte)'-');
+        var colons = w.Count((byte)':');
         // a sentence's full stop is not part of the token
         var trimmed = w;
         while (trimmed.Length > 0 && trimmed[^1] is (byte)'.' or (byte)':' or (byte)',') trimmed = trimmed[..^1];
         var len = trimmed.Length;
         if (colons >= 2)
         {
-            if (On(enabled, BuiltIn.IpAddress) && hex + colons + dots == w.Length && Validators.Ipv6(trimmed))
+            if (On(enabled, BuiltIn.IpAddress) && w.IndexOfAnyExcept(HexColonDot) < 0 && Validators.Ipv6(trimmed))
                 found.Add(new ValueMatch(BuiltIn.IpAddress, start, len));
             return;
         }
@@ -502,7 +558,7 @@ public static class ValueScanner
             if (On(enabled, BuiltIn.Uuid) && Validators.Uuid(trimmed)) found.Add(new ValueMatch(BuiltIn.Uuid, start, len));
             return;
         }
-        if (upperOrDigit != w.Length || dots + dashes + colons > 0) return;
+        if (dots + dashes + colons > 0 || w.IndexOfAnyExcept(UpperOrDigit) >= 0) return;
         if (len == 20 && On(enabled, BuiltIn.AwsAccessKey) && Validators.AwsAccessKey(trimmed))
             found.Add(new ValueMatch(BuiltIn.AwsAccessKey, start, len));
         else if (len == 17 && On(enabled, BuiltIn.Vin) && Validators.Vin(trimmed))
