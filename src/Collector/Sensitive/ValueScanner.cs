@@ -93,8 +93,7 @@ public static class ValueScanner
         {
             // most header values and parameters hold nothing a token could match: one look at
             // their bytes says so, and no token is read
-            // (no interesting byte: no token is read anyway, and that search is the cheaper one)
-            if (value.Length >= 64 || value.IndexOfAny(Interesting) >= 0 && MayHoldMatch(value))
+            if (value.Length >= 64 || MayHoldMatch(value))
                 Tokens(value, 0, value.Length, escaped, in context);
             return;
         }
@@ -143,42 +142,47 @@ public static class ValueScanner
     private const int ShortestPemLine = 27;
 
     // what MayHoldMatch asks of a byte, one bit each
-    private const byte ShapeDigit = 1, ShapeNumberSeparator = 2, ShapeWord = 4, ShapeIpv6 = 8, ShapeAt = 16;
+    private const byte ShapeDigit = 1, ShapeSeparator = 2, ShapeWord = 4, ShapeIpv6 = 8, ShapeColon = 16, ShapeAt = 32, ShapeSpace = 64;
     private static readonly byte[] Shapes = MakeShapes();
 
     private static byte[] MakeShapes()
     {
         var shapes = new byte[256];
         foreach (var c in "0123456789"u8) shapes[c] |= ShapeDigit | ShapeWord | ShapeIpv6;
-        foreach (var c in " -.()"u8) shapes[c] |= ShapeNumberSeparator;
+        foreach (var c in "-.()"u8) shapes[c] |= ShapeSeparator;
         for (var c = 'a'; c <= 'z'; c++) shapes[c] = shapes[c - 32] = ShapeWord;
         foreach (var c in "-._:"u8) shapes[c] |= ShapeWord;
         foreach (var c in "abcdefABCDEF:."u8) shapes[c] |= ShapeIpv6;
+        shapes[':'] |= ShapeColon;
         shapes['@'] = ShapeAt;
+        shapes[' '] = ShapeSpace;
         return shapes;
     }
 
     /// <summary>Whether reading s token by token (<see cref="Tokens"/>) could find anything: false
-    /// only when s holds no '@', no 7 bytes of a number (digits and the separators a number
-    /// token takes: a space only where a digit follows it, alone or after one more separator),
-    /// no 15 bytes of a word, and no run of hex digits, ':' and '.' with two colons (an IPv6
-    /// address of any length). Every match of a token has one of these, so a false here
-    /// skips only what holds nothing.</summary>
+    /// only when s holds no byte a token starts from, or no '@', no 7 bytes of a number (digits
+    /// and the separators a number token takes: a space only where a digit follows it, alone or
+    /// after one more separator), no 15 bytes of a word, and no run of hex digits, ':' and '.'
+    /// with two colons (an IPv6 address of any length). Every match of a token has one of
+    /// these, so a false here skips only what holds nothing.</summary>
     internal static bool MayHoldMatch(ReadOnlySpan<byte> s)
     {
+        if (s.IndexOfAny(Interesting) < 0) return false;
         int number = 0, word = 0, colons = 0;
+        ref var shapes = ref MemoryMarshal.GetArrayDataReference(Shapes);
         for (var i = 0; i < s.Length; i++)
         {
-            var c = s[i];
-            var shape = Shapes[c];
-            if (shape == ShapeAt) return true;
-            var inNumber = (shape & ShapeDigit) != 0 ||
-                           (shape & ShapeNumberSeparator) != 0 && (c != ' ' || SpaceInNumber(s, i));
-            number = inNumber ? number + 1 : 0;
+            var shape = Unsafe.Add(ref shapes, s[i]);
+            if ((shape & (ShapeAt | ShapeSpace)) != 0)
+            {
+                if (shape == ShapeAt) return true;
+                if (SpaceInNumber(s, i)) shape = ShapeSeparator;
+            }
+            // counted without branches: the bytes of text come in no order a predictor learns
+            number = (shape & (ShapeDigit | ShapeSeparator)) != 0 ? number + 1 : 0;
             word = (shape & ShapeWord) != 0 ? word + 1 : 0;
-            if ((shape & ShapeIpv6) == 0) colons = 0;
-            else if (c == ':') colons++;
-            if (number >= 7 || word >= 15 || colons >= 2) return true;
+            colons = (shape & ShapeIpv6) != 0 ? colons + (shape >> 4 & 1) : 0;
+            if ((number >= 7) | (word >= 15) | (colons >= 2)) return true;
         }
         return false;
     }
@@ -187,7 +191,7 @@ public static class ValueScanner
     /// separator and then a digit (groups are split by at most two separators).</summary>
     private static bool SpaceInNumber(ReadOnlySpan<byte> s, int i) =>
         i + 1 < s.Length && (Validators.IsDigit(s[i + 1]) ||
-                             (Shapes[s[i + 1]] & ShapeNumberSeparator) != 0 && i + 2 < s.Length && Validators.IsDigit(s[i + 2]));
+                             (Shapes[s[i + 1]] & (ShapeSeparator | ShapeSpace)) != 0 && i + 2 < s.Length && Validators.IsDigit(s[i + 2]));
 
     /// <summary>The token-by-token reading over the whole value, without the vector pre-filter
     /// (tests: whatever the pre-filter skips must be what this finds nothing in).</summary>
@@ -470,12 +474,21 @@ public static class ValueScanner
         }
         if (count < 7) return notHere; // shorter than a phone, an SSN or a card
         if (sep == '.' && !plus && groups != 3) return notHere; // versions, decimals, dates: nothing here
+        return CheckedDigits(s, i, end, count, groups, groupLengths, sep, plus, open, in cx) ? end : notHere;
+    }
+
+    /// <summary>The digits of the number token s[i..end] through the validators. Apart from
+    /// NumberToken so that its buffer on the stack (a frame with a stack guard, compiled
+    /// without tiering) is paid by the few numbers long enough, not by every digit run.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static bool CheckedDigits(ReadOnlySpan<byte> s, int i, int end, int count, int groups, ulong groupLengths, byte sep,
+        bool plus, bool open, in Context cx)
+    {
         Span<byte> digits = stackalloc byte[20];
         var d = 0;
         for (var k = i; k < end; k++)
             if (Validators.IsDigit(s[k])) digits[d++] = s[k];
-        if (Digits(s, token, digits[..count], groups, groupLengths, sep, plus, open, i, in cx)) return end;
-        return notHere;
+        return Digits(s, s[i..end], digits[..count], groups, groupLengths, sep, plus, open, i, in cx);
     }
 
     private static int GroupLength(ulong lengths, int g) => (int)(lengths >> (8 * g)) & 0xff;
