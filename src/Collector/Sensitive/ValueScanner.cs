@@ -56,10 +56,10 @@ public static class ValueScanner
     // a token can match only if it holds one of these: every category has a digit, a capital or
     // an '@' (a UUID's version nibble is a digit, a JWT starts "eyJ"): the rest is skipped by a
     // vectorized search, never looked at byte by byte
+    private static readonly SearchValues<byte> Interesting = SearchValues.Create("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ@+"u8);
+
     private static readonly SearchValues<byte> HexColonDot = SearchValues.Create("0123456789abcdefABCDEF:."u8);
     private static readonly SearchValues<byte> UpperOrDigit = SearchValues.Create("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"u8);
-
-    private static readonly SearchValues<byte> Interesting = SearchValues.Create("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ@+"u8);
 
     /// <summary>Appends the matches of the enabled categories in value to found. hint: what the
     /// value's name says; hints, when given, is asked instead, and only for a token whose
@@ -97,7 +97,7 @@ public static class ValueScanner
                 Tokens(value, 0, value.Length, escaped, in context);
             return;
         }
-        // Long values (bodies): 32 bytes at a time, a few vector compares say whether anything
+        // Long values (bodies): 32 bytes at a time (64 with AVX-512), a few vector operations say whether anything
         // there could be a match; only such blocks (and the tokens they cut) are read token by token
         var done = 0;
         var n = value.Length;
@@ -159,12 +159,12 @@ public static class ValueScanner
         return shapes;
     }
 
-    /// <summary>Whether reading s token by token (<see cref="Tokens"/>) could find anything: false
-    /// only when s holds no byte a token starts from, or no '@', no 7 bytes of a number (digits
-    /// and the separators a number token takes: a space only where a digit follows it, alone or
-    /// after one more separator), no 15 bytes of a word, and no run of hex digits, ':' and '.'
-    /// with two colons (an IPv6 address of any length). Every match of a token has one of
-    /// these, so a false here skips only what holds nothing.</summary>
+    /// <summary>Whether reading s token by token (<see cref="Tokens"/>) could find anything. No,
+    /// when s holds no byte a token starts from, or when it holds no '@', no 7 bytes of a number
+    /// (digits and the separators a number token takes: a space only where a digit follows it,
+    /// alone or after one more separator), no 15 bytes of a word, and no run of hex digits, ':'
+    /// and '.' with two colons (an IPv6 address of any length). Every match of a token has one
+    /// of these, so a no here skips only what holds nothing.</summary>
     internal static bool MayHoldMatch(ReadOnlySpan<byte> s)
     {
         if (s.IndexOfAny(Interesting) < 0) return false;
