@@ -230,6 +230,10 @@ public static class Validators
     public static bool Ipv6(ReadOnlySpan<byte> s)
     {
         if (s.Length is < 3 or > 45) return false;
+        // the parser takes eight groups, or six and an IPv4 address, or fewer around "::": a
+        // time (10:00:00) or a MAC-like run is refused without it
+        var colons = s.Count((byte)':');
+        if (colons != 7 && !(colons == 6 && s.IndexOf((byte)'.') >= 0) && s.IndexOf("::"u8) < 0) return false;
         Span<char> chars = stackalloc char[45];
         for (var i = 0; i < s.Length; i++) chars[i] = (char)s[i];
         return System.Net.IPAddress.TryParse(chars[..s.Length], out var a) && a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6;

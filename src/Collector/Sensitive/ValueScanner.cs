@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Collector.Sensitive;
 
@@ -57,6 +58,9 @@ public static class ValueScanner
     // vectorized search, never looked at byte by byte
     private static readonly SearchValues<byte> Interesting = SearchValues.Create("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ@+"u8);
 
+    private static readonly SearchValues<byte> HexColonDot = SearchValues.Create("0123456789abcdefABCDEF:."u8);
+    private static readonly SearchValues<byte> UpperOrDigit = SearchValues.Create("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"u8);
+
     /// <summary>Appends the matches of the enabled categories in value to found. hint: what the
     /// value's name says; hints, when given, is asked instead, and only for a token whose
     /// category depends on it (a bare digit run, a dotted quad): a JSON body asks for the key in
@@ -76,7 +80,7 @@ public static class ValueScanner
                 if (token.Length > 0) found.Add(new ValueMatch(BuiltIn.BearerToken, tokenStart, token.Length));
             }
         }
-        if (On(enabled, BuiltIn.PrivateKey)) PrivateKeys(value, found);
+        if (On(enabled, BuiltIn.PrivateKey) && value.Length >= ShortestPemLine) PrivateKeys(value, found);
         if ((kind & ValueKind.JsonNumber) != 0)
         {
             // a whole number: digits only (a sign, fraction or exponent makes it no identifier)
@@ -87,36 +91,120 @@ public static class ValueScanner
         var escaped = (kind & ValueKind.JsonEscaped) != 0;
         if (!Vector256.IsHardwareAccelerated || value.Length < 64)
         {
-            Tokens(value, 0, value.Length, escaped, in context);
+            // most header values and parameters hold nothing a token could match: one look at
+            // their bytes says so, and no token is read
+            if (value.Length >= 64 || MayHoldMatch(value))
+                Tokens(value, 0, value.Length, escaped, in context);
             return;
         }
-        // Long values (bodies): 32 bytes at a time, a few vector compares say whether anything
+        // Long values (bodies): 32 bytes at a time (64 with AVX-512), a few vector operations say whether anything
         // there could be a match; only such blocks (and the tokens they cut) are read token by token
         var done = 0;
-        uint prevRun = 0, prevWord = 0;
         var n = value.Length;
         ref var start = ref MemoryMarshal.GetReference(value);
         var p = 0;
-        for (; p + 33 <= n; p += 32)
+        if (WideBlocks)
         {
-            var (run, word, at) = Classes(Vector256.LoadUnsafe(ref start, (nuint)p), Vector256.LoadUnsafe(ref start, (nuint)p + 1));
-            var candidates = Candidates(prevRun, run, prevWord, word) | at;
-            prevRun = run;
-            prevWord = word;
-            if (candidates == 0) continue;
-            done = Tokens(value, RegionStart(value, done, p - Margin), p + 32, escaped, in context);
+            // the same pre-filter 64 bytes at a time, its classes from table lookups (ClassesByTable)
+            ulong prevRun = 0, prevWord = 0;
+            for (; p + 65 <= n; p += 64)
+            {
+                var (run, word, at) = ClassesByTable(Vector512.LoadUnsafe(ref start, (nuint)p), Unsafe.Add(ref start, p + 64));
+                var candidates = Candidates(prevRun, run, prevWord, word) | at;
+                prevRun = run;
+                prevWord = word;
+                if (candidates == 0) continue;
+                done = Tokens(value, RegionStart(value, done, p - Margin), p + 64, escaped, in context);
+            }
         }
-        if (p < n) Tokens(value, RegionStart(value, done, p - Margin), n, escaped, in context);
+        else
+        {
+            uint prevRun = 0, prevWord = 0;
+            for (; p + 33 <= n; p += 32)
+            {
+                var (run, word, at) = Classes(Vector256.LoadUnsafe(ref start, (nuint)p), Vector256.LoadUnsafe(ref start, (nuint)p + 1));
+                var candidates = Candidates(prevRun, run, prevWord, word) | at;
+                prevRun = run;
+                prevWord = word;
+                if (candidates == 0) continue;
+                done = Tokens(value, RegionStart(value, done, p - Margin), p + 32, escaped, in context);
+            }
+        }
+        if (p < n)
+        {
+            // the last bytes, too few for a block, with the tokens of the margin before them
+            var from = RegionStart(value, done, p - Margin);
+            if (MayHoldMatch(value[from..])) Tokens(value, from, n, escaped, in context);
+        }
     }
+
+    /// <summary>"-----BEGIN " and a label ending in "PRIVATE KEY" and "-----": shorter values hold no key.</summary>
+    private const int ShortestPemLine = 27;
+
+    // what MayHoldMatch asks of a byte, one bit each
+    private const byte ShapeDigit = 1, ShapeSeparator = 2, ShapeWord = 4, ShapeIpv6 = 8, ShapeColon = 16, ShapeAt = 32, ShapeSpace = 64;
+    private static readonly byte[] Shapes = MakeShapes();
+
+    private static byte[] MakeShapes()
+    {
+        var shapes = new byte[256];
+        foreach (var c in "0123456789"u8) shapes[c] |= ShapeDigit | ShapeWord | ShapeIpv6;
+        foreach (var c in "-.()"u8) shapes[c] |= ShapeSeparator;
+        for (var c = 'a'; c <= 'z'; c++) shapes[c] = shapes[c - 32] = ShapeWord;
+        foreach (var c in "-._:"u8) shapes[c] |= ShapeWord;
+        foreach (var c in "abcdefABCDEF:."u8) shapes[c] |= ShapeIpv6;
+        shapes[':'] |= ShapeColon;
+        shapes['@'] = ShapeAt;
+        shapes[' '] = ShapeSpace;
+        return shapes;
+    }
+
+    /// <summary>Whether reading s token by token (<see cref="Tokens"/>) could find anything. No,
+    /// when s holds no byte a token starts from, or when it holds no '@', no 7 bytes of a number
+    /// (digits and the separators a number token takes: a space only where a digit follows it,
+    /// alone or after one more separator), no 15 bytes of a word, and no run of hex digits, ':'
+    /// and '.' with two colons (an IPv6 address of any length). Every match of a token has one
+    /// of these, so a no here skips only what holds nothing.</summary>
+    internal static bool MayHoldMatch(ReadOnlySpan<byte> s)
+    {
+        if (s.IndexOfAny(Interesting) < 0) return false;
+        int number = 0, word = 0, colons = 0;
+        ref var shapes = ref MemoryMarshal.GetArrayDataReference(Shapes);
+        for (var i = 0; i < s.Length; i++)
+        {
+            var shape = Unsafe.Add(ref shapes, s[i]);
+            if ((shape & (ShapeAt | ShapeSpace)) != 0)
+            {
+                if (shape == ShapeAt) return true;
+                if (SpaceInNumber(s, i)) shape = ShapeSeparator;
+            }
+            // counted without branches: the bytes of text come in no order a predictor learns
+            number = (shape & (ShapeDigit | ShapeSeparator)) != 0 ? number + 1 : 0;
+            word = (shape & ShapeWord) != 0 ? word + 1 : 0;
+            colons = (shape & ShapeIpv6) != 0 ? colons + (shape >> 4 & 1) : 0;
+            if ((number >= 7) | (word >= 15) | (colons >= 2)) return true;
+        }
+        return false;
+    }
+
+    /// <summary>Whether the space at i could be in a number token: a digit follows it, or a
+    /// separator and then a digit (groups are split by at most two separators).</summary>
+    private static bool SpaceInNumber(ReadOnlySpan<byte> s, int i) =>
+        i + 1 < s.Length && (Validators.IsDigit(s[i + 1]) ||
+                             (Shapes[s[i + 1]] & (ShapeSeparator | ShapeSpace)) != 0 && i + 2 < s.Length && Validators.IsDigit(s[i + 2]));
 
     /// <summary>The token-by-token reading over the whole value, without the vector pre-filter
     /// (tests: whatever the pre-filter skips must be what this finds nothing in).</summary>
-    internal static void ScanEveryToken(ReadOnlySpan<byte> value, ValueKind kind, uint enabled, List<ValueMatch> found)
+    internal static void ScanEveryToken(ReadOnlySpan<byte> value, ValueKind kind, uint enabled, List<ValueMatch> found, KeyHint hint = KeyHint.None)
     {
-        var context = new Context(KeyHint.None, null, default, enabled, found);
+        var context = new Context(hint, null, default, enabled, found);
         if (On(enabled, BuiltIn.PrivateKey)) PrivateKeys(value, found);
         Tokens(value, 0, value.Length, (kind & ValueKind.JsonEscaped) != 0, in context);
     }
+
+    /// <summary>Whether the pre-filter reads 64-byte blocks (AVX-512) rather than 32-byte ones;
+    /// tests set it to check both against the token-by-token reading.</summary>
+    internal static bool WideBlocks = Vector512.IsHardwareAccelerated && Avx512BW.IsSupported;
 
     /// <summary>How far before a block its tokens are read again: the longest number a validator
     /// takes (19 digits and their separators) fits, so a run seen late is read from its start.</summary>
@@ -130,12 +218,82 @@ public static class ValueScanner
         return from;
     }
 
+    // Byte classes looked up by nibble (ClassesByTable): a byte is in a class when the class's
+    // bit is set both in the entry of its low nibble and in that of its high nibble. Only the
+    // ASCII rows 2-7 have entries, so bytes from 0x80 up are in none.
+    private const byte ClassDigit = 1, ClassColon = 2, ClassLetterLow = 4, ClassLetterHigh = 8, ClassUnderscore = 16,
+        ClassDashDot = 32, ClassParen = 64, ClassAt = 128;
+
+    // rows 2 ('(' ')' '-' '.'), 3 (digits, ':'), 4 and 6 ('@', A-O, a-o), 5 and 7 (P-Z, p-z, '_')
+    private static readonly Vector512<byte> HighNibbleClasses = Vector512.Create(Vector128.Create(
+        0, 0, ClassDashDot | ClassParen, ClassDigit | ClassColon, ClassLetterLow | ClassAt,
+        ClassLetterHigh | ClassUnderscore, ClassLetterLow, ClassLetterHigh, 0, 0, 0, 0, 0, 0, 0, (byte)0));
+
+    // columns 0-9 digits ('@' 'P' 'p' in column 0), 1-F A-O and a-o, 0-A P-Z and p-z, A ':',
+    // 8-9 '(' ')', D-E '-' '.', F '_'
+    private static readonly Vector512<byte> LowNibbleClasses = Vector512.Create(Vector128.Create(
+        ClassDigit | ClassLetterHigh | ClassAt,
+        ClassDigit | ClassLetterLow | ClassLetterHigh, ClassDigit | ClassLetterLow | ClassLetterHigh,
+        ClassDigit | ClassLetterLow | ClassLetterHigh, ClassDigit | ClassLetterLow | ClassLetterHigh,
+        ClassDigit | ClassLetterLow | ClassLetterHigh, ClassDigit | ClassLetterLow | ClassLetterHigh,
+        ClassDigit | ClassLetterLow | ClassLetterHigh,
+        ClassDigit | ClassLetterLow | ClassLetterHigh | ClassParen, ClassDigit | ClassLetterLow | ClassLetterHigh | ClassParen,
+        ClassColon | ClassLetterLow | ClassLetterHigh,
+        ClassLetterLow, ClassLetterLow,
+        ClassLetterLow | ClassDashDot, ClassLetterLow | ClassDashDot,
+        (byte)(ClassLetterLow | ClassUnderscore)));
+
+    /// <summary>The classes of <see cref="Classes"/> over 64 bytes (following: the byte after
+    /// them), from two table lookups per byte instead of a dozen range compares: this is most of
+    /// what a body with nothing in it costs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static (ulong Run, ulong Word, ulong At) ClassesByTable(Vector512<byte> v, byte following)
+    {
+        var high = Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & Vector512.Create((byte)0x0F);
+        // a byte from 0x80 up has its top bit set, and the lookup gives 0 for it
+        var classes = Avx512BW.Shuffle(LowNibbleClasses, v) & Avx512BW.Shuffle(HighNibbleClasses, high);
+        var zero = Vector512<byte>.Zero;
+        var digit = ~Vector512.Equals(classes & Vector512.Create(ClassDigit), zero).ExtractMostSignificantBits();
+        var run = ~Vector512.Equals(classes & Vector512.Create((byte)(ClassDigit | ClassDashDot | ClassParen)), zero).ExtractMostSignificantBits();
+        var word = ~Vector512.Equals(classes & Vector512.Create((byte)(ClassDigit | ClassColon | ClassLetterLow | ClassLetterHigh | ClassUnderscore | ClassDashDot)), zero)
+            .ExtractMostSignificantBits();
+        var at = ~Vector512.Equals(classes & Vector512.Create(ClassAt), zero).ExtractMostSignificantBits();
+        // a space counts when a digit or '(' follows it (the byte after the block for the last)
+        var digitOrParen = digit | Vector512.Equals(v, Vector512.Create((byte)'(')).ExtractMostSignificantBits();
+        var digitOrParenNext = digitOrParen >> 1 | (Validators.IsDigit(following) || following == '(' ? 1UL << 63 : 0);
+        run |= Vector512.Equals(v, Vector512.Create((byte)' ')).ExtractMostSignificantBits() & digitOrParenNext;
+        return (run, word, at);
+    }
+
+    /// <summary><see cref="Candidates(uint, uint, uint, uint)"/> over 64-byte blocks. Only the
+    /// high bits of the block before matter (a run of 15 reaches 14 back), so the low half of
+    /// each step is worked out without the block before it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Candidates(ulong prevRun, ulong run, ulong prevWord, ulong word)
+    {
+        // ends of runs of 2, then 4, then 7 (4 and 4 overlapping by 1)
+        var t = run & (run << 1 | prevRun >> 63);
+        var tPrev = prevRun & (prevRun << 1);
+        var t4 = t & (t << 2 | tPrev >> 62);
+        var t4Prev = tPrev & (tPrev << 2);
+        var run7 = t4 & (t4 << 3 | t4Prev >> 61);
+        // ends of runs of 2, 4, 8, then 15 (8 and 8 overlapping by 1)
+        var u = word & (word << 1 | prevWord >> 63);
+        var uPrev = prevWord & (prevWord << 1);
+        var u4 = u & (u << 2 | uPrev >> 62);
+        var u4Prev = uPrev & (uPrev << 2);
+        var u8 = u4 & (u4 << 4 | u4Prev >> 60);
+        var u8Prev = u4Prev & (u4Prev << 4);
+        var word15 = u8 & (u8 << 7 | u8Prev >> 57);
+        return run7 | word15;
+    }
+
     /// <summary>The classes of 32 bytes (v; next: the same bytes one further), one bit each:
     /// digits and number separators (run; a space counts when a digit or '(' follows it, as
     /// between card groups, and not in indentation), token bytes (word: letters, digits, - . _ :),
     /// and '@'.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (uint Run, uint Word, uint At) Classes(Vector256<byte> v, Vector256<byte> next)
+    internal static (uint Run, uint Word, uint At) Classes(Vector256<byte> v, Vector256<byte> next)
     {
         var digit = Vector256.LessThan(v - Vector256.Create((byte)'0'), Vector256.Create((byte)10));
         var letter = Vector256.LessThan((v | Vector256.Create((byte)0x20)) - Vector256.Create((byte)'a'), Vector256.Create((byte)26));
@@ -316,12 +474,21 @@ public static class ValueScanner
         }
         if (count < 7) return notHere; // shorter than a phone, an SSN or a card
         if (sep == '.' && !plus && groups != 3) return notHere; // versions, decimals, dates: nothing here
+        return CheckedDigits(s, i, end, count, groups, groupLengths, sep, plus, open, in cx) ? end : notHere;
+    }
+
+    /// <summary>The digits of the number token s[i..end] through the validators. Apart from
+    /// NumberToken so that its buffer on the stack (a frame with a stack guard, compiled
+    /// without tiering) is paid by the few numbers long enough, not by every digit run.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static bool CheckedDigits(ReadOnlySpan<byte> s, int i, int end, int count, int groups, ulong groupLengths, byte sep,
+        bool plus, bool open, in Context cx)
+    {
         Span<byte> digits = stackalloc byte[20];
         var d = 0;
         for (var k = i; k < end; k++)
             if (Validators.IsDigit(s[k])) digits[d++] = s[k];
-        if (Digits(s, token, digits[..count], groups, groupLengths, sep, plus, open, i, in cx)) return end;
-        return notHere;
+        return Digits(s, s[i..end], digits[..count], groups, groupLengths, sep, plus, open, i, in cx);
     }
 
     private static int GroupLength(ulong lengths, int g) => (int)(lengths >> (8 * g)) & 0xff;
@@ -379,23 +546,17 @@ public static class ValueScanner
         }
         // shorter than every category below but IPv6: refused before anything is counted
         if (w.Length < 15 && w.IndexOf((byte)':') < 0) return;
-        int dots = 0, dashes = 0, colons = 0, upperOrDigit = 0, hex = 0;
-        for (var k = 0; k < w.Length; k++)
-        {
-            var c = w[k];
-            if (c == '.') dots++;
-            else if (c == '-') dashes++;
-            else if (c == ':') colons++;
-            if (Validators.IsUpperOrDigit(c)) upperOrDigit++;
-            if (Validators.IsHex(c)) hex++;
-        }
+        // vector counts: a token that gets here is usually a UUID or an id of tens of bytes
+        var dots = w.Count((byte)'.');
+        var dashes = w.Count((byte)'-');
+        var colons = w.Count((byte)':');
         // a sentence's full stop is not part of the token
         var trimmed = w;
         while (trimmed.Length > 0 && trimmed[^1] is (byte)'.' or (byte)':' or (byte)',') trimmed = trimmed[..^1];
         var len = trimmed.Length;
         if (colons >= 2)
         {
-            if (On(enabled, BuiltIn.IpAddress) && hex + colons + dots == w.Length && Validators.Ipv6(trimmed))
+            if (On(enabled, BuiltIn.IpAddress) && w.IndexOfAnyExcept(HexColonDot) < 0 && Validators.Ipv6(trimmed))
                 found.Add(new ValueMatch(BuiltIn.IpAddress, start, len));
             return;
         }
@@ -410,7 +571,7 @@ public static class ValueScanner
             if (On(enabled, BuiltIn.Uuid) && Validators.Uuid(trimmed)) found.Add(new ValueMatch(BuiltIn.Uuid, start, len));
             return;
         }
-        if (upperOrDigit != w.Length || dots + dashes + colons > 0) return;
+        if (dots + dashes + colons > 0 || w.IndexOfAnyExcept(UpperOrDigit) >= 0) return;
         if (len == 20 && On(enabled, BuiltIn.AwsAccessKey) && Validators.AwsAccessKey(trimmed))
             found.Add(new ValueMatch(BuiltIn.AwsAccessKey, start, len));
         else if (len == 17 && On(enabled, BuiltIn.Vin) && Validators.Vin(trimmed))

@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using System.Text;
 using Collector.Sensitive;
 using FsCheck;
@@ -247,14 +249,144 @@ public class DetectorTests
     public void The_vector_pre_filter_skips_only_what_holds_no_match()
     {
         var text = Gen.Choose(8, 200).SelectMany(n => Gen.ArrayOf(Gen.Elements(Pieces), n)).Select(p => string.Concat(p)).ToArbitrary();
+        var widths = WideBlocksSupported ? new[] { false, true } : [false];
+        try
+        {
+            Prop.ForAll(text, t =>
+            {
+                var bytes = Encoding.UTF8.GetBytes(t);
+                var every = new List<ValueMatch>();
+                ValueScanner.ScanEveryToken(bytes, ValueKind.JsonEscaped, ValueScanner.AllBuiltIns, every);
+                foreach (var wide in widths)
+                {
+                    // both block widths: a machine with AVX-512 would otherwise never run the 32-byte one
+                    ValueScanner.WideBlocks = wide;
+                    var fast = new List<ValueMatch>();
+                    ValueScanner.Scan(bytes, KeyHint.None, ValueKind.JsonEscaped, ValueScanner.AllBuiltIns, fast);
+                    Assert.Equal(every.OrderBy(m => m.Start).ThenBy(m => m.Category), fast.OrderBy(m => m.Start).ThenBy(m => m.Category));
+                }
+            }).Check(Config.QuickThrowOnFailure.WithMaxTest(500));
+        }
+        finally
+        {
+            ValueScanner.WideBlocks = WideBlocksSupported;
+        }
+    }
+
+    // what a header value, a parameter or the end of a body holds: numbers split every way a
+    // number token allows, short IPv6 forms, times, addresses, escapes
+    private static readonly string[] ShortPieces =
+    [
+        "415 -555 -2671", "415  555  2671", "(415) 555-2671", "+1 415 555 2671", "+14155552671", "4155552671", "536904399",
+        "536 90 4399", "536-90-4399", "4111 1111 1111 1111", "4111111111111111", "203.0.113.9", "1.2.3.4", "v1.2.3.4",
+        "::1", "fe80::1", "2001:db8::8a2e:370:7334", "::ffff:192.0.2.1", "1:2:3:4:5:6:7:8", "10:00:00", "a@b.co", "x@", "@",
+        "alice@example.com", "AKIAIOSFODNN7EXAMPLE", "1M8GDM9AXKP042788", "DE89370400440532013000", Jwt,
+        "550e8400-e29b-41d4-a716-446655440000", "\\n", "\\u0040", "\\", " ", "  ", "-", ".", "(", ")", ":", ",", "/", "=", "\"",
+        "x", "Z", "0", "12", "99 ", "2025", "Tue, 25 Nov 2025 ", "bench/1.0", "nginx/1.22.1", "page=2&size=50",
+    ];
+
+    [Fact]
+    public void Short_values_and_body_ends_skipped_by_their_shape_hold_no_match()
+    {
+        var text = Gen.Choose(1, 12).SelectMany(n => Gen.ArrayOf(Gen.Elements(ShortPieces), n)).Select(p => string.Concat(p)).ToArbitrary();
+        KeyHint[] hints = [KeyHint.None, KeyHint.Phone | KeyHint.Ssn | KeyHint.Card, KeyHint.Version];
         Prop.ForAll(text, t =>
         {
             var bytes = Encoding.UTF8.GetBytes(t);
-            var fast = new List<ValueMatch>();
-            var every = new List<ValueMatch>();
-            ValueScanner.Scan(bytes, KeyHint.None, ValueKind.JsonEscaped, ValueScanner.AllBuiltIns, fast);
-            ValueScanner.ScanEveryToken(bytes, ValueKind.JsonEscaped, ValueScanner.AllBuiltIns, every);
-            Assert.Equal(every.OrderBy(m => m.Start).ThenBy(m => m.Category), fast.OrderBy(m => m.Start).ThenBy(m => m.Category));
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(500));
+            foreach (var kind in new[] { ValueKind.Text, ValueKind.JsonEscaped })
+                foreach (var hint in hints)
+                {
+                    var every = new List<ValueMatch>();
+                    ValueScanner.ScanEveryToken(bytes, kind, ValueScanner.AllBuiltIns, every, hint);
+                    if (every.Count > 0) Assert.True(ValueScanner.MayHoldMatch(bytes), t);
+                    // (a longer value is read by blocks, which skip some forms on purpose: the property above covers its end)
+                    if (bytes.Length >= 64) continue;
+                    var fast = new List<ValueMatch>();
+                    ValueScanner.Scan(bytes, hint, kind, ValueScanner.AllBuiltIns, fast);
+                    Assert.Equal(every.OrderBy(m => m.Start).ThenBy(m => m.Category), fast.OrderBy(m => m.Start).ThenBy(m => m.Category));
+                }
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(2000));
+    }
+
+    [Theory]
+    [InlineData("bench/1.0")]
+    [InlineData("nginx/1.22.1")]
+    [InlineData("4096")]
+    [InlineData("application/json")]
+    [InlineData("dead:beef::")] // no byte a token starts from: never read, whatever its shape
+    [InlineData("{\"id\":12345,\"name\":\"item-123\",\"price\":5.6}        ]}")]
+    public void Values_of_no_matchable_shape_are_not_read_token_by_token(string value) =>
+        Assert.False(ValueScanner.MayHoldMatch(Encoding.UTF8.GetBytes(value)));
+
+    [Theory]
+    [InlineData("415 -555 -2671")]
+    [InlineData("fe80::1")]
+    [InlineData("10:00:00")]
+    [InlineData("x@y")]
+    [InlineData("1.2.3.4")]
+    [InlineData("abcdefghijklmnO")]
+    public void Values_that_could_hold_a_match_are_read(string value) =>
+        Assert.True(ValueScanner.MayHoldMatch(Encoding.UTF8.GetBytes(value)));
+
+    [Fact]
+    public void The_ipv6_group_count_check_refuses_only_what_the_parser_refuses()
+    {
+        // strings of the bytes an IPv6 token may hold, in the shapes around the counted ones
+        string[] pieces = ["1", "ff", "0db8", "abcd", ":", "::", ":", ".", "192.0.2.1", "1.2", "10"];
+        var text = Gen.Choose(1, 16).SelectMany(n => Gen.ArrayOf(Gen.Elements(pieces), n)).Select(p => string.Concat(p)).ToArbitrary();
+        Prop.ForAll(text, t =>
+        {
+            var parsed = System.Net.IPAddress.TryParse(t, out var a) && a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6;
+            Assert.True((parsed && t.Length is >= 3 and <= 45) == Validators.Ipv6(Encoding.ASCII.GetBytes(t)), t);
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(5000));
+    }
+
+    [Theory]
+    [InlineData("1:2:3:4:5:6:7:8")]
+    [InlineData("1:2:3:4:5:6:1.2.3.4")]
+    [InlineData("1:2:3:4:5:1.2.3.4")]
+    [InlineData("1:2:3:4:5:6:7")]
+    [InlineData("1:2:3:4:5:6:7:8:9")]
+    [InlineData("::ffff:1.2.3.4")]
+    [InlineData("1::")]
+    [InlineData("10:00:00")]
+    [InlineData("aa:bb:cc:dd:ee:ff")]
+    public void The_ipv6_group_count_check_agrees_with_the_parser_on_the_counted_shapes(string text)
+    {
+        var parsed = System.Net.IPAddress.TryParse(text, out var a) && a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6;
+        Assert.Equal(parsed, Validators.Ipv6(Encoding.ASCII.GetBytes(text)));
+    }
+
+    private static bool WideBlocksSupported => Vector512.IsHardwareAccelerated && Avx512BW.IsSupported;
+
+    [Fact]
+    public void The_table_lookup_classes_of_64_bytes_are_those_of_two_32_byte_blocks()
+    {
+        if (!WideBlocksSupported) return; // the table lookup needs AVX-512
+        var bytes = new byte[66];
+        void Same()
+        {
+            var (run, word, at) = ValueScanner.ClassesByTable(Vector512.Create(bytes.AsSpan(0, 64)), bytes[64]);
+            var (run0, word0, at0) = ValueScanner.Classes(Vector256.Create(bytes.AsSpan(0, 32)), Vector256.Create(bytes.AsSpan(1, 32)));
+            var (run1, word1, at1) = ValueScanner.Classes(Vector256.Create(bytes.AsSpan(32, 32)), Vector256.Create(bytes.AsSpan(33, 32)));
+            Assert.Equal((ulong)run1 << 32 | run0, run);
+            Assert.Equal((ulong)word1 << 32 | word0, word);
+            Assert.Equal((ulong)at1 << 32 | at0, at);
+        }
+        // every byte value beside every byte value (the space rule looks at the byte after)
+        for (var a = 0; a < 256; a++)
+            for (var b = 0; b < 256; b++)
+            {
+                for (var i = 0; i < bytes.Length; i++) bytes[i] = (byte)(i % 2 == 0 ? a : b);
+                Same();
+            }
+        // and mixed blocks, mostly of the bytes the classes are about
+        var random = new Random(16);
+        var common = " 0123456789()-._:@+azAZ\"/\t"u8.ToArray();
+        for (var round = 0; round < 20000; round++)
+        {
+            for (var i = 0; i < bytes.Length; i++) bytes[i] = random.Next(4) == 0 ? (byte)random.Next(256) : common[random.Next(common.Length)];
+            Same();
+        }
     }
 }
