@@ -22,7 +22,6 @@ extern int bpf_probe_read_user_dynptr(struct bpf_dynptr *dptr, __u64 off, __u64 
 #define copies_into_ring() 0
 #endif
 #define DATA_HEADER_SIZE offsetof(struct data_event, data)
-#define MAX_SEGMENTS 4 /* buffers of one call coalesced into one data event */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -49,12 +48,6 @@ static __always_inline __u64 ringbuf_flags_reserved(__u64 size)
 	return avail < settings.wakeup_bytes + size && avail >= settings.wakeup_bytes ? BPF_RB_FORCE_WAKEUP
 										     : BPF_RB_NO_WAKEUP;
 }
-
-/* Up to MAX_SEGMENTS user buffers that follow each other in the stream. */
-struct segments {
-	__u64 base[MAX_SEGMENTS];
-	__u64 len[MAX_SEGMENTS];
-};
 
 /* The fixed part of a data event of n bytes at offset c->off of the call. */
 static __always_inline void fill_data_header(struct data_event *e, const struct emit_ctx *c, __u64 n)
@@ -113,12 +106,12 @@ static __always_inline void emit_direct(const struct emit_ctx *c, const struct s
 		return;
 	}
 	fill_data_header(e, c, n);
-	__u64 off = DATA_HEADER_SIZE;
 #pragma unroll
 	for (int i = 0; i < MAX_SEGMENTS; i++) {
 		__u64 len = segs->len[i];
 		if (len == 0)
 			continue;
+		__u64 off = DATA_HEADER_SIZE + segs->start[i];
 		long err = has_direct_copy()
 				   ? bpf_probe_read_user_dynptr(&dp, off, len, (const void *)segs->base[i])
 				   : copy_user_pieces(&dp, off, len & (2 * MAX_DATA_SIZE - 1), segs->base[i]);
@@ -127,7 +120,6 @@ static __always_inline void emit_direct(const struct emit_ctx *c, const struct s
 			count_drop(DROP_READ_FAILED_BYTES, n);
 			return;
 		}
-		off += len;
 	}
 	bpf_ringbuf_submit_dynptr(&dp, ringbuf_flags_reserved(size));
 }

@@ -90,47 +90,51 @@ static long iov_entry(__u32 i, void *unused)
 }
 
 /* A vector call of at most MAX_SEGMENTS buffers that fits one chunk (nginx's writev of header and
- * body): one data event for the whole call. Returns 0 when the call is not of that shape. */
-static __always_inline int plain_iov_coalesced(__u32 tgid, __u32 fd, struct conn_state *st, __u64 iov,
-					       __u32 iovcnt, __u64 total, __u32 direction)
+ * body): one data event for the whole call. Returns 0 when the call is not of that shape. The
+ * buffers are gathered in the thread's storage (see struct iov_gather). */
+static __always_inline int plain_iov_coalesced(struct thread_state *t, __u32 tgid, __u32 fd, struct conn_state *st,
+					       __u64 iov, __u32 iovcnt, __u64 total, __u32 direction)
 {
-	struct segments segs = {};
-	__u64 left = total, first = 0, first_len = 0;
+	struct iov_gather *g = &t->gather;
+	__u64 left = total;
+	g->head_len = 0;
 	for (int i = 0; i < MAX_SEGMENTS; i++) {
+		g->segs.len[i] = 0;
 		if (i >= iovcnt)
-			break;
+			continue;
 		struct iovec_user v = {};
 		if (bpf_probe_read_user(&v, sizeof(v), (const void *)(iov + i * sizeof(v))) != 0)
 			return 0;
 		__u64 n = v.len < left ? v.len : left;
-		segs.base[i] = v.base;
-		segs.len[i] = n;
+		g->segs.base[i] = v.base;
+		g->segs.len[i] = n;
+		g->segs.start[i] = total - left;
 		left -= n;
-		if (first_len == 0 && n > 0) {
-			first = v.base;
-			first_len = n;
+		if (g->head_len == 0 && n > 0) {
+			g->head = v.base;
+			g->head_len = n;
 		}
 	}
 	if (left != 0)
 		return 0;
-	__s64 pos = plain_take(st, first, first_len, total, direction);
+	/* read back from the map: what the loop knew about them stays behind */
+	asm volatile("" ::: "memory");
+	__s64 pos = plain_take(st, g->head, g->head_len, total, direction);
 	if (pos < 0)
 		return 1;
 	struct emit_ctx c = {.position = pos, .call_bytes = total, .tgid = tgid, .fd = fd,
 			     .generation = st->generation, .direction = direction, .source = SOURCE_SYSCALL};
-	emit_direct(&c, &segs, total);
+	emit_direct(&c, &g->segs, total);
 	return 1;
 }
 
-static __always_inline void plain_iov(__u32 tgid, __u32 fd, struct conn_state *st, __u64 iov,
+/* t is the current thread's state */
+static __always_inline void plain_iov(struct thread_state *t, __u32 tgid, __u32 fd, struct conn_state *st, __u64 iov,
 				      __u32 iovcnt, __u64 total, __u32 direction)
 {
 	if (copies_into_ring() && iovcnt <= MAX_SEGMENTS && total <= chunk_limit() &&
 	    settings.max_chunks_per_call > 0 &&
-	    plain_iov_coalesced(tgid, fd, st, iov, iovcnt, total, direction))
-		return;
-	struct thread_state *t = thread_state(0);
-	if (!t)
+	    plain_iov_coalesced(t, tgid, fd, st, iov, iovcnt, total, direction))
 		return;
 	struct iov_ctx *c = &t->iov;
 	c->iov = iov;
@@ -168,6 +172,38 @@ static long mmsg_rest_len(__u32 i, struct mmsg_rest *r)
 	return 0;
 }
 
+/* The messages of a sendmmsg/recvmmsg call, one per iteration: a loop callback, so that the verifier
+ * walks plain_iov once rather than once per message (four unrolled copies took 0.9 s each to verify,
+ * most of the object's load time). */
+struct mmsg_walk {
+	__u64 mmsg;
+	__u64 count; /* messages moved, at most the vector's length */
+	__u32 tgid;
+	__u32 fd;
+	__u32 direction;
+};
+
+static long mmsg_entry(__u32 m, struct mmsg_walk *w)
+{
+	if (m >= w->count)
+		return 1;
+	struct conn_key key = {.tgid = w->tgid, .fd = w->fd};
+	struct conn_state *st = bpf_map_lookup_elem(&conns, &key);
+	if (!st)
+		return 1;
+	struct mmsghdr *mm = (struct mmsghdr *)(w->mmsg + m * sizeof(struct mmsghdr));
+	__u64 iov = 0, iovlen = 0;
+	__u32 msg_len = 0;
+	bpf_probe_read_user(&iov, sizeof(iov), &mm->msg_hdr.msg_iov);
+	bpf_probe_read_user(&iovlen, sizeof(iovlen), &mm->msg_hdr.msg_iovlen);
+	bpf_probe_read_user(&msg_len, sizeof(msg_len), &mm->msg_len);
+	struct thread_state *t = thread_state(0);
+	if (!t)
+		return 1;
+	plain_iov(t, w->tgid, w->fd, st, iov, iovlen, msg_len, w->direction);
+	return 0;
+}
+
 static __always_inline void exit_io(long ret, const int kind)
 {
 	struct thread_state *t = thread_state(0);
@@ -201,26 +237,18 @@ static __always_inline void exit_io(long ret, const int kind)
 	if (kind == IO_BUF) {
 		plain_buffer(tgid, a.fd, st, a.buf, ret, ret, a.direction);
 	} else if (kind == IO_IOV) {
-		plain_iov(tgid, a.fd, st, a.buf, a.count, ret, a.direction);
+		plain_iov(t, tgid, a.fd, st, a.buf, a.count, ret, a.direction);
 	} else if (kind == IO_MSG) {
 		__u64 iov = 0, iovlen = 0;
 		struct user_msghdr *msg = (struct user_msghdr *)a.buf;
 		bpf_probe_read_user(&iov, sizeof(iov), &msg->msg_iov);
 		bpf_probe_read_user(&iovlen, sizeof(iovlen), &msg->msg_iovlen);
-		plain_iov(tgid, a.fd, st, iov, iovlen, ret, a.direction);
+		plain_iov(t, tgid, a.fd, st, iov, iovlen, ret, a.direction);
 	} else {
 		/* sendmmsg/recvmmsg: ret is the number of messages; each carries its own length */
-		for (int m = 0; m < MAX_MMSG_WALK; m++) {
-			if (m >= ret || m >= a.count)
-				break;
-			struct mmsghdr *mm = (struct mmsghdr *)(a.buf + m * sizeof(struct mmsghdr));
-			__u64 iov = 0, iovlen = 0;
-			__u32 msg_len = 0;
-			bpf_probe_read_user(&iov, sizeof(iov), &mm->msg_hdr.msg_iov);
-			bpf_probe_read_user(&iovlen, sizeof(iovlen), &mm->msg_hdr.msg_iovlen);
-			bpf_probe_read_user(&msg_len, sizeof(msg_len), &mm->msg_len);
-			plain_iov(tgid, a.fd, st, iov, iovlen, msg_len, a.direction);
-		}
+		struct mmsg_walk w = {.mmsg = a.buf, .count = ret < a.count ? ret : a.count, .tgid = tgid,
+				      .fd = a.fd, .direction = a.direction};
+		LOOP(MAX_MMSG_WALK, mmsg_entry, &w);
 		if (ret > MAX_MMSG_WALK) {
 			/* messages past the walk: their bytes advance the position (an exact gap for
 			 * user space) and are counted */
