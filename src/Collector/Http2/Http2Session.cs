@@ -279,7 +279,6 @@ internal sealed class Http2Session : IProtocolSession
         }
         if (h.Type == Http2Frame.Data)
         {
-            d.FrameStream = null;
             if (DataStream(d) is { } ds) (IsClient(d) ? ds.GrpcRequests : ds.GrpcResponses)?.FrameStart();
             else if (OpenedUnseen(h.StreamId)) Unnamed(null, h.StreamId, "headers_not_seen"); // its HEADERS went by unseen (even if this DATA is empty)
         }
@@ -372,16 +371,9 @@ internal sealed class Http2Session : IProtocolSession
         }
     }
 
-    /// <summary>The stream of the DATA frame being read: looked up once per frame (a frame's
-    /// payload comes in many pieces), again only when the stream left the table since.</summary>
-    private Stream? DataStream(Direction d)
-    {
-        if (d.FrameStream is { } cached && cached.Use == d.FrameStreamUse) return cached;
-        if (Find(d, d.Frame.StreamId) is not { } s) return null;
-        d.FrameStream = s;
-        d.FrameStreamUse = s.Use;
-        return s;
-    }
+    /// <summary>The stream of the DATA frame being read: a frame's payload comes in many pieces,
+    /// and the direction's remembered stream (Find) spares the table lookup for all but the first.</summary>
+    private Stream? DataStream(Direction d) => Find(d, d.Frame.StreamId);
 
     /// <summary>The stream with this id, if it is in the table. Each direction remembers the last
     /// stream it found or opened (a stream's frames mostly follow each other on its side: HEADERS
@@ -1186,8 +1178,6 @@ internal sealed class Http2Session : IProtocolSession
         public int HeadLength;
         public bool InFrame;
         public Http2FrameHeader Frame;
-        public Stream? FrameStream; // a DATA frame's stream, valid while its Use is FrameStreamUse
-        public int FrameStreamUse;
         public Stream? LastStream;  // the last stream found or opened here, valid while its Use is LastStreamUse
         public int LastStreamUse;
         public int FramePos, PrefixLength, PadLength;
