@@ -229,9 +229,7 @@ public sealed class HttpMessage : IDisposable
 
     internal void AddHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
     {
-        if (_fields is null) _fields = new Field[24]; // kept with the (pooled) message object
-        else if (_fieldCount == _fields.Length) Array.Resize(ref _fields, _fields.Length * 2);
-        ref var f = ref _fields[_fieldCount++];
+        ref var f = ref NextField();
         f.NameStart = Append(name);
         f.NameLength = name.Length;
         f.ValueStart = Append(value);
@@ -242,13 +240,18 @@ public sealed class HttpMessage : IDisposable
     /// (as a decoded HTTP/2 header block holds them): copied in one piece.</summary>
     internal void AddHeader(ReadOnlySpan<byte> nameAndValue, int nameLength)
     {
-        if (_fields is null) _fields = new Field[24]; // kept with the (pooled) message object
-        else if (_fieldCount == _fields.Length) Array.Resize(ref _fields, _fields.Length * 2);
-        ref var f = ref _fields[_fieldCount++];
+        ref var f = ref NextField();
         f.NameStart = Append(nameAndValue);
         f.NameLength = nameLength;
         f.ValueStart = f.NameStart + nameLength;
         f.ValueLength = nameAndValue.Length - nameLength;
+    }
+
+    private ref Field NextField()
+    {
+        if (_fields is null) _fields = new Field[24]; // kept with the (pooled) message object
+        else if (_fieldCount == _fields.Length) Array.Resize(ref _fields, _fields.Length * 2);
+        return ref _fields[_fieldCount++];
     }
 
     /// <summary>This message's start line and header fields become a copy of another's (the body
