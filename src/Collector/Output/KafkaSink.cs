@@ -62,6 +62,9 @@ public sealed class KafkaSink : IMessageSink
     private readonly Task _heartbeatTask;
     private readonly Dictionary<ErrorCode, DateTime> _lastErrorLog = new();
 
+    // the per-message counters, looked up once
+    private readonly Counter _queued, _delivered, _shed;
+
     private readonly record struct Pending(byte[] Value, byte[]? Details, int Size);
 
     // The opaque of a control message (negative); a traffic message's opaque is its size (> 0).
@@ -77,6 +80,9 @@ public sealed class KafkaSink : IMessageSink
         _boundBytes = (long)settings.KafkaQueueMegabytes * 1024 * 1024;
         _windowMessages = Math.Max(1, _boundMessages / 2);
         _windowBytes = Math.Max(1, _boundBytes / 2);
+        _queued = metrics.KafkaMessages["queued"];
+        _delivered = metrics.KafkaMessages["delivered"];
+        _shed = metrics.KafkaMessages["shed"];
         var library = BundledLibrdkafka.Load();
         _log.LogInformation("kafka: librdkafka {Version} loaded from {Path} (librdkafka.redist {Expected})",
             library.Version, library.Path, BundledLibrdkafka.ExpectedVersion);
@@ -158,7 +164,7 @@ public sealed class KafkaSink : IMessageSink
     public void Publish(ReadOnlySpan<byte> message, ReadOnlySpan<byte> collectionDetails)
     {
         var size = message.Length + (collectionDetails.IsEmpty ? 0 : collectionDetails.Length + CollectionDetailsHeader.Length);
-        _metrics.KafkaMessages["queued"].Increment();
+        _queued.Increment();
         lock (_gate)
         {
             // the usual case: straight from the encoder's buffer, no copy of ours
@@ -195,7 +201,7 @@ public sealed class KafkaSink : IMessageSink
         {
             var old = _waiting.Dequeue();
             _waitingBytes -= old.Size;
-            _metrics.KafkaMessages["shed"].Increment();
+            _shed.Increment();
         }
     }
 
@@ -249,19 +255,30 @@ public sealed class KafkaSink : IMessageSink
         }
     }
 
-    private void OnDelivery(long opaque, ErrorCode error)
+    /// <summary>The reports of one produce request (or part of one): counted, and the window
+    /// refilled, under one lock.</summary>
+    private void OnDelivery(ReadOnlySpan<RdKafkaProducer.Delivery> deliveries)
     {
-        if (opaque < 0)
+        int traffic = 0, delivered = 0;
+        long bytes = 0;
+        foreach (var d in deliveries)
         {
-            OnControlDelivery(opaque == InitOpaque ? "init" : "heartbeat", error);
-            return;
+            if (d.Opaque < 0)
+            {
+                OnControlDelivery(d.Opaque == InitOpaque ? "init" : "heartbeat", d.Error);
+                continue;
+            }
+            traffic++;
+            bytes += d.Opaque;
+            if (d.Error != ErrorCode.NoError) CountFailure(new Error(d.Error, RdKafkaProducer.Reason(d.Error)));
+            else delivered++;
         }
-        if (error != ErrorCode.NoError) CountFailure(new Error(error, RdKafkaProducer.Reason(error)));
-        else _metrics.KafkaMessages["delivered"].Increment();
+        if (traffic == 0) return;
+        _delivered.Add(delivered);
         lock (_gate)
         {
-            _inFlight--;
-            _inFlightBytes -= opaque;
+            _inFlight -= traffic;
+            _inFlightBytes -= bytes;
             PumpLocked();
             PublishGauge();
         }
