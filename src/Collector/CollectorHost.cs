@@ -7,6 +7,7 @@ using Collector.Events;
 using Collector.Filtering;
 using Collector.Http;
 using Collector.Kernel;
+using Collector.Lifecycle;
 using Collector.Metrics;
 using Collector.Output;
 using Microsoft.AspNetCore.Builder;
@@ -34,6 +35,7 @@ public static class CollectorHost
     {
         using var loggerFactory = LoggerFactory.Create(b => ConfigureLogging(b, settings));
         var log = loggerFactory.CreateLogger("collector");
+        var startupNice = CapturePriority.RaiseForStartup(settings.CaptureNice, log);
         var metrics = new CollectorMetrics();
         var state = new ReadinessState();
         metrics.MemoryBudgetBytes = settings.MemoryRestartBytes;
@@ -168,7 +170,9 @@ public static class CollectorHost
             TraceEvents = string.Equals(Environment.GetEnvironmentVariable("COLLECTOR_TRACE_EVENTS"), "true", StringComparison.OrdinalIgnoreCase),
         };
 
-        var readerStarted = new TaskCompletionSource();
+        // continuations asynchronously: the rest of start-up must not run on the reader's thread
+        // (inside SetResult), which would poll only once it was done
+        var readerStarted = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
         var readerThread = new Thread(() => ReadEvents(reader, table, output, settings, stopReading.Token, readerStarted, log))
         {
             Name = "ring-buffer",
@@ -176,7 +180,7 @@ public static class CollectorHost
         };
         reader.CaptureFrom(ulong.MaxValue); // nothing until every tracepoint is on (see CaptureFrom)
         readerThread.Start();
-        await readerStarted.Task;
+        var readerTid = await readerStarted.Task;
         // Probes go on only now that the reader polls: attached before it (as they were), a
         // collector started under load had the ring filling while the rest of start-up ran, and
         // its first poll found the ring full (events lost before a single one was read).
@@ -202,6 +206,7 @@ public static class CollectorHost
         tls.ScanAll();
         var tlsTask = Task.Run(() => tls.RunAsync(stop.Token));
         metrics.TracepointsAttached = kernel.TracepointCount;
+        CapturePriority.EndStartup(startupNice, readerTid);
         state.Ready = true;
         LogKernelFeatures(log, settings, kernel, tls);
 
@@ -276,9 +281,9 @@ public static class CollectorHost
     }
 
     private static void ReadEvents(RingBufferReader reader, ConnectionTable table, OutputPipeline output, Settings settings,
-        CancellationToken stop, TaskCompletionSource started, ILogger log)
+        CancellationToken stop, TaskCompletionSource<int> started, ILogger log)
     {
-        started.SetResult();
+        started.SetResult(CapturePriority.RaiseReader(settings.CaptureNice, log));
         var sweepEvery = (long)(settings.PollInterval.TotalSeconds * Stopwatch.Frequency);
         var nextSweep = Stopwatch.GetTimestamp() + sweepEvery;
         try

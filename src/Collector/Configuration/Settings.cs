@@ -54,6 +54,8 @@ public sealed record Settings
     public IReadOnlyList<int> TracePids { get; init; } = [];
     public IReadOnlyList<string> TraceComms { get; init; } = [];
     public int RingBufferMegabytes { get; init; } = 16;
+    /// <summary>The nice value (-20..19) of the ring buffer's reader, and of start-up.</summary>
+    public int CaptureNice { get; init; } = -10;
     public int ConnectionMapEntries { get; init; } = 65536;
     public int CaptureChunkBytes { get; init; } = 16384;
     public int CaptureChunksPerCall { get; init; } = 8;
@@ -145,6 +147,7 @@ public static class SettingsReader
         ("TRACE_PIDS", "unset", "only trace these process ids (comma-separated)"),
         ("TRACE_COMMS", "unset", "only trace these process names (comma-separated, at most 8)"),
         ("RING_BUFFER_MB", "16", "size of the kernel ring buffer (power of two)"),
+        ("CAPTURE_NICE", "-10", "nice value (-20..19) of the thread that reads the ring buffer, and of the whole collector until ready: ahead of its other threads (JIT, Kafka) and of processes in the same CPU cgroup, so that a busy node does not overflow the ring; 0 leaves every thread at the process's own"),
         ("CONN_MAP_ENTRIES", "65536", "connections tracked at once in the kernel"),
         ("CAPTURE_CHUNK_BYTES", "16384", "payload bytes per kernel event (at most 16384)"),
         ("CAPTURE_CHUNKS_PER_CALL", "8", "kernel events per syscall (8 × 16 KiB covers curl's 100 KiB reads); the rest of the call is a counted gap"),
@@ -245,6 +248,7 @@ public static class SettingsReader
                 ? pid : throw new SettingsException("TRACE_PIDS", $"'{p}' is not a process id")).ToArray(),
             TraceComms = Comms(Get("TRACE_COMMS")),
             RingBufferMegabytes = PowerOfTwo(Get, "RING_BUFFER_MB", d.RingBufferMegabytes),
+            CaptureNice = Int(Get, "CAPTURE_NICE", d.CaptureNice, -20, 19),
             ConnectionMapEntries = Int(Get, "CONN_MAP_ENTRIES", d.ConnectionMapEntries, 64, 16_777_216),
             CaptureChunkBytes = Int(Get, "CAPTURE_CHUNK_BYTES", d.CaptureChunkBytes, 64, 16384),
             CaptureChunksPerCall = Int(Get, "CAPTURE_CHUNKS_PER_CALL", d.CaptureChunksPerCall, 1, 64),

@@ -22,6 +22,21 @@ internal static unsafe partial class Interop
         [LibraryImport("libc", EntryPoint = "sigaction", SetLastError = true)]
         internal static partial int Sigaction(int signal, byte* action, byte* oldAction);
 
+        internal const int PrioProcess = 0;
+
+        /// <summary>With PRIO_PROCESS and a thread id, Linux sets that one thread's nice value.</summary>
+        [LibraryImport("libc", EntryPoint = "setpriority", SetLastError = true)]
+        internal static partial int Setpriority(int which, uint who, int prio);
+
+        internal const int SchedOther = 0, SchedResetOnFork = 0x40000000;
+
+        /// <summary>pid 0: the calling thread. param points at struct sched_param (one int).</summary>
+        [LibraryImport("libc", EntryPoint = "sched_setscheduler", SetLastError = true)]
+        internal static partial int SchedSetscheduler(int pid, int policy, int* param);
+
+        [LibraryImport("libc", EntryPoint = "gettid")]
+        internal static partial int Gettid();
+
         [LibraryImport("libc", EntryPoint = "signal")]
         internal static partial IntPtr Signal(int signal, IntPtr handler);
     }

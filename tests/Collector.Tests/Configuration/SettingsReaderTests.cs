@@ -129,6 +129,7 @@ public sealed class SettingsReaderTests
         ["AKTO_TRAFFIC_BATCH_SIZE", "2000000"], ["TRAFFIC_MAX_ACTIVE_CONN", "many"], ["KAFKA_QUEUE_MESSAGES", "0"],
         ["KAFKA_MAX_MESSAGE_BYTES", "5"], ["HTTP_MAX_HEADER_BYTES", "64k"], ["HTTP_MAX_BODY_BYTES", "-1"], ["CONN_MAP_ENTRIES", "1e6"],
         ["RING_BUFFER_MB", "3"], ["CAPTURE_CHUNK_BYTES", "99999"], ["CAPTURE_CHUNKS_PER_CALL", "0"], ["TRACE_PIDS", "12,abc"], ["TRACE_PIDS", "0"],
+        ["CAPTURE_NICE", "-21"], ["CAPTURE_NICE", "20"], ["CAPTURE_NICE", "high"],
     ];
 
     [Theory]
