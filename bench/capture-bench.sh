@@ -243,7 +243,7 @@ ready_ms() { # metrics port, start time (ns) → milliseconds from start to the 
   echo never
 }
 
-declare -A results cpu drops startup brokercpu kafkalost kafkadelivered readyms startupdrops startupreasons rss cpuex settled jitrun
+declare -A results cpu drops startup brokercpu kafkalost kafkadelivered readyms startupdrops startupkernel startupreasons stopms rss cpuex settled jitrun
 h2capture=""
 gocapture=""
 gofloorhits=""
@@ -283,9 +283,12 @@ for round in $(seq "$ROUNDS"); do
         sleep "$STARTUP_SECS"; sleep 0.6
         d=$(dropped $metrics_port)
         startupdrops["$scheme,$mode"]+="$d "
+        startupkernel["$scheme,$mode"]+="$(metric $metrics_port collector_drops_total 'stage="kernel"') "
         startupreasons["$scheme,$mode"]+="round $round: $(drop_reasons $metrics_port); emitted $(metric $metrics_port collector_exchanges_emitted_total)"$'\n'
         kill -INT $loadpid 2>/dev/null || true; wait $loadpid 2>/dev/null || true
         kill -INT $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
+        # the collector's own account of its stop: SIGINT to exit, and the probes' detach within it
+        stopms["$scheme,$mode"]+="$(sed -n 's/.*stopped in \([0-9]*\) ms: [0-9]* probes detached in \([0-9]*\) ms.*/\1\/\2/p' "$work/collector.log" | tail -1) "
         echo "round $round $scheme $mode: $d dropped up to ${STARTUP_SECS}s after ready, ready after $(awk '{print $NF}' <<< "${readyms[$scheme,$mode]}") ms" >&2
         continue
       fi
@@ -421,6 +424,9 @@ if [ -n "$h1schemes" ]; then
       [ -n "${startupdrops[$scheme,$mode]:-}" ] || continue
       printf 'start-up under full load, %s %s: drops from exec to %s s after /ready: %s(median %s); exec to /ready ms: %s(median %s)\n' "$scheme" "$mode" "$STARTUP_SECS" \
         "${startupdrops[$scheme,$mode]}" "$(med "${startupdrops[$scheme,$mode]}")" "${readyms[$scheme,$mode]}" "$(echo "${readyms[$scheme,$mode]}" | tr ' ' '\n' | grep -v never | tr '\n' ' ' | median)"
+      printf 'start-up under full load, %s %s: of those, kernel events lost (ring full and every other kernel stage): %s(median %s); the rest are exchanges seen without their start (those of the open connections in flight when capture began, and those cut by lost events)\n' "$scheme" "$mode" \
+        "${startupkernel[$scheme,$mode]}" "$(med "${startupkernel[$scheme,$mode]}")"
+      printf 'start-up under full load, %s %s: stop (SIGINT to exit / of which detaching the probes), ms: %s\n' "$scheme" "$mode" "${stopms[$scheme,$mode]}"
       printf '%s' "${startupreasons[$scheme,$mode]}"
     done
   done
