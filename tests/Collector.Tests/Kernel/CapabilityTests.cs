@@ -15,7 +15,7 @@ public sealed class CapabilityTests(ITestOutputHelper output)
     {
         ["CHOWN"] = 0, ["DAC_OVERRIDE"] = 1, ["DAC_READ_SEARCH"] = 2, ["FOWNER"] = 3, ["KILL"] = 5, ["SETGID"] = 6, ["SETUID"] = 7,
         ["NET_BIND_SERVICE"] = 10, ["NET_ADMIN"] = 12, ["NET_RAW"] = 13, ["IPC_LOCK"] = 14, ["SYS_CHROOT"] = 18, ["SYS_PTRACE"] = 19,
-        ["SYS_ADMIN"] = 21, ["SYS_RESOURCE"] = 24, ["SYSLOG"] = 34, ["PERFMON"] = 38, ["BPF"] = 39, ["CHECKPOINT_RESTORE"] = 40,
+        ["SYS_ADMIN"] = 21, ["SYS_NICE"] = 23, ["SYS_RESOURCE"] = 24, ["SYSLOG"] = 34, ["PERFMON"] = 38, ["BPF"] = 39, ["CHECKPOINT_RESTORE"] = 40,
     };
 
     private static ulong Mask(IEnumerable<string> caps) => caps.Aggregate(0UL, (m, c) => m | (1UL << Numbers[c]));
@@ -51,6 +51,7 @@ public sealed class CapabilityTests(ITestOutputHelper output)
         Assert.Equal(Mask(caps), StatusMask(collector.Pid, "CapBnd"));
         Assert.Equal(0, await collector.MetricAsync("collector_probe_attach_failures_total"));
         Assert.True(await collector.MetricAsync("collector_tracepoints_attached") >= 20);
+        Assert.Equal(-10, ReaderNice(collector.Pid));
 
         foreach (var (scheme, port) in new[] { ("http", nginx.PlainPort), ("https", nginx.TlsPort) })
         {
@@ -76,6 +77,28 @@ public sealed class CapabilityTests(ITestOutputHelper output)
         Assert.True(await collector.MetricAsync("collector_probe_attach_failures_total") > 0);
         Assert.Contains(collector.LogLines, l => l.Contains("could not attach") && l.Contains("Permission denied"));
     }
+
+    /// <summary>SYS_NICE is what lets the reader run ahead: without it the collector says so and
+    /// captures at the default priority.</summary>
+    [Fact]
+    public async Task Without_SYS_NICE_the_reader_runs_at_the_default_priority_and_the_log_says_why()
+    {
+        var caps = Grantable(Readme.Capabilities()).Where(c => c != "SYS_NICE").ToList();
+        using var nginx = new Nginx();
+        File.WriteAllText(Path.Combine(nginx.Www, "nice.txt"), "nice\n");
+        await using var collector = await CollectorProcess.StartAsync(
+            new Dictionary<string, string> { ["TRACE_COMMS"] = "curl,nginx" }, prefix: Setpriv(caps));
+        Assert.Equal(0, ReaderNice(collector.Pid));
+        Assert.Contains(collector.LogLines, l => l.Contains("CAPTURE_NICE=-10 not applied") && l.Contains("CAP_SYS_NICE"));
+        var path = $"/nice.txt?{Guid.NewGuid():N}";
+        Shell.Check("curl", $"-s --fail http://127.0.0.1:{nginx.PlainPort}{path}");
+        Assert.Equal(2, (await collector.WaitForAsync(m => m.GetProperty("path").GetString() == path, 2)).Count);
+        Assert.Equal(0, await collector.StopAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    private static int ReaderNice(int pid) => Directory.GetDirectories($"/proc/{pid}/task")
+        .Where(t => File.ReadAllText(Path.Combine(t, "comm")).TrimEnd('\n') == "ring-buffer")
+        .Select(t => Collector.Lifecycle.CapturePriority.NiceOf(Path.Combine(t, "stat"))).Single();
 
     /// <summary>Without the eBPF capabilities every feature probe fails alike: the collector says that
     /// the bpf() call is refused, not that the kernel is below the floor, and exits with status 4.</summary>
