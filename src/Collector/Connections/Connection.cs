@@ -44,8 +44,16 @@ internal sealed class Connection : ISessionHost, IDisposable
     /// <summary>Bytes this connection holds (its session's messages, streams and carried bytes).</summary>
     public long Retained { get; private set; }
     internal IProtocolSession? Session => _session;
-    /// <summary>A connection that existed before the collector: its first bytes may be mid-message.</summary>
-    private bool Joined => Info?.Origin == ConnectionOrigin.Unknown;
+    /// <summary>A connection that existed before the collector, or whose bytes before the capture
+    /// start were left out: its first bytes may be mid-message.</summary>
+    private bool Joined => _joinedAtCaptureStart || Info?.Origin == ConnectionOrigin.Unknown;
+    private bool _joinedAtCaptureStart;
+
+    /// <summary>Bytes of this connection went by before the capture start (see RingBufferReader.CaptureFrom).</summary>
+    public void JoinAtCaptureStart()
+    {
+        if (_session is null) _joinedAtCaptureStart = true;
+    }
 
     public void SetInfo(ConnectionInfo info) => Info = info;
 

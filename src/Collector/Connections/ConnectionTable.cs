@@ -77,6 +77,12 @@ public sealed class ConnectionTable : IKernelEventHandler, IDisposable
         if (_retained > _limits.BufferBudgetBytes) EnforceBudget(conn);
     }
 
+    public void OnDataBeforeCapture(in DataEventHeader h)
+    {
+        if (h.Header.Fd == EventLayout.UnboundFd) return;
+        GetOrCreate(new ConnectionId(h.Header.Tgid, h.Header.Fd, h.Header.Generation))?.JoinAtCaptureStart();
+    }
+
     public void OnClose(in CloseEvent e)
     {
         Dump?.Close(e);
@@ -327,6 +333,8 @@ public interface IKernelEventHandler
 {
     void OnOpen(in OpenEvent e);
     void OnData(in DataEventHeader h, ReadOnlySpan<byte> payload);
+    /// <summary>A data event left out because it came before the capture start.</summary>
+    void OnDataBeforeCapture(in DataEventHeader h);
     void OnClose(in CloseEvent e);
     void OnExec(uint tgid);
     void OnExit(uint tgid, ulong timestampNs);

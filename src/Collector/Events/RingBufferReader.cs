@@ -81,14 +81,15 @@ public sealed unsafe class RingBufferReader : IDisposable
         Move(ref _beforeCapture, _metrics.EventsBeforeCapture);
     }
 
-    /// <summary>Leaves out the connection events stamped (CLOCK_MONOTONIC) before ns; process
-    /// exec and exit events still count. Why: the syscall tracepoints are attached one at a
+    /// <summary>Leaves out the data events stamped (CLOCK_MONOTONIC) before ns; the events that
+    /// carry no bytes (process exec and exit, connection open, bind and close) still count, so
+    /// that a connection of the window keeps its addresses and is ended by its close. Why: the syscall tracepoints are attached one at a
     /// time, which under load took seconds here, and while only some were on, a connection's
     /// requests were seen without their responses (a write probe on, its read not yet): 130k
     /// exchanges per start counted as pairing losses in bench-capture's startup row. Capture
     /// starts when the last probe is on, for every syscall at once, as if the collector had
-    /// started at that instant; a connection is then joined mid-stream like one opened before the
-    /// collector started. Set from the start-up thread, read by the reader thread.</summary>
+    /// started at that instant; a connection whose bytes were left out is then joined mid-stream
+    /// like one opened before the collector started (<see cref="IKernelEventHandler.OnDataBeforeCapture"/>). Set from the start-up thread, read by the reader thread.</summary>
     public void CaptureFrom(ulong ns) => Volatile.Write(ref _captureFromNs, ns);
 
     [UnmanagedCallersOnly]
@@ -115,9 +116,12 @@ public sealed unsafe class RingBufferReader : IDisposable
         if (size < sizeof(EventHeader)) return;
         var header = (EventHeader*)data;
         if (TraceEvents) LogEvent(data, size);
-        if (header->TimestampNs < _captureFromNs && header->Type is not (EventType.Exec or EventType.Exit))
+        if (header->TimestampNs < _captureFromNs && header->Type == EventType.Data)
         {
             _beforeCapture++;
+            // its connection is joined mid-stream at the capture start, like one opened before
+            // the collector: its first bytes seen may be mid-message
+            if (size >= sizeof(DataEventHeader)) _handler.OnDataBeforeCapture(*(DataEventHeader*)data);
             return;
         }
         switch (header->Type)

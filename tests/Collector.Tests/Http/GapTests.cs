@@ -238,4 +238,31 @@ public sealed class GapTests
         Assert.Equal("ok", x.ResponseText);
         Assert.Equal(1, h.Drops("tls_ciphertext_ignored"));
     }
+
+    /// <summary>The exchange in flight when capture started (its first bytes left out, see
+    /// RingBufferReader.CaptureFrom) is not counted as a loss of sync: the connection is joined
+    /// mid-stream, as one opened before the collector is, and the next exchange comes out whole.
+    /// The same bytes lost on a connection that was already in sync are a counted loss.</summary>
+    [Fact]
+    public void A_connection_whose_first_bytes_came_before_the_capture_start_is_joined_not_counted_as_out_of_sync()
+    {
+        using var h = new Harness();
+        var response = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789";
+        var after = "GET /after HTTP/1.1\r\nHost: a\r\n\r\n";
+
+        var joined = h.Open(5); // accepted before the capture start: its open event is kept
+        h.LeftOutBeforeCapture(joined, joined.RequestDirection, 40);
+        h.LeftOutBeforeCapture(joined, joined.ResponseDirection, 20);
+        h.Response(joined, response[20..]); // the in-flight response's tail
+        h.Request(joined, after);
+        h.Response(joined, response);
+        Assert.Equal(["/after"], h.Exchanges.Select(e => e.Akto("path")));
+        Assert.Equal(0, h.TotalDrops);
+
+        var inSync = h.Open(6);
+        h.Request(inSync, "GET /before HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.Gap(inSync, inSync.ResponseDirection, 20);
+        h.Response(inSync, response[20..]);
+        Assert.True(h.TotalDrops > 0, "a gap on a connection in sync is a counted loss");
+    }
 }

@@ -156,6 +156,23 @@ public sealed class Harness : IDisposable
         _positions[key] = _positions.GetValueOrDefault(key) + (ulong)n;
     }
 
+    /// <summary>n bytes of this direction went by before the capture start: the reader left the
+    /// event out and told the table (RingBufferReader.CaptureFrom).</summary>
+    public void LeftOutBeforeCapture(TestConn c, StreamDirection d, int n)
+    {
+        var key = (c.Tgid, c.Fd, c.Generation, d, false);
+        var pos = _positions.GetValueOrDefault(key);
+        _positions[key] = pos + (ulong)n;
+        Table.OnDataBeforeCapture(new DataEventHeader
+        {
+            Header = new EventHeader { TimestampNs = Now += 1000, Type = EventType.Data, Tgid = c.Tgid, Fd = c.Fd, Generation = c.Generation },
+            Position = pos,
+            CallBytes = (uint)n,
+            DataLength = (uint)n,
+            Direction = d,
+        });
+    }
+
     public void Close(TestConn c) => Table.OnClose(new CloseEvent
     {
         Header = new EventHeader { TimestampNs = Now += 1000, Type = EventType.Close, Tgid = c.Tgid, Fd = c.Fd, Generation = c.Generation },

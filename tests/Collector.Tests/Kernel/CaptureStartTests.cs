@@ -6,8 +6,9 @@ using Collector.Tests.Support;
 
 namespace Collector.Tests.Kernel;
 
-/// <summary>RingBufferReader.CaptureFrom: the connection events of the start-up window (probes
-/// being attached one by one) are left out and counted apart; process events are not.</summary>
+/// <summary>RingBufferReader.CaptureFrom: the data events of the start-up window (probes being
+/// attached one by one) are left out and counted apart, their connections told that they join
+/// mid-stream; events without bytes (process, open, close) are not left out.</summary>
 public sealed unsafe partial class CaptureStartTests
 {
     [LibraryImport("libbpf.so.1", EntryPoint = "bpf_map_create", StringMarshalling = StringMarshalling.Utf8)]
@@ -21,6 +22,7 @@ public sealed unsafe partial class CaptureStartTests
         public readonly List<string> Seen = [];
         public void OnOpen(in OpenEvent e) => Seen.Add($"open {e.Header.TimestampNs}");
         public void OnData(in DataEventHeader h, ReadOnlySpan<byte> payload) => Seen.Add($"data {h.Header.TimestampNs}");
+        public void OnDataBeforeCapture(in DataEventHeader h) => Seen.Add($"left out {h.Header.TimestampNs}");
         public void OnClose(in CloseEvent e) => Seen.Add($"close {e.Header.TimestampNs}");
         public void OnExec(uint tgid) => Seen.Add($"exec {tgid}");
         public void OnExit(uint tgid, ulong timestampNs) => Seen.Add($"exit {timestampNs}");
@@ -33,7 +35,7 @@ public sealed unsafe partial class CaptureStartTests
     private static EventHeader Header(EventType type, ulong ns) => new() { TimestampNs = ns, Type = type, Tgid = 42, Fd = 3 };
 
     [Fact]
-    public void Events_before_the_capture_start_are_left_out_and_counted_process_events_are_not()
+    public void Data_before_the_capture_start_is_left_out_and_counted_events_without_bytes_are_not()
     {
         var fd = BpfMapCreate(27 /* BPF_MAP_TYPE_RINGBUF */, "test_events", 0, 0, 4096, IntPtr.Zero);
         Assert.True(fd >= 0, $"bpf_map_create failed: {Marshal.GetLastPInvokeError()}");
@@ -58,9 +60,9 @@ public sealed unsafe partial class CaptureStartTests
             Send(reader, new CloseEvent { Header = Header(EventType.Close, 101) });
             reader.Poll(0); // publishes the counts
 
-            Assert.Equal(["open 5", "exec 7", "exit 98", "data 100", "close 101"], handler.Seen);
-            Assert.Equal(4, metrics.EventsBeforeCapture.Value);
-            Assert.Contains("collector_events_before_capture_total 4", metrics.Render());
+            Assert.Equal(["open 5", "open 10", "left out 11", "exec 7", "left out 99", "close 99", "exit 98", "data 100", "close 101"], handler.Seen);
+            Assert.Equal(2, metrics.EventsBeforeCapture.Value);
+            Assert.Contains("collector_events_before_capture_total 2", metrics.Render());
         }
         finally
         {
