@@ -159,7 +159,7 @@ public sealed class CollectorMetrics
             .Counter("collector_opaque_bytes_total", "Bytes of upgraded (101/CONNECT) connections, not parsed.", OpaqueBytes.Value)
             .Counter("collector_shed_bytes_total", "Buffered bytes shed to stay within TRAFFIC_BUFFER_THRESHOLD.", ShedBytes.Value)
             .Counter("collector_resync_skipped_bytes_total", "Bytes skipped while looking for the next HTTP message after a loss.", ResyncSkippedBytes.Value)
-            .Counter("collector_events_before_capture_total", "Kernel events of the start-up window, while the probes were being attached one by one, left out (not drops: capture starts when every probe is on).", EventsBeforeCapture.Value)
+            .Counter("collector_events_before_capture_total", "Kernel data events of the start-up window, while the probes were being attached one by one, left out (not drops: capture starts when every probe is on).", EventsBeforeCapture.Value)
             .Labeled("collector_http2_connections_total", "HTTP/2 connections by how they began: preface (prior knowledge or TLS ALPN h2), upgrade (h2c), joined (mid-stream: started before the collector or after a hole).", "counter", Http2Connections)
             .Labeled("collector_http2_streams_unnamed_total", "HTTP/2 streams that could not be named (no :method/:path or :status decoded), by reason; not emitted.", "counter", Http2StreamsUnnamed)
             .Counter("collector_http2_unknown_fields_total", "HPACK header fields that referenced dynamic-table entries never seen (joined mid-stream): left out of their message.", Http2UnknownFields.Value)
