@@ -165,7 +165,94 @@ public static class ValueScanner
     /// alone or after one more separator), no 15 bytes of a word, and no run of hex digits, ':'
     /// and '.' with two colons (an IPv6 address of any length). Every match of a token has one
     /// of these, so a no here skips only what holds nothing.</summary>
-    internal static bool MayHoldMatch(ReadOnlySpan<byte> s)
+    internal static bool MayHoldMatch(ReadOnlySpan<byte> s) =>
+        s.Length <= 128 && MasksAccelerated ? MayHoldMatchByMasks(s) : MayHoldMatchByteByByte(s);
+
+    private static readonly bool MasksAccelerated = Vector512.IsHardwareAccelerated;
+
+    /// <summary><see cref="MayHoldMatch"/> over at most 128 bytes, the same answer from bit masks
+    /// of the byte classes (two 64-byte vectors, zero past the end: a zero byte is in no class,
+    /// as nothing is past the end) instead of a step per byte: header values, parameters and the
+    /// end of a body are this short, and most of them are asked.</summary>
+    internal static bool MayHoldMatchByMasks(ReadOnlySpan<byte> s)
+    {
+        Span<byte> buffer = stackalloc byte[128];
+        ref var b = ref MemoryMarshal.GetReference(buffer);
+        Vector512.StoreUnsafe(Vector512<byte>.Zero, ref b, 64);
+        if (s.Length < 64) Vector512.StoreUnsafe(Vector512<byte>.Zero, ref b);
+        s.CopyTo(buffer);
+        var (interesting0, at0, number0, sepOrSpace0, space0, digit0, word0, ipv60, colon0) = Masks(Vector512.LoadUnsafe(ref b));
+        UInt128 digit = digit0, sepOrSpace = sepOrSpace0, space = space0, number = number0, word = word0, ipv6 = ipv60, colon = colon0;
+        var interesting = interesting0;
+        var at = at0;
+        if (s.Length > 64)
+        {
+            var (interesting1, at1, number1, sepOrSpace1, space1, digit1, word1, ipv61, colon1) = Masks(Vector512.LoadUnsafe(ref b, 64));
+            interesting |= interesting1;
+            at |= at1;
+            digit |= (UInt128)digit1 << 64;
+            sepOrSpace |= (UInt128)sepOrSpace1 << 64;
+            space |= (UInt128)space1 << 64;
+            number |= (UInt128)number1 << 64;
+            word |= (UInt128)word1 << 64;
+            ipv6 |= (UInt128)ipv61 << 64;
+            colon |= (UInt128)colon1 << 64;
+        }
+        if (interesting == 0) return false;
+        if (at != 0) return true;
+        // a space is a number byte when a digit follows it, or a separator or space and then a digit
+        number |= space & (digit >> 1 | sepOrSpace >> 1 & digit >> 2);
+        var t = number & number << 1;
+        t &= t << 2;
+        if ((t & t << 3) != 0) return true; // 7 in a row
+        var u = word & word << 1;
+        u &= u << 2;
+        u &= u << 4;
+        if ((u & u << 7) != 0) return true; // 15 in a row
+        // two colons in one run of hex digits, ':' and '.': every byte from one colon to the next is in the run
+        var prev = -1;
+        while (colon != 0)
+        {
+            var i = (int)UInt128.TrailingZeroCount(colon);
+            if (prev >= 0)
+            {
+                var between = UInt128.MaxValue >> (127 - (i - prev)) << prev;
+                if ((ipv6 & between) == between) return true;
+            }
+            prev = i;
+            colon &= colon - 1;
+        }
+        return false;
+    }
+
+    /// <summary>The classes of 64 bytes that MayHoldMatch counts, one bit per byte (a space in
+    /// number only as a separator, not yet).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (ulong Interesting, ulong At, ulong Number, ulong SepOrSpace, ulong Space, ulong Digit, ulong Word, ulong Ipv6, ulong Colon)
+        Masks(Vector512<byte> v)
+    {
+        var digit = Vector512.LessThan(v - Vector512.Create((byte)'0'), Vector512.Create((byte)10));
+        var upper = Vector512.LessThan(v - Vector512.Create((byte)'A'), Vector512.Create((byte)26));
+        var letter = Vector512.LessThan((v | Vector512.Create((byte)0x20)) - Vector512.Create((byte)'a'), Vector512.Create((byte)26));
+        var hexLetter = Vector512.LessThan((v | Vector512.Create((byte)0x20)) - Vector512.Create((byte)'a'), Vector512.Create((byte)6));
+        var dashDot = Vector512.LessThan(v - Vector512.Create((byte)'-'), Vector512.Create((byte)2));
+        var paren = Vector512.LessThan(v - Vector512.Create((byte)'('), Vector512.Create((byte)2));
+        var colon = Vector512.Equals(v, Vector512.Create((byte)':'));
+        var at = Vector512.Equals(v, Vector512.Create((byte)'@'));
+        var space = Vector512.Equals(v, Vector512.Create((byte)' '));
+        var plus = Vector512.Equals(v, Vector512.Create((byte)'+'));
+        var underscore = Vector512.Equals(v, Vector512.Create((byte)'_'));
+        var dot = Vector512.Equals(v, Vector512.Create((byte)'.'));
+        var sep = dashDot | paren;
+        return ((digit | upper | at | plus).ExtractMostSignificantBits(), at.ExtractMostSignificantBits(),
+            (digit | sep).ExtractMostSignificantBits(), (sep | space).ExtractMostSignificantBits(), space.ExtractMostSignificantBits(),
+            digit.ExtractMostSignificantBits(), (digit | letter | dashDot | underscore | colon).ExtractMostSignificantBits(),
+            (digit | hexLetter | colon | dot).ExtractMostSignificantBits(), colon.ExtractMostSignificantBits());
+    }
+
+    /// <summary><see cref="MayHoldMatch"/> a byte at a time: longer values, and machines without
+    /// 64-byte vectors.</summary>
+    internal static bool MayHoldMatchByteByByte(ReadOnlySpan<byte> s)
     {
         if (s.IndexOfAny(Interesting) < 0) return false;
         int number = 0, word = 0, colons = 0;

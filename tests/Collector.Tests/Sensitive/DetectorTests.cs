@@ -308,6 +308,27 @@ public class DetectorTests
         }).Check(Config.QuickThrowOnFailure.WithMaxTest(2000));
     }
 
+    [Fact]
+    public void The_shape_check_by_bit_masks_answers_as_the_one_byte_by_byte()
+    {
+        // the short pieces and any bytes at all, up to the 128 bytes the masks take (and past them)
+        var piece = Gen.OneOf(Gen.Elements(ShortPieces),
+            Gen.Choose(0, 255).Select(c => ((char)c).ToString()),
+            Gen.Elements(" ", "0", "1", ":", "-", ".", "a", "F", "(", "@", "+", "_", "\u00e9"));
+        var text = Gen.Choose(0, 40).SelectMany(n => Gen.ArrayOf(piece, n)).Select(p => string.Concat(p)).ToArbitrary();
+        Prop.ForAll(text, t =>
+        {
+            var bytes = Encoding.Latin1.GetBytes(t);
+            for (var cut = 0; cut <= Math.Min(bytes.Length, 140); cut++)
+            {
+                var s = bytes.AsSpan(0, cut);
+                var expected = ValueScanner.MayHoldMatchByteByByte(s);
+                Assert.True(expected == ValueScanner.MayHoldMatch(s), $"{cut}: {t}");
+                if (cut <= 128 && Vector512.IsHardwareAccelerated) Assert.True(expected == ValueScanner.MayHoldMatchByMasks(s), $"{cut}: {t}");
+            }
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(1000));
+    }
+
     [Theory]
     [InlineData("bench/1.0")]
     [InlineData("nginx/1.22.1")]
