@@ -80,7 +80,15 @@ public static class ValueScanner
                 if (token.Length > 0) found.Add(new ValueMatch(BuiltIn.BearerToken, tokenStart, token.Length));
             }
         }
-        if (On(enabled, BuiltIn.PrivateKey) && value.Length >= ShortestPemLine) PrivateKeys(value, found);
+        // a body read by 64-byte blocks looks for a PEM line in the same pass (five dashes in a
+        // row, then the search below over the whole value); any other value is searched here
+        var keysAt = found.Count;
+        var keysPending = false;
+        if (On(enabled, BuiltIn.PrivateKey) && value.Length >= ShortestPemLine)
+        {
+            if (WideBlocks && value.Length >= 64 && (kind & ValueKind.JsonNumber) == 0 && Vector256.IsHardwareAccelerated) keysPending = true;
+            else PrivateKeys(value, found);
+        }
         if ((kind & ValueKind.JsonNumber) != 0)
         {
             // a whole number: digits only (a sign, fraction or exponent makes it no identifier)
@@ -106,10 +114,25 @@ public static class ValueScanner
         if (WideBlocks)
         {
             // the same pre-filter 64 bytes at a time, its classes from table lookups (ClassesByTable)
-            ulong prevRun = 0, prevWord = 0;
+            ulong prevRun = 0, prevWord = 0, prevDash = 0;
             for (; p + 65 <= n; p += 64)
             {
-                var (run, word, at) = ClassesByTable(Vector512.LoadUnsafe(ref start, (nuint)p), Unsafe.Add(ref start, p + 64));
+                var v = Vector512.LoadUnsafe(ref start, (nuint)p);
+                if (keysPending)
+                {
+                    // "-----BEGIN " starts with five dashes: a run of them ending here (the block
+                    // before gives the first four) means the whole value is searched, as it would
+                    // have been before the blocks; a value without one has no PEM line
+                    var dash = Vector512.Equals(v, Vector512.Create((byte)'-')).ExtractMostSignificantBits();
+                    if ((dash & (dash << 1 | prevDash >> 63) & (dash << 2 | prevDash >> 62) & (dash << 3 | prevDash >> 61) &
+                         (dash << 4 | prevDash >> 60)) != 0)
+                    {
+                        keysPending = false;
+                        KeysInFront(value, found, keysAt);
+                    }
+                    prevDash = dash;
+                }
+                var (run, word, at) = ClassesByTable(v, Unsafe.Add(ref start, p + 64));
                 var candidates = Candidates(prevRun, run, prevWord, word) | at;
                 prevRun = run;
                 prevWord = word;
@@ -130,6 +153,8 @@ public static class ValueScanner
                 done = Tokens(value, RegionStart(value, done, p - Margin), p + 32, escaped, in context);
             }
         }
+        // five dashes that end past the last block start at most four bytes before its end
+        if (keysPending && value[Math.Max(0, p - 4)..].IndexOf("-----"u8) >= 0) KeysInFront(value, found, keysAt);
         if (p < n)
         {
             // the last bytes, too few for a block, with the tokens of the margin before them
@@ -483,6 +508,18 @@ public static class ValueScanner
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool On(uint enabled, BuiltIn c) => (enabled & (1u << (int)c)) != 0;
+
+    /// <summary>The private keys of value placed in found at index at, where the search before
+    /// the tokens would have put them: found lists them in the same order either way.</summary>
+    private static void KeysInFront(ReadOnlySpan<byte> value, List<ValueMatch> found, int at)
+    {
+        var before = found.Count;
+        PrivateKeys(value, found);
+        if (found.Count == before || before == at) return;
+        var keys = found.GetRange(before, found.Count - before);
+        found.RemoveRange(before, keys.Count);
+        found.InsertRange(at, keys);
+    }
 
     private static void PrivateKeys(ReadOnlySpan<byte> value, List<ValueMatch> found)
     {

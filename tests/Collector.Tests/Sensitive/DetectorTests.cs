@@ -273,6 +273,49 @@ public class DetectorTests
         }
     }
 
+    private static readonly string[] PemPieces =
+    [
+        "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----\n", "-----END PRIVATE KEY-----",
+        "-----BEGIN CERTIFICATE-----", "-----", "----", "-", "--", "BEGIN ", "MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu",
+        "\n", " ", "4111111111111111", "alice@example.com", "{\"key\":\"", "\"}", "x", "12",
+    ];
+
+    [Fact]
+    public void Private_keys_found_in_the_block_pass_are_those_of_the_search_before_it_in_the_same_order()
+    {
+        if (!WideBlocksSupported) return; // only the 64-byte blocks look for dashes
+        var text = Gen.Choose(1, 60).SelectMany(n => Gen.ArrayOf(Gen.Elements(PemPieces), n)).Select(p => string.Concat(p)).ToArbitrary();
+        try
+        {
+            Prop.ForAll(text, t =>
+            {
+                var bytes = Encoding.UTF8.GetBytes(t);
+                foreach (var kind in new[] { ValueKind.Text, ValueKind.JsonEscaped, ValueKind.Authorization })
+                    for (var cut = Math.Max(0, bytes.Length - 70); cut <= bytes.Length; cut++)
+                    {
+                        var value = bytes.AsSpan(0, cut);
+                        ValueScanner.WideBlocks = false;
+                        var searched = new List<ValueMatch>();
+                        ValueScanner.Scan(value, KeyHint.None, kind, ValueScanner.AllBuiltIns, searched);
+                        var every = new List<ValueMatch>();
+                        ValueScanner.ScanEveryToken(value, kind, ValueScanner.AllBuiltIns, every);
+                        ValueScanner.WideBlocks = true;
+                        var blocks = new List<ValueMatch>();
+                        ValueScanner.Scan(value, KeyHint.None, kind, ValueScanner.AllBuiltIns, blocks);
+                        // the keys as the search finds them, in front of what the tokens find
+                        var keys = every.Where(m => m.Category == BuiltIn.PrivateKey).ToArray();
+                        Assert.Equal(keys, blocks.SkipWhile(m => m.Category == BuiltIn.BearerToken).Take(keys.Length));
+                        Assert.Equal(keys, searched.SkipWhile(m => m.Category == BuiltIn.BearerToken).Take(keys.Length));
+                        Assert.Equal(searched.OrderBy(m => m.Start).ThenBy(m => m.Category), blocks.OrderBy(m => m.Start).ThenBy(m => m.Category));
+                    }
+            }).Check(Config.QuickThrowOnFailure.WithMaxTest(300));
+        }
+        finally
+        {
+            ValueScanner.WideBlocks = WideBlocksSupported;
+        }
+    }
+
     // what a header value, a parameter or the end of a body holds: numbers split every way a
     // number token allows, short IPv6 forms, times, addresses, escapes
     private static readonly string[] ShortPieces =
