@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -191,14 +192,25 @@ public static class ValueScanner
     /// and '.' with two colons (an IPv6 address of any length). Every match of a token has one
     /// of these, so a no here skips only what holds nothing.</summary>
     internal static bool MayHoldMatch(ReadOnlySpan<byte> s) =>
-        s.Length <= 128 && MasksAccelerated ? MayHoldMatchByMasks(s) : MayHoldMatchByteByByte(s);
+        !MasksAccelerated || s.Length > 128 ? MayHoldMatchByteByByte(s) : s.Length <= 64 ? MayHoldMatchIn64(s) : MayHoldMatchByMasks(s);
 
     private static readonly bool MasksAccelerated = Vector512.IsHardwareAccelerated;
 
-    /// <summary><see cref="MayHoldMatch"/> over at most 128 bytes, the same answer from bit masks
-    /// of the byte classes (two 64-byte vectors, zero past the end: a zero byte is in no class,
-    /// as nothing is past the end) instead of a step per byte: header values, parameters and the
-    /// end of a body are this short, and most of them are asked.</summary>
+    /// <summary><see cref="MayHoldMatch"/> over at most 64 bytes (most header values and
+    /// parameters), from bit masks of the byte classes: one vector of the bytes, zero past the
+    /// end (a zero byte is in no class, as nothing is past the end), instead of a step per byte.</summary>
+    internal static bool MayHoldMatchIn64(ReadOnlySpan<byte> s)
+    {
+        Span<byte> buffer = stackalloc byte[64];
+        ref var b = ref MemoryMarshal.GetReference(buffer);
+        Vector512.StoreUnsafe(Vector512<byte>.Zero, ref b);
+        s.CopyTo(buffer);
+        var m = Masks(Vector512.LoadUnsafe(ref b));
+        return Decide(m.Interesting, m.At, m.Number, m.SepOrSpace, m.Space, m.Digit, m.Word, m.Ipv6, m.Colon);
+    }
+
+    /// <summary><see cref="MayHoldMatchIn64"/> over 65 to 128 bytes (the end of a body after its
+    /// last block, with the margin before it): two vectors, 128-bit masks.</summary>
     internal static bool MayHoldMatchByMasks(ReadOnlySpan<byte> s)
     {
         Span<byte> buffer = stackalloc byte[128];
@@ -206,46 +218,42 @@ public static class ValueScanner
         Vector512.StoreUnsafe(Vector512<byte>.Zero, ref b, 64);
         if (s.Length < 64) Vector512.StoreUnsafe(Vector512<byte>.Zero, ref b);
         s.CopyTo(buffer);
-        var (interesting0, at0, number0, sepOrSpace0, space0, digit0, word0, ipv60, colon0) = Masks(Vector512.LoadUnsafe(ref b));
-        UInt128 digit = digit0, sepOrSpace = sepOrSpace0, space = space0, number = number0, word = word0, ipv6 = ipv60, colon = colon0;
-        var interesting = interesting0;
-        var at = at0;
-        if (s.Length > 64)
-        {
-            var (interesting1, at1, number1, sepOrSpace1, space1, digit1, word1, ipv61, colon1) = Masks(Vector512.LoadUnsafe(ref b, 64));
-            interesting |= interesting1;
-            at |= at1;
-            digit |= (UInt128)digit1 << 64;
-            sepOrSpace |= (UInt128)sepOrSpace1 << 64;
-            space |= (UInt128)space1 << 64;
-            number |= (UInt128)number1 << 64;
-            word |= (UInt128)word1 << 64;
-            ipv6 |= (UInt128)ipv61 << 64;
-            colon |= (UInt128)colon1 << 64;
-        }
-        if (interesting == 0) return false;
-        if (at != 0) return true;
+        var l = Masks(Vector512.LoadUnsafe(ref b));
+        var h = Masks(Vector512.LoadUnsafe(ref b, 64));
+        static UInt128 Join(ulong low, ulong high) => (UInt128)high << 64 | low;
+        return Decide(Join(l.Interesting, h.Interesting), Join(l.At, h.At), Join(l.Number, h.Number), Join(l.SepOrSpace, h.SepOrSpace),
+            Join(l.Space, h.Space), Join(l.Digit, h.Digit), Join(l.Word, h.Word), Join(l.Ipv6, h.Ipv6), Join(l.Colon, h.Colon));
+    }
+
+    /// <summary>MayHoldMatch's answer from the class masks of the bytes (bit i: byte i).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool Decide<T>(T interesting, T at, T number, T sepOrSpace, T space, T digit, T word, T ipv6, T colon)
+        where T : struct, IBinaryInteger<T>, IUnsignedNumber<T>
+    {
+        if (interesting == T.Zero) return false;
+        if (at != T.Zero) return true;
         // a space is a number byte when a digit follows it, or a separator or space and then a digit
         number |= space & (digit >> 1 | sepOrSpace >> 1 & digit >> 2);
         var t = number & number << 1;
         t &= t << 2;
-        if ((t & t << 3) != 0) return true; // 7 in a row
+        if ((t & t << 3) != T.Zero) return true; // 7 in a row
         var u = word & word << 1;
         u &= u << 2;
         u &= u << 4;
-        if ((u & u << 7) != 0) return true; // 15 in a row
+        if ((u & u << 7) != T.Zero) return true; // 15 in a row
         // two colons in one run of hex digits, ':' and '.': every byte from one colon to the next is in the run
+        var bits = int.CreateTruncating(T.PopCount(T.AllBitsSet));
         var prev = -1;
-        while (colon != 0)
+        while (colon != T.Zero)
         {
-            var i = (int)UInt128.TrailingZeroCount(colon);
+            var i = int.CreateTruncating(T.TrailingZeroCount(colon));
             if (prev >= 0)
             {
-                var between = UInt128.MaxValue >> (127 - (i - prev)) << prev;
+                var between = T.AllBitsSet >>> (bits - 1 - (i - prev)) << prev;
                 if ((ipv6 & between) == between) return true;
             }
             prev = i;
-            colon &= colon - 1;
+            colon &= colon - T.One;
         }
         return false;
     }
@@ -253,8 +261,7 @@ public static class ValueScanner
     /// <summary>The classes of 64 bytes that MayHoldMatch counts, one bit per byte (a space in
     /// number only as a separator, not yet).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (ulong Interesting, ulong At, ulong Number, ulong SepOrSpace, ulong Space, ulong Digit, ulong Word, ulong Ipv6, ulong Colon)
-        Masks(Vector512<byte> v)
+    private static ClassMasks Masks(Vector512<byte> v)
     {
         var digit = Vector512.LessThan(v - Vector512.Create((byte)'0'), Vector512.Create((byte)10));
         var upper = Vector512.LessThan(v - Vector512.Create((byte)'A'), Vector512.Create((byte)26));
@@ -269,11 +276,14 @@ public static class ValueScanner
         var underscore = Vector512.Equals(v, Vector512.Create((byte)'_'));
         var dot = Vector512.Equals(v, Vector512.Create((byte)'.'));
         var sep = dashDot | paren;
-        return ((digit | upper | at | plus).ExtractMostSignificantBits(), at.ExtractMostSignificantBits(),
+        return new ClassMasks((digit | upper | at | plus).ExtractMostSignificantBits(), at.ExtractMostSignificantBits(),
             (digit | sep).ExtractMostSignificantBits(), (sep | space).ExtractMostSignificantBits(), space.ExtractMostSignificantBits(),
             digit.ExtractMostSignificantBits(), (digit | letter | dashDot | underscore | colon).ExtractMostSignificantBits(),
             (digit | hexLetter | colon | dot).ExtractMostSignificantBits(), colon.ExtractMostSignificantBits());
     }
+
+    private readonly record struct ClassMasks(ulong Interesting, ulong At, ulong Number, ulong SepOrSpace, ulong Space, ulong Digit, ulong Word,
+        ulong Ipv6, ulong Colon);
 
     /// <summary><see cref="MayHoldMatch"/> a byte at a time: longer values, and machines without
     /// 64-byte vectors.</summary>

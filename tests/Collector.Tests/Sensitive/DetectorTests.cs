@@ -368,6 +368,7 @@ public class DetectorTests
                 var expected = ValueScanner.MayHoldMatchByteByByte(s);
                 Assert.True(expected == ValueScanner.MayHoldMatch(s), $"{cut}: {t}");
                 if (cut <= 128 && Vector512.IsHardwareAccelerated) Assert.True(expected == ValueScanner.MayHoldMatchByMasks(s), $"{cut}: {t}");
+                if (cut <= 64 && Vector512.IsHardwareAccelerated) Assert.True(expected == ValueScanner.MayHoldMatchIn64(s), $"{cut}: {t}");
             }
         }).Check(Config.QuickThrowOnFailure.WithMaxTest(1000));
     }
