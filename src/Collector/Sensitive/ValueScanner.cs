@@ -125,8 +125,8 @@ public static class ValueScanner
                     // before gives the first four) means the whole value is searched, as it would
                     // have been before the blocks; a value without one has no PEM line
                     var dash = Vector512.Equals(v, Vector512.Create((byte)'-')).ExtractMostSignificantBits();
-                    if ((dash & (dash << 1 | prevDash >> 63) & (dash << 2 | prevDash >> 62) & (dash << 3 | prevDash >> 61) &
-                         (dash << 4 | prevDash >> 60)) != 0)
+                    var two = dash & (dash << 1 | prevDash >> 63); // two in a row first: JSON's dashes mostly stand alone
+                    if (two != 0 && (two & (dash << 2 | prevDash >> 62) & (dash << 3 | prevDash >> 61) & (dash << 4 | prevDash >> 60)) != 0)
                     {
                         keysPending = false;
                         KeysInFront(value, found, keysAt);
@@ -205,7 +205,14 @@ public static class ValueScanner
         ref var b = ref MemoryMarshal.GetReference(buffer);
         Vector512.StoreUnsafe(Vector512<byte>.Zero, ref b);
         s.CopyTo(buffer);
-        var m = Masks(Vector512.LoadUnsafe(ref b));
+        var v = Vector512.LoadUnsafe(ref b);
+        // most values with nothing (a media type, an encoding, keep-alive) have no byte a token
+        // starts from: asked first, before the other classes are worked out
+        if ((Vector512.LessThan(v - Vector512.Create((byte)'0'), Vector512.Create((byte)10)) |
+             Vector512.LessThan(v - Vector512.Create((byte)'A'), Vector512.Create((byte)26)) |
+             Vector512.Equals(v, Vector512.Create((byte)'@')) | Vector512.Equals(v, Vector512.Create((byte)'+'))) == Vector512<byte>.Zero)
+            return false;
+        var m = Masks(v);
         return Decide(m.Interesting, m.At, m.Number, m.SepOrSpace, m.Space, m.Digit, m.Word, m.Ipv6, m.Colon);
     }
 
