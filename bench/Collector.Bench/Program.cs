@@ -147,8 +147,13 @@ public static class Program
                 onCpu.Add(on.Run(slice).CpuNsPerExchange);
             }
             var (a, b) = (Median(onCpu), Median(offCpu));
+            // the share in each pair of neighbouring slices too, and their median: the load of a
+            // shared machine moves between pairs more than within one, so the pairs' spread says
+            // how far the figure can be trusted
+            var pairs = onCpu.Select((on, i) => (on - offCpu[i]) / on).Order().ToList();
             Console.WriteLine($"interleaved, 8 slices each: {s.Name} {a / 1000:N1} us vs {baseline.Name} {b / 1000:N1} us CPU per exchange (medians): " +
-                              $"classification {(a - b) / a:P0} of the pipeline (goal <= 25% on the 4 KiB JSON rows)");
+                              $"classification {(a - b) / a:P0} of the pipeline (goal <= 25% on the 4 KiB JSON rows); " +
+                              $"per slice pair: median {Median(pairs):P0}, range {pairs[0]:P0} to {pairs[^1]:P0}");
         }
     }
 

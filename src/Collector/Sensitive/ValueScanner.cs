@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -80,7 +81,15 @@ public static class ValueScanner
                 if (token.Length > 0) found.Add(new ValueMatch(BuiltIn.BearerToken, tokenStart, token.Length));
             }
         }
-        if (On(enabled, BuiltIn.PrivateKey) && value.Length >= ShortestPemLine) PrivateKeys(value, found);
+        // a body read by 64-byte blocks looks for a PEM line in the same pass (five dashes in a
+        // row, then the search below over the whole value); any other value is searched here
+        var keysAt = found.Count;
+        var keysPending = false;
+        if (On(enabled, BuiltIn.PrivateKey) && value.Length >= ShortestPemLine)
+        {
+            if (WideBlocks && value.Length >= 64 && (kind & ValueKind.JsonNumber) == 0 && Vector256.IsHardwareAccelerated) keysPending = true;
+            else PrivateKeys(value, found);
+        }
         if ((kind & ValueKind.JsonNumber) != 0)
         {
             // a whole number: digits only (a sign, fraction or exponent makes it no identifier)
@@ -106,10 +115,25 @@ public static class ValueScanner
         if (WideBlocks)
         {
             // the same pre-filter 64 bytes at a time, its classes from table lookups (ClassesByTable)
-            ulong prevRun = 0, prevWord = 0;
+            ulong prevRun = 0, prevWord = 0, prevDash = 0;
             for (; p + 65 <= n; p += 64)
             {
-                var (run, word, at) = ClassesByTable(Vector512.LoadUnsafe(ref start, (nuint)p), Unsafe.Add(ref start, p + 64));
+                var v = Vector512.LoadUnsafe(ref start, (nuint)p);
+                if (keysPending)
+                {
+                    // "-----BEGIN " starts with five dashes: a run of them ending here (the block
+                    // before gives the first four) means the whole value is searched, as it would
+                    // have been before the blocks; a value without one has no PEM line
+                    var dash = Vector512.Equals(v, Vector512.Create((byte)'-')).ExtractMostSignificantBits();
+                    var two = dash & (dash << 1 | prevDash >> 63); // two in a row first: JSON's dashes mostly stand alone
+                    if (two != 0 && (two & (dash << 2 | prevDash >> 62) & (dash << 3 | prevDash >> 61) & (dash << 4 | prevDash >> 60)) != 0)
+                    {
+                        keysPending = false;
+                        KeysInFront(value, found, keysAt);
+                    }
+                    prevDash = dash;
+                }
+                var (run, word, at) = ClassesByTable(v, Unsafe.Add(ref start, p + 64));
                 var candidates = Candidates(prevRun, run, prevWord, word) | at;
                 prevRun = run;
                 prevWord = word;
@@ -130,6 +154,8 @@ public static class ValueScanner
                 done = Tokens(value, RegionStart(value, done, p - Margin), p + 32, escaped, in context);
             }
         }
+        // five dashes that end past the last block start at most four bytes before its end
+        if (keysPending && value[Math.Max(0, p - 4)..].IndexOf("-----"u8) >= 0) KeysInFront(value, found, keysAt);
         if (p < n)
         {
             // the last bytes, too few for a block, with the tokens of the margin before them
@@ -165,7 +191,110 @@ public static class ValueScanner
     /// alone or after one more separator), no 15 bytes of a word, and no run of hex digits, ':'
     /// and '.' with two colons (an IPv6 address of any length). Every match of a token has one
     /// of these, so a no here skips only what holds nothing.</summary>
-    internal static bool MayHoldMatch(ReadOnlySpan<byte> s)
+    internal static bool MayHoldMatch(ReadOnlySpan<byte> s) =>
+        !MasksAccelerated || s.Length > 128 ? MayHoldMatchByteByByte(s) : s.Length <= 64 ? MayHoldMatchIn64(s) : MayHoldMatchByMasks(s);
+
+    private static readonly bool MasksAccelerated = Vector512.IsHardwareAccelerated;
+
+    /// <summary><see cref="MayHoldMatch"/> over at most 64 bytes (most header values and
+    /// parameters), from bit masks of the byte classes: one vector of the bytes, zero past the
+    /// end (a zero byte is in no class, as nothing is past the end), instead of a step per byte.</summary>
+    internal static bool MayHoldMatchIn64(ReadOnlySpan<byte> s)
+    {
+        Span<byte> buffer = stackalloc byte[64];
+        ref var b = ref MemoryMarshal.GetReference(buffer);
+        Vector512.StoreUnsafe(Vector512<byte>.Zero, ref b);
+        s.CopyTo(buffer);
+        var v = Vector512.LoadUnsafe(ref b);
+        // most values with nothing (a media type, an encoding, keep-alive) have no byte a token
+        // starts from: asked first, before the other classes are worked out
+        if ((Vector512.LessThan(v - Vector512.Create((byte)'0'), Vector512.Create((byte)10)) |
+             Vector512.LessThan(v - Vector512.Create((byte)'A'), Vector512.Create((byte)26)) |
+             Vector512.Equals(v, Vector512.Create((byte)'@')) | Vector512.Equals(v, Vector512.Create((byte)'+'))) == Vector512<byte>.Zero)
+            return false;
+        var m = Masks(v);
+        return Decide(m.Interesting, m.At, m.Number, m.SepOrSpace, m.Space, m.Digit, m.Word, m.Ipv6, m.Colon);
+    }
+
+    /// <summary><see cref="MayHoldMatchIn64"/> over 65 to 128 bytes (the end of a body after its
+    /// last block, with the margin before it): two vectors, 128-bit masks.</summary>
+    internal static bool MayHoldMatchByMasks(ReadOnlySpan<byte> s)
+    {
+        Span<byte> buffer = stackalloc byte[128];
+        ref var b = ref MemoryMarshal.GetReference(buffer);
+        Vector512.StoreUnsafe(Vector512<byte>.Zero, ref b, 64);
+        if (s.Length < 64) Vector512.StoreUnsafe(Vector512<byte>.Zero, ref b);
+        s.CopyTo(buffer);
+        var l = Masks(Vector512.LoadUnsafe(ref b));
+        var h = Masks(Vector512.LoadUnsafe(ref b, 64));
+        static UInt128 Join(ulong low, ulong high) => (UInt128)high << 64 | low;
+        return Decide(Join(l.Interesting, h.Interesting), Join(l.At, h.At), Join(l.Number, h.Number), Join(l.SepOrSpace, h.SepOrSpace),
+            Join(l.Space, h.Space), Join(l.Digit, h.Digit), Join(l.Word, h.Word), Join(l.Ipv6, h.Ipv6), Join(l.Colon, h.Colon));
+    }
+
+    /// <summary>MayHoldMatch's answer from the class masks of the bytes (bit i: byte i).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool Decide<T>(T interesting, T at, T number, T sepOrSpace, T space, T digit, T word, T ipv6, T colon)
+        where T : struct, IBinaryInteger<T>, IUnsignedNumber<T>
+    {
+        if (interesting == T.Zero) return false;
+        if (at != T.Zero) return true;
+        // a space is a number byte when a digit follows it, or a separator or space and then a digit
+        number |= space & (digit >> 1 | sepOrSpace >> 1 & digit >> 2);
+        var t = number & number << 1;
+        t &= t << 2;
+        if ((t & t << 3) != T.Zero) return true; // 7 in a row
+        var u = word & word << 1;
+        u &= u << 2;
+        u &= u << 4;
+        if ((u & u << 7) != T.Zero) return true; // 15 in a row
+        // two colons in one run of hex digits, ':' and '.': every byte from one colon to the next is in the run
+        var bits = int.CreateTruncating(T.PopCount(T.AllBitsSet));
+        var prev = -1;
+        while (colon != T.Zero)
+        {
+            var i = int.CreateTruncating(T.TrailingZeroCount(colon));
+            if (prev >= 0)
+            {
+                var between = T.AllBitsSet >>> (bits - 1 - (i - prev)) << prev;
+                if ((ipv6 & between) == between) return true;
+            }
+            prev = i;
+            colon &= colon - T.One;
+        }
+        return false;
+    }
+
+    /// <summary>The classes of 64 bytes that MayHoldMatch counts, one bit per byte (a space in
+    /// number only as a separator, not yet).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ClassMasks Masks(Vector512<byte> v)
+    {
+        var digit = Vector512.LessThan(v - Vector512.Create((byte)'0'), Vector512.Create((byte)10));
+        var upper = Vector512.LessThan(v - Vector512.Create((byte)'A'), Vector512.Create((byte)26));
+        var letter = Vector512.LessThan((v | Vector512.Create((byte)0x20)) - Vector512.Create((byte)'a'), Vector512.Create((byte)26));
+        var hexLetter = Vector512.LessThan((v | Vector512.Create((byte)0x20)) - Vector512.Create((byte)'a'), Vector512.Create((byte)6));
+        var dashDot = Vector512.LessThan(v - Vector512.Create((byte)'-'), Vector512.Create((byte)2));
+        var paren = Vector512.LessThan(v - Vector512.Create((byte)'('), Vector512.Create((byte)2));
+        var colon = Vector512.Equals(v, Vector512.Create((byte)':'));
+        var at = Vector512.Equals(v, Vector512.Create((byte)'@'));
+        var space = Vector512.Equals(v, Vector512.Create((byte)' '));
+        var plus = Vector512.Equals(v, Vector512.Create((byte)'+'));
+        var underscore = Vector512.Equals(v, Vector512.Create((byte)'_'));
+        var dot = Vector512.Equals(v, Vector512.Create((byte)'.'));
+        var sep = dashDot | paren;
+        return new ClassMasks((digit | upper | at | plus).ExtractMostSignificantBits(), at.ExtractMostSignificantBits(),
+            (digit | sep).ExtractMostSignificantBits(), (sep | space).ExtractMostSignificantBits(), space.ExtractMostSignificantBits(),
+            digit.ExtractMostSignificantBits(), (digit | letter | dashDot | underscore | colon).ExtractMostSignificantBits(),
+            (digit | hexLetter | colon | dot).ExtractMostSignificantBits(), colon.ExtractMostSignificantBits());
+    }
+
+    private readonly record struct ClassMasks(ulong Interesting, ulong At, ulong Number, ulong SepOrSpace, ulong Space, ulong Digit, ulong Word,
+        ulong Ipv6, ulong Colon);
+
+    /// <summary><see cref="MayHoldMatch"/> a byte at a time: longer values, and machines without
+    /// 64-byte vectors.</summary>
+    internal static bool MayHoldMatchByteByByte(ReadOnlySpan<byte> s)
     {
         if (s.IndexOfAny(Interesting) < 0) return false;
         int number = 0, word = 0, colons = 0;
@@ -396,6 +525,18 @@ public static class ValueScanner
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool On(uint enabled, BuiltIn c) => (enabled & (1u << (int)c)) != 0;
+
+    /// <summary>The private keys of value placed in found at index at, where the search before
+    /// the tokens would have put them: found lists them in the same order either way.</summary>
+    private static void KeysInFront(ReadOnlySpan<byte> value, List<ValueMatch> found, int at)
+    {
+        var before = found.Count;
+        PrivateKeys(value, found);
+        if (found.Count == before || before == at) return;
+        var keys = found.GetRange(before, found.Count - before);
+        found.RemoveRange(before, keys.Count);
+        found.InsertRange(at, keys);
+    }
 
     private static void PrivateKeys(ReadOnlySpan<byte> value, List<ValueMatch> found)
     {

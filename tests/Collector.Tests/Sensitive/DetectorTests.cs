@@ -273,6 +273,49 @@ public class DetectorTests
         }
     }
 
+    private static readonly string[] PemPieces =
+    [
+        "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----\n", "-----END PRIVATE KEY-----",
+        "-----BEGIN CERTIFICATE-----", "-----", "----", "-", "--", "BEGIN ", "MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu",
+        "\n", " ", "4111111111111111", "alice@example.com", "{\"key\":\"", "\"}", "x", "12",
+    ];
+
+    [Fact]
+    public void Private_keys_found_in_the_block_pass_are_those_of_the_search_before_it_in_the_same_order()
+    {
+        if (!WideBlocksSupported) return; // only the 64-byte blocks look for dashes
+        var text = Gen.Choose(1, 60).SelectMany(n => Gen.ArrayOf(Gen.Elements(PemPieces), n)).Select(p => string.Concat(p)).ToArbitrary();
+        try
+        {
+            Prop.ForAll(text, t =>
+            {
+                var bytes = Encoding.UTF8.GetBytes(t);
+                foreach (var kind in new[] { ValueKind.Text, ValueKind.JsonEscaped, ValueKind.Authorization })
+                    for (var cut = Math.Max(0, bytes.Length - 70); cut <= bytes.Length; cut++)
+                    {
+                        var value = bytes.AsSpan(0, cut);
+                        ValueScanner.WideBlocks = false;
+                        var searched = new List<ValueMatch>();
+                        ValueScanner.Scan(value, KeyHint.None, kind, ValueScanner.AllBuiltIns, searched);
+                        var every = new List<ValueMatch>();
+                        ValueScanner.ScanEveryToken(value, kind, ValueScanner.AllBuiltIns, every);
+                        ValueScanner.WideBlocks = true;
+                        var blocks = new List<ValueMatch>();
+                        ValueScanner.Scan(value, KeyHint.None, kind, ValueScanner.AllBuiltIns, blocks);
+                        // the keys as the search finds them, in front of what the tokens find
+                        var keys = every.Where(m => m.Category == BuiltIn.PrivateKey).ToArray();
+                        Assert.Equal(keys, blocks.SkipWhile(m => m.Category == BuiltIn.BearerToken).Take(keys.Length));
+                        Assert.Equal(keys, searched.SkipWhile(m => m.Category == BuiltIn.BearerToken).Take(keys.Length));
+                        Assert.Equal(searched.OrderBy(m => m.Start).ThenBy(m => m.Category), blocks.OrderBy(m => m.Start).ThenBy(m => m.Category));
+                    }
+            }).Check(Config.QuickThrowOnFailure.WithMaxTest(300));
+        }
+        finally
+        {
+            ValueScanner.WideBlocks = WideBlocksSupported;
+        }
+    }
+
     // what a header value, a parameter or the end of a body holds: numbers split every way a
     // number token allows, short IPv6 forms, times, addresses, escapes
     private static readonly string[] ShortPieces =
@@ -306,6 +349,28 @@ public class DetectorTests
                     Assert.Equal(every.OrderBy(m => m.Start).ThenBy(m => m.Category), fast.OrderBy(m => m.Start).ThenBy(m => m.Category));
                 }
         }).Check(Config.QuickThrowOnFailure.WithMaxTest(2000));
+    }
+
+    [Fact]
+    public void The_shape_check_by_bit_masks_answers_as_the_one_byte_by_byte()
+    {
+        // the short pieces and any bytes at all, up to the 128 bytes the masks take (and past them)
+        var piece = Gen.OneOf(Gen.Elements(ShortPieces),
+            Gen.Choose(0, 255).Select(c => ((char)c).ToString()),
+            Gen.Elements(" ", "0", "1", ":", "-", ".", "a", "F", "(", "@", "+", "_", "\u00e9"));
+        var text = Gen.Choose(0, 40).SelectMany(n => Gen.ArrayOf(piece, n)).Select(p => string.Concat(p)).ToArbitrary();
+        Prop.ForAll(text, t =>
+        {
+            var bytes = Encoding.Latin1.GetBytes(t);
+            for (var cut = 0; cut <= Math.Min(bytes.Length, 140); cut++)
+            {
+                var s = bytes.AsSpan(0, cut);
+                var expected = ValueScanner.MayHoldMatchByteByByte(s);
+                Assert.True(expected == ValueScanner.MayHoldMatch(s), $"{cut}: {t}");
+                if (cut <= 128 && Vector512.IsHardwareAccelerated) Assert.True(expected == ValueScanner.MayHoldMatchByMasks(s), $"{cut}: {t}");
+                if (cut <= 64 && Vector512.IsHardwareAccelerated) Assert.True(expected == ValueScanner.MayHoldMatchIn64(s), $"{cut}: {t}");
+            }
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(1000));
     }
 
     [Theory]
