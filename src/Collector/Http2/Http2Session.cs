@@ -537,6 +537,9 @@ internal sealed class Http2Session : IProtocolSession
         public int Method, Path, Authority, Status;
         public int FirstRegular;
         public bool HostField;
+        // the first content-type and grpc-encoding fields, -1 when absent: what a gRPC stream is
+        // told by, noted here rather than looked for again in the message's fields
+        public int ContentType, GrpcEncoding;
 
         /// <summary>The thread's instance, emptied; a fresh one should a block be read while another's
         /// fields are still in use.</summary>
@@ -548,7 +551,7 @@ internal sealed class Http2Session : IProtocolSession
             f._maxHeaderBytes = maxHeaderBytes;
             f._bytesLength = f.Count = f.UnknownFields = 0;
             f.TooLarge = f.UnknownMayBePseudo = f.HostField = false;
-            f.Method = f.Path = f.Authority = f.Status = f.FirstRegular = -1;
+            f.Method = f.Path = f.Authority = f.Status = f.FirstRegular = f.ContentType = f.GrpcEncoding = -1;
             return f;
         }
 
@@ -591,7 +594,12 @@ internal sealed class Http2Session : IProtocolSession
             else
             {
                 if (FirstRegular < 0) FirstRegular = index;
-                if (name.Length == 4 && HttpText.EqualsLower(name, "host"u8)) HostField = true;
+                switch (name.Length)
+                {
+                    case 4: if (HttpText.EqualsLower(name, "host"u8)) HostField = true; break;
+                    case 12: if (ContentType < 0 && HttpText.EqualsLower(name, "content-type"u8)) ContentType = index; break;
+                    case 13: if (GrpcEncoding < 0 && HttpText.EqualsLower(name, "grpc-encoding"u8)) GrpcEncoding = index; break;
+                }
             }
         }
 
@@ -714,7 +722,7 @@ internal sealed class Http2Session : IProtocolSession
             s.Pushed = push;
             Touch(s);
             _confirmed = true;
-            NoteGrpc(s);
+            NoteGrpc(s, f);
             if (push) s.RequestEnded = true;
             else if (endStream) EndSide(s, client: true);
             return;
@@ -751,7 +759,7 @@ internal sealed class Http2Session : IProtocolSession
         r.FirstByteNs = blockNs;
         s.Response = r;
         Touch(s);
-        if (s.Grpc) s.ResponseEncoding = GrpcEncoding(r);
+        if (s.Grpc) s.ResponseEncoding = f.GrpcEncoding < 0 ? null : GrpcEncoding(f.Value(f.GrpcEncoding));
         if (endStream) EndSide(s, client: false);
     }
 
@@ -830,23 +838,32 @@ internal sealed class Http2Session : IProtocolSession
         Touch(s);
     }
 
+    /// <summary>An h2c upgrade's request, read by HTTP/1: its fields are looked for in the message.</summary>
     private static void NoteGrpc(Stream s)
     {
         var m = s.Request!;
         var ct = m.FindHeader("content-type"u8);
         if (ct < 0 || !m.HeaderValue(ct).StartsWith("application/grpc"u8)) return;
-        s.Grpc = true;
-        s.GrpcRequests ??= new GrpcMessageReader();
-        s.RequestEncoding = GrpcEncoding(m);
+        var enc = m.FindHeader("grpc-encoding"u8);
+        NoteGrpc(s, enc < 0 ? null : GrpcEncoding(m.HeaderValue(enc)));
     }
 
-    private static string? GrpcEncoding(HttpMessage m)
+    /// <summary>A request read from its header block: the fields were noted as it was decoded.</summary>
+    private static void NoteGrpc(Stream s, BlockFields f)
     {
-        var i = m.FindHeader("grpc-encoding"u8);
-        if (i < 0) return null;
-        var v = m.HeaderValue(i);
-        return v.SequenceEqual("gzip"u8) ? "gzip" : v.SequenceEqual("deflate"u8) ? "deflate" : v.SequenceEqual("identity"u8) ? null : "other";
+        if (f.ContentType < 0 || !f.Value(f.ContentType).StartsWith("application/grpc"u8)) return;
+        NoteGrpc(s, f.GrpcEncoding < 0 ? null : GrpcEncoding(f.Value(f.GrpcEncoding)));
     }
+
+    private static void NoteGrpc(Stream s, string? encoding)
+    {
+        s.Grpc = true;
+        s.GrpcRequests ??= new GrpcMessageReader();
+        s.RequestEncoding = encoding;
+    }
+
+    private static string? GrpcEncoding(ReadOnlySpan<byte> v) =>
+        v.SequenceEqual("gzip"u8) ? "gzip" : v.SequenceEqual("deflate"u8) ? "deflate" : v.SequenceEqual("identity"u8) ? null : "other";
 
     // ---- streams ending ----
 
