@@ -83,6 +83,9 @@ internal sealed class Http2Session : IProtocolSession
     // What the streams hold is summed as it changes rather than over every stream at each event:
     // a stream whose messages may have changed is touched, and the next read of Retained
     // re-measures only the touched ones (a stream leaving the table takes its share with it).
+    // A touch names the side that changed: most events change one side, and re-measuring the
+    // other would read its message, by then a cold line (a request waits through the events
+    // that bring its response).
     private long _streamsRetained;
     private readonly List<Stream> _touched = new();
     private bool _recountAll;
@@ -99,8 +102,17 @@ internal sealed class Http2Session : IProtocolSession
             {
                 _recountAll = false;
                 _streamsRetained = 0;
-                foreach (var s in _streams) _streamsRetained += s.Accounted = s.Retained;
-                foreach (var s in _touched) s.Touched = false;
+                foreach (var s in _streams)
+                {
+                    s.RequestShare = s.RequestRetained;
+                    s.ResponseShare = s.ResponseRetained;
+                    _streamsRetained += s.Accounted;
+                }
+                foreach (var s in _touched)
+                {
+                    s.Touched = false;
+                    s.TouchedSides = 0;
+                }
             }
             else
             {
@@ -108,9 +120,19 @@ internal sealed class Http2Session : IProtocolSession
                 {
                     if (!s.Touched) continue; // left the table since (or listed twice)
                     s.Touched = false;
-                    var r = s.Retained;
-                    _streamsRetained += r - s.Accounted;
-                    s.Accounted = r;
+                    if ((s.TouchedSides & RequestSide) != 0)
+                    {
+                        var r = s.RequestRetained;
+                        _streamsRetained += r - s.RequestShare;
+                        s.RequestShare = r;
+                    }
+                    if ((s.TouchedSides & ResponseSide) != 0)
+                    {
+                        var r = s.ResponseRetained;
+                        _streamsRetained += r - s.ResponseShare;
+                        s.ResponseShare = r;
+                    }
+                    s.TouchedSides = 0;
                 }
             }
             _touched.Clear();
@@ -134,13 +156,19 @@ internal sealed class Http2Session : IProtocolSession
         }
     }
 
-    /// <summary>The stream's messages may have changed size.</summary>
-    private void Touch(Stream s)
+    private const byte RequestSide = 1, ResponseSide = 2, BothSides = RequestSide | ResponseSide;
+
+    /// <summary>The stream's messages on these sides may have changed size.</summary>
+    private void Touch(Stream s, byte sides)
     {
+        s.TouchedSides |= sides;
         if (s.Touched) return;
         s.Touched = true;
         _touched.Add(s);
     }
+
+    /// <summary>The side one direction's frames write: the request's when it is the client's.</summary>
+    private void Touch(Stream s, bool client) => Touch(s, client ? RequestSide : ResponseSide);
 
     /// <summary>The stream leaves the table, taking its share of the running sum with it.</summary>
     private void Detach(Stream s)
@@ -398,7 +426,7 @@ internal sealed class Http2Session : IProtocolSession
         if (s.Unnamed) return;
         var client = IsClient(d);
         if (!client && s.Response is null) return; // DATA before the response's HEADERS: the stream's loss is counted at its end
-        Touch(s);
+        Touch(s, client);
         if (s.Grpc)
         {
             var reader = client ? s.GrpcRequests! : (s.GrpcResponses ??= new GrpcMessageReader());
@@ -685,7 +713,7 @@ internal sealed class Http2Session : IProtocolSession
             // trailers: appended to the message they end
             for (var i = 0; i < f.Count; i++)
                 if (f.Name(i) is var n && (n.IsEmpty || n[0] != (byte)':')) existing.AddHeader(f.NameAndValue(i), n.Length);
-            Touch(s);
+            Touch(s, isRequestBlock);
             if (endStream) EndSide(s, isRequestBlock);
             return;
         }
@@ -720,7 +748,7 @@ internal sealed class Http2Session : IProtocolSession
             m.FirstByteNs = blockNs;
             s.Request = m;
             s.Pushed = push;
-            Touch(s);
+            Touch(s, RequestSide);
             _confirmed = true;
             NoteGrpc(s, f);
             if (push) s.RequestEnded = true;
@@ -758,7 +786,7 @@ internal sealed class Http2Session : IProtocolSession
         AddRegular(r, f, regular);
         r.FirstByteNs = blockNs;
         s.Response = r;
-        Touch(s);
+        Touch(s, ResponseSide);
         if (s.Grpc) s.ResponseEncoding = f.GrpcEncoding < 0 ? null : GrpcEncoding(f.Value(f.GrpcEncoding));
         if (endStream) EndSide(s, client: false);
     }
@@ -835,7 +863,7 @@ internal sealed class Http2Session : IProtocolSession
         }
         s.Unnamed = true;
         s.ReleaseMessages();
-        Touch(s);
+        Touch(s, BothSides);
     }
 
     /// <summary>An h2c upgrade's request, read by HTTP/1: its fields are looked for in the message.</summary>
@@ -890,7 +918,7 @@ internal sealed class Http2Session : IProtocolSession
         if (!client && s.Response is not null) s.Response.LastByteNs = _eventNs;
         if (!s.RequestEnded || !s.ResponseEnded)
         {
-            Touch(s);
+            Touch(s, client);
             return;
         }
         Detach(s);
@@ -958,7 +986,6 @@ internal sealed class Http2Session : IProtocolSession
     /// carries the stream's request and response headers and x-collector-grpc-index: i.</summary>
     private void GrpcPairs(Stream s, bool final)
     {
-        Touch(s);
         var requests = s.GrpcRequests!;
         var responses = s.GrpcResponses;
         while (true)
@@ -970,6 +997,7 @@ internal sealed class Http2Session : IProtocolSession
             var later = requests.Count > 1 || responses is { Count: > 1 };
             var held = requests.Count + (responses?.Count ?? 0);
             if (!final && !(settled && later) && held <= MaxHeldGrpcMessages) break;
+            Touch(s, BothSides); // messages leave one side or both (touched only then: most calls pair nothing)
             if (s.Response is null || s.Request!.IsLost || s.Response.IsLost)
             {
                 // nothing to pair them with (no response headers), or the stream was shed: the
@@ -1091,8 +1119,8 @@ internal sealed class Http2Session : IProtocolSession
     private void MarkGap(Stream s, Direction d, long bytes)
     {
         if (s.Unnamed) return;
-        Touch(s);
         var client = IsClient(d);
+        Touch(s, client);
         if (s.Grpc)
         {
             var reader = client ? s.GrpcRequests : s.GrpcResponses;
@@ -1396,8 +1424,9 @@ internal sealed class Http2Session : IProtocolSession
         public string? RequestEncoding, ResponseEncoding;
         public int GrpcIndex;
         public int Use;        // bumped each time it goes back to the pool
-        public long Accounted; // its share of the session's running sum
-        public bool Touched;   // listed to be measured again
+        public long RequestShare, ResponseShare; // its share of the session's running sum, by side
+        public bool Touched;     // listed to be measured again
+        public byte TouchedSides; // which sides
 
         public static Stream Rent(uint id)
         {
@@ -1406,9 +1435,10 @@ internal sealed class Http2Session : IProtocolSession
             return s;
         }
 
-        public long Retained =>
-            (Request?.RetainedBytes ?? 0) + (Response?.RetainedBytes ?? 0) +
-            (GrpcRequests?.Retained ?? 0) + (GrpcResponses?.Retained ?? 0);
+        public long Accounted => RequestShare + ResponseShare;
+        public long RequestRetained => (Request?.RetainedBytes ?? 0) + (GrpcRequests?.Retained ?? 0);
+        public long ResponseRetained => (Response?.RetainedBytes ?? 0) + (GrpcResponses?.Retained ?? 0);
+        public long Retained => RequestRetained + ResponseRetained;
 
         public void ReleaseMessages()
         {
@@ -1426,8 +1456,9 @@ internal sealed class Http2Session : IProtocolSession
             RequestEnded = ResponseEnded = Unnamed = Pushed = Grpc = false;
             RequestEncoding = ResponseEncoding = null;
             GrpcIndex = 0;
-            Accounted = 0;
+            RequestShare = ResponseShare = 0;
             Touched = false;
+            TouchedSides = 0;
             Use++;
             Pool.Return(this);
         }
