@@ -83,9 +83,10 @@ internal sealed class Http2Session : IProtocolSession
     // What the streams hold is summed as it changes rather than over every stream at each event:
     // a stream whose messages may have changed is touched, and the next read of Retained
     // re-measures only the touched ones (a stream leaving the table takes its share with it).
-    // A touch names the side that changed: most events change one side, and re-measuring the
-    // other would read its message, by then a cold line (a request waits through the events
-    // that bring its response).
+    // A touch names the parts that changed (a side's message, a side's gRPC reader): most events
+    // change one, and re-measuring the others would read their objects, by then cold lines (a
+    // request waits through the events that bring its response; a gRPC message's DATA goes to
+    // its reader, not to the message whose headers came in an earlier event).
     private long _streamsRetained;
     private readonly List<Stream> _touched = new();
     private bool _recountAll;
@@ -104,14 +105,16 @@ internal sealed class Http2Session : IProtocolSession
                 _streamsRetained = 0;
                 foreach (var s in _streams)
                 {
-                    s.RequestShare = s.RequestRetained;
-                    s.ResponseShare = s.ResponseRetained;
+                    s.RequestMessageShare = s.Request?.RetainedBytes ?? 0;
+                    s.RequestReaderShare = s.GrpcRequests?.Retained ?? 0;
+                    s.ResponseMessageShare = s.Response?.RetainedBytes ?? 0;
+                    s.ResponseReaderShare = s.GrpcResponses?.Retained ?? 0;
                     _streamsRetained += s.Accounted;
                 }
                 foreach (var s in _touched)
                 {
                     s.Touched = false;
-                    s.TouchedSides = 0;
+                    s.TouchedParts = 0;
                 }
             }
             else
@@ -120,19 +123,12 @@ internal sealed class Http2Session : IProtocolSession
                 {
                     if (!s.Touched) continue; // left the table since (or listed twice)
                     s.Touched = false;
-                    if ((s.TouchedSides & RequestSide) != 0)
-                    {
-                        var r = s.RequestRetained;
-                        _streamsRetained += r - s.RequestShare;
-                        s.RequestShare = r;
-                    }
-                    if ((s.TouchedSides & ResponseSide) != 0)
-                    {
-                        var r = s.ResponseRetained;
-                        _streamsRetained += r - s.ResponseShare;
-                        s.ResponseShare = r;
-                    }
-                    s.TouchedSides = 0;
+                    var parts = s.TouchedParts;
+                    s.TouchedParts = 0;
+                    if ((parts & RequestMessage) != 0) Remeasure(ref s.RequestMessageShare, s.Request?.RetainedBytes ?? 0);
+                    if ((parts & RequestReader) != 0) Remeasure(ref s.RequestReaderShare, s.GrpcRequests?.Retained ?? 0);
+                    if ((parts & ResponseMessage) != 0) Remeasure(ref s.ResponseMessageShare, s.Response?.RetainedBytes ?? 0);
+                    if ((parts & ResponseReader) != 0) Remeasure(ref s.ResponseReaderShare, s.GrpcResponses?.Retained ?? 0);
                 }
             }
             _touched.Clear();
@@ -156,19 +152,29 @@ internal sealed class Http2Session : IProtocolSession
         }
     }
 
-    private const byte RequestSide = 1, ResponseSide = 2, BothSides = RequestSide | ResponseSide;
-
-    /// <summary>The stream's messages on these sides may have changed size.</summary>
-    private void Touch(Stream s, byte sides)
+    private void Remeasure(ref int share, int now)
     {
-        s.TouchedSides |= sides;
+        _streamsRetained += now - share;
+        share = now;
+    }
+
+    // the parts of a stream that hold buffers
+    private const byte RequestMessage = 1, RequestReader = 2, ResponseMessage = 4, ResponseReader = 8, AllParts = 15;
+
+    /// <summary>These parts of the stream may have changed size.</summary>
+    private void Touch(Stream s, byte parts)
+    {
+        s.TouchedParts |= parts;
         if (s.Touched) return;
         s.Touched = true;
         _touched.Add(s);
     }
 
-    /// <summary>The side one direction's frames write: the request's when it is the client's.</summary>
-    private void Touch(Stream s, bool client) => Touch(s, client ? RequestSide : ResponseSide);
+    /// <summary>The message one direction's frames write: the request when it is the client's.</summary>
+    private static byte MessageOf(bool client) => client ? RequestMessage : ResponseMessage;
+
+    /// <summary>The gRPC reader one direction's DATA feeds.</summary>
+    private static byte ReaderOf(bool client) => client ? RequestReader : ResponseReader;
 
     /// <summary>The stream leaves the table, taking its share of the running sum with it.</summary>
     private void Detach(Stream s)
@@ -426,15 +432,16 @@ internal sealed class Http2Session : IProtocolSession
         if (s.Unnamed) return;
         var client = IsClient(d);
         if (!client && s.Response is null) return; // DATA before the response's HEADERS: the stream's loss is counted at its end
-        Touch(s, client);
         if (s.Grpc)
         {
+            Touch(s, ReaderOf(client));
             var reader = client ? s.GrpcRequests! : (s.GrpcResponses ??= new GrpcMessageReader());
             var before = reader.Count;
             reader.Feed(content, _limits.MaxBodyBytes, client ? s.RequestEncoding : s.ResponseEncoding);
             if (reader.Count != before) GrpcPairs(s, final: false);
             return;
         }
+        Touch(s, MessageOf(client));
         var m = client ? s.Request : s.Response;
         m?.AppendBody(content, _limits.MaxBodyBytes);
     }
@@ -713,7 +720,7 @@ internal sealed class Http2Session : IProtocolSession
             // trailers: appended to the message they end
             for (var i = 0; i < f.Count; i++)
                 if (f.Name(i) is var n && (n.IsEmpty || n[0] != (byte)':')) existing.AddHeader(f.NameAndValue(i), n.Length);
-            Touch(s, isRequestBlock);
+            Touch(s, MessageOf(isRequestBlock));
             if (endStream) EndSide(s, isRequestBlock);
             return;
         }
@@ -748,7 +755,7 @@ internal sealed class Http2Session : IProtocolSession
             m.FirstByteNs = blockNs;
             s.Request = m;
             s.Pushed = push;
-            Touch(s, RequestSide);
+            Touch(s, RequestMessage);
             _confirmed = true;
             NoteGrpc(s, f);
             if (push) s.RequestEnded = true;
@@ -786,7 +793,7 @@ internal sealed class Http2Session : IProtocolSession
         AddRegular(r, f, regular);
         r.FirstByteNs = blockNs;
         s.Response = r;
-        Touch(s, ResponseSide);
+        Touch(s, ResponseMessage);
         if (s.Grpc) s.ResponseEncoding = f.GrpcEncoding < 0 ? null : GrpcEncoding(f.Value(f.GrpcEncoding));
         if (endStream) EndSide(s, client: false);
     }
@@ -863,7 +870,7 @@ internal sealed class Http2Session : IProtocolSession
         }
         s.Unnamed = true;
         s.ReleaseMessages();
-        Touch(s, BothSides);
+        Touch(s, AllParts);
     }
 
     /// <summary>An h2c upgrade's request, read by HTTP/1: its fields are looked for in the message.</summary>
@@ -918,7 +925,7 @@ internal sealed class Http2Session : IProtocolSession
         if (!client && s.Response is not null) s.Response.LastByteNs = _eventNs;
         if (!s.RequestEnded || !s.ResponseEnded)
         {
-            Touch(s, client);
+            Touch(s, ReaderOf(client)); // its reader may have handed on a message cut short
             return;
         }
         Detach(s);
@@ -997,7 +1004,7 @@ internal sealed class Http2Session : IProtocolSession
             var later = requests.Count > 1 || responses is { Count: > 1 };
             var held = requests.Count + (responses?.Count ?? 0);
             if (!final && !(settled && later) && held <= MaxHeldGrpcMessages) break;
-            Touch(s, BothSides); // messages leave one side or both (touched only then: most calls pair nothing)
+            Touch(s, AllParts); // messages leave the readers, and the last pair takes the stream's own (touched only then: most calls pair nothing)
             if (s.Response is null || s.Request!.IsLost || s.Response.IsLost)
             {
                 // nothing to pair them with (no response headers), or the stream was shed: the
@@ -1120,7 +1127,7 @@ internal sealed class Http2Session : IProtocolSession
     {
         if (s.Unnamed) return;
         var client = IsClient(d);
-        Touch(s, client);
+        Touch(s, s.Grpc ? ReaderOf(client) : MessageOf(client));
         if (s.Grpc)
         {
             var reader = client ? s.GrpcRequests : s.GrpcResponses;
@@ -1424,9 +1431,10 @@ internal sealed class Http2Session : IProtocolSession
         public string? RequestEncoding, ResponseEncoding;
         public int GrpcIndex;
         public int Use;        // bumped each time it goes back to the pool
-        public long RequestShare, ResponseShare; // its share of the session's running sum, by side
-        public bool Touched;     // listed to be measured again
-        public byte TouchedSides; // which sides
+        // its share of the session's running sum, by part (int: messages and readers count in ints)
+        public int RequestMessageShare, RequestReaderShare, ResponseMessageShare, ResponseReaderShare;
+        public bool Touched;      // listed to be measured again
+        public byte TouchedParts; // which parts
 
         public static Stream Rent(uint id)
         {
@@ -1435,10 +1443,10 @@ internal sealed class Http2Session : IProtocolSession
             return s;
         }
 
-        public long Accounted => RequestShare + ResponseShare;
-        public long RequestRetained => (Request?.RetainedBytes ?? 0) + (GrpcRequests?.Retained ?? 0);
-        public long ResponseRetained => (Response?.RetainedBytes ?? 0) + (GrpcResponses?.Retained ?? 0);
-        public long Retained => RequestRetained + ResponseRetained;
+        public long Accounted => (long)RequestMessageShare + RequestReaderShare + ResponseMessageShare + ResponseReaderShare;
+        public long Retained =>
+            (long)(Request?.RetainedBytes ?? 0) + (Response?.RetainedBytes ?? 0) +
+            (GrpcRequests?.Retained ?? 0) + (GrpcResponses?.Retained ?? 0);
 
         public void ReleaseMessages()
         {
@@ -1456,9 +1464,9 @@ internal sealed class Http2Session : IProtocolSession
             RequestEnded = ResponseEnded = Unnamed = Pushed = Grpc = false;
             RequestEncoding = ResponseEncoding = null;
             GrpcIndex = 0;
-            RequestShare = ResponseShare = 0;
+            RequestMessageShare = RequestReaderShare = ResponseMessageShare = ResponseReaderShare = 0;
             Touched = false;
-            TouchedSides = 0;
+            TouchedParts = 0;
             Use++;
             Pool.Return(this);
         }
