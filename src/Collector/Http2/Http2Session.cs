@@ -933,6 +933,8 @@ internal sealed class Http2Session : IProtocolSession
         s.Recycle();
     }
 
+    /// <summary>Both sides have ended. What is not handed on here is released by the stream's
+    /// Recycle, which follows.</summary>
     private void Complete(Stream s)
     {
         if (s.Unnamed) return;
@@ -940,13 +942,11 @@ internal sealed class Http2Session : IProtocolSession
         {
             if (s.Response is null && s.GrpcRequests!.Count == 0) _host.CountDrop("request_without_response"); // (its messages are counted one by one)
             GrpcPairs(s, final: true);
-            s.ReleaseMessages();
             return;
         }
         if (s.Request is null || s.Response is null)
         {
             _host.CountDrop(s.Request is null ? "response_without_request" : "request_without_response");
-            s.ReleaseMessages();
             return;
         }
         _host.Emit(s.Request, s.Response, ExchangeDirection);
