@@ -571,6 +571,7 @@ internal sealed class Http2Session : IProtocolSession
         // pseudo-header fields: the last of each kind; -1 when absent
         public int Method, Path, Authority, Status;
         public int FirstRegular;
+        public bool PseudoAfterRegular; // a pseudo-header field out of place, among the regular ones
         public bool HostField;
         // the first content-type and grpc-encoding fields, -1 when absent: what a gRPC stream is
         // told by, noted here rather than looked for again in the message's fields
@@ -585,7 +586,7 @@ internal sealed class Http2Session : IProtocolSession
             f._inUse = true;
             f._maxHeaderBytes = maxHeaderBytes;
             f._bytesLength = f.Count = f.UnknownFields = 0;
-            f.TooLarge = f.UnknownMayBePseudo = f.HostField = false;
+            f.TooLarge = f.UnknownMayBePseudo = f.HostField = f.PseudoAfterRegular = false;
             f.Method = f.Path = f.Authority = f.Status = f.FirstRegular = f.ContentType = f.GrpcEncoding = -1;
             return f;
         }
@@ -598,6 +599,15 @@ internal sealed class Http2Session : IProtocolSession
         }
 
         public ReadOnlySpan<byte> Name(int i) => _bytes.AsSpan(_list[i].Name, _list[i].NameLength);
+
+        /// <summary>Fields from..Count-1, whose names and values lie one after the other to the end
+        /// of the bytes, added to the message in one copy.</summary>
+        public void AddAllFrom(HttpMessage m, int from)
+        {
+            if (from >= Count) return;
+            var start = _list[from].Name;
+            m.AddHeaders(_bytes.AsSpan(start, _bytesLength - start), _list.AsSpan(from, Count - from), start);
+        }
         public ReadOnlySpan<byte> Value(int i) => _bytes.AsSpan(_list[i].Value, _list[i].ValueLength);
         /// <summary>Field i's name and value, which lie one after the other.</summary>
         public ReadOnlySpan<byte> NameAndValue(int i) => _bytes.AsSpan(_list[i].Name, _list[i].NameLength + _list[i].ValueLength);
@@ -621,6 +631,7 @@ internal sealed class Http2Session : IProtocolSession
             // what the block names is noted as it is decoded (pseudo-header fields: the last of each kind)
             if (!name.IsEmpty && name[0] == (byte)':')
             {
+                if (FirstRegular >= 0) PseudoAfterRegular = true;
                 if (name.SequenceEqual(":method"u8)) Method = index;
                 else if (name.SequenceEqual(":path"u8)) Path = index;
                 else if (name.SequenceEqual(":authority"u8)) Authority = index;
@@ -800,6 +811,11 @@ internal sealed class Http2Session : IProtocolSession
 
     private static void AddRegular(HttpMessage m, BlockFields f, int from)
     {
+        if (!f.PseudoAfterRegular)
+        {
+            f.AddAllFrom(m, from); // the usual block: every field from the first regular one is a field
+            return;
+        }
         for (var i = from; i < f.Count; i++)
         {
             var name = f.Name(i);
