@@ -247,6 +247,22 @@ public sealed class HttpMessage : IDisposable
         f.ValueLength = nameAndValue.Length - nameLength;
     }
 
+    /// <summary>Fields whose names and values lie one after the other in <paramref name="bytes"/> (as a
+    /// decoded HTTP/2 header block holds them), copied in one piece. Each field's positions are
+    /// given from where <paramref name="bytes"/> would start at <paramref name="origin"/>.</summary>
+    internal void AddHeaders(ReadOnlySpan<byte> bytes, ReadOnlySpan<(int Name, int NameLength, int Value, int ValueLength)> fields, int origin)
+    {
+        var shift = Append(bytes) - origin;
+        foreach (var (name, nameLength, value, valueLength) in fields)
+        {
+            ref var f = ref NextField();
+            f.NameStart = name + shift;
+            f.NameLength = nameLength;
+            f.ValueStart = value + shift;
+            f.ValueLength = valueLength;
+        }
+    }
+
     private ref Field NextField()
     {
         if (_fields is null) _fields = new Field[24]; // kept with the (pooled) message object

@@ -76,7 +76,7 @@ internal sealed class HpackDynamicTable
     {
         if (index <= _count)
         {
-            slot = (_oldest + _count - index) % _entries.Length;
+            slot = Wrap(_oldest + _count - index, _entries.Length);
             ref var e = ref _entries[slot];
             return e.NameLength < 0 ? Lookup.Unknown : e.ValueLength < 0 ? Lookup.NameOnly : Lookup.Known;
         }
@@ -115,7 +115,12 @@ internal sealed class HpackDynamicTable
         CopyOut(ValueOffset(e), e.ValueLength, dst);
     }
 
-    private int ValueOffset(in Entry e) => _ring.Length == 0 ? 0 : (e.Offset + e.NameLength) % _ring.Length;
+    private int ValueOffset(in Entry e) => _ring.Length == 0 ? 0 : Wrap(e.Offset + e.NameLength, _ring.Length);
+
+    /// <summary>A position past the end of a ring (by less than its length) brought back into it.
+    /// Not %: a division for every field decoded, where a compare does (ring sizes follow the cap,
+    /// so need not be powers of two).</summary>
+    private static int Wrap(int position, int length) => position >= length ? position - length : position;
 
     private bool TryGet(int offset, int length, out ReadOnlySpan<byte> bytes)
     {
@@ -223,13 +228,13 @@ internal sealed class HpackDynamicTable
         if (_count == _entries.Length) GrowEntries();
         if (_ringUsed + stored > _ring.Length) GrowRing(_ringUsed + stored);
 
-        var offset = _ring.Length == 0 ? 0 : (_ringStart + _ringUsed) % _ring.Length;
+        var offset = _ring.Length == 0 ? 0 : Wrap(_ringStart + _ringUsed, _ring.Length);
         var at = offset;
         if (nameLength > 0) at = Write(at, name);
         if (valueLength > 0) Write(at, value);
         _ringUsed += stored;
 
-        _entries[(_oldest + _count) % _entries.Length] = new Entry
+        _entries[Wrap(_oldest + _count, _entries.Length)] = new Entry
         {
             Offset = offset, NameLength = nameLength, ValueLength = valueLength, Size = size,
         };
@@ -249,7 +254,7 @@ internal sealed class HpackDynamicTable
         var first = Math.Min(bytes.Length, _ring.Length - at);
         bytes[..first].CopyTo(_ring.AsSpan(at));
         bytes[first..].CopyTo(_ring);
-        return (at + bytes.Length) % _ring.Length;
+        return Wrap(at + bytes.Length, _ring.Length);
     }
 
     private void EvictOldest()
@@ -257,7 +262,7 @@ internal sealed class HpackDynamicTable
         ref var e = ref _entries[_oldest];
         var stored = Stored(e);
         _ringUsed -= stored;
-        _ringStart = _ringUsed == 0 ? 0 : (_ringStart + stored) % _ring.Length;
+        _ringStart = _ringUsed == 0 ? 0 : Wrap(_ringStart + stored, _ring.Length);
         _size -= e.Size;
         _held -= EntryOverhead + stored;
         if (e.NameLength >= 0 && e.ValueLength >= 0)
@@ -266,7 +271,7 @@ internal sealed class HpackDynamicTable
             _knownSize -= e.Size;
         }
         else _placeholders--;
-        _oldest = (_oldest + 1) % _entries.Length;
+        _oldest = Wrap(_oldest + 1, _entries.Length);
         if (--_count == 0) _oldest = 0;
     }
 

@@ -42,7 +42,7 @@ internal sealed class Http2Session : IProtocolSession
     private readonly ISessionHost _host;
     private readonly HttpLimits _limits;
     private readonly Direction _egress, _ingress;
-    private readonly Dictionary<uint, Stream> _streams = new();
+    private readonly StreamTable _streams = new();
     private StreamDirection? _clientDirection;
     // per initiator (client streams are odd, pushed ones even: their ids grow apart)
     private readonly uint[] _highestStream = new uint[2]; // streams at or below it that are not in the table have ended
@@ -69,7 +69,7 @@ internal sealed class Http2Session : IProtocolSession
             s.RequestEnded = true;
             _highestStream[1] = _firstOpened[1] = 1;
             NoteGrpc(s);
-            _streams[1] = s;
+            _streams.Add(s);
         }
     }
 
@@ -83,6 +83,10 @@ internal sealed class Http2Session : IProtocolSession
     // What the streams hold is summed as it changes rather than over every stream at each event:
     // a stream whose messages may have changed is touched, and the next read of Retained
     // re-measures only the touched ones (a stream leaving the table takes its share with it).
+    // A touch names the parts that changed (a side's message, a side's gRPC reader): most events
+    // change one, and re-measuring the others would read their objects, by then cold lines (a
+    // request waits through the events that bring its response; a gRPC message's DATA goes to
+    // its reader, not to the message whose headers came in an earlier event).
     private long _streamsRetained;
     private readonly List<Stream> _touched = new();
     private bool _recountAll;
@@ -99,8 +103,19 @@ internal sealed class Http2Session : IProtocolSession
             {
                 _recountAll = false;
                 _streamsRetained = 0;
-                foreach (var s in _streams.Values) _streamsRetained += s.Accounted = s.Retained;
-                foreach (var s in _touched) s.Touched = false;
+                foreach (var s in _streams)
+                {
+                    s.RequestMessageShare = s.Request?.RetainedBytes ?? 0;
+                    s.RequestReaderShare = s.GrpcRequests?.Retained ?? 0;
+                    s.ResponseMessageShare = s.Response?.RetainedBytes ?? 0;
+                    s.ResponseReaderShare = s.GrpcResponses?.Retained ?? 0;
+                    _streamsRetained += s.Accounted;
+                }
+                foreach (var s in _touched)
+                {
+                    s.Touched = false;
+                    s.TouchedParts = 0;
+                }
             }
             else
             {
@@ -108,16 +123,19 @@ internal sealed class Http2Session : IProtocolSession
                 {
                     if (!s.Touched) continue; // left the table since (or listed twice)
                     s.Touched = false;
-                    var r = s.Retained;
-                    _streamsRetained += r - s.Accounted;
-                    s.Accounted = r;
+                    var parts = s.TouchedParts;
+                    s.TouchedParts = 0;
+                    if ((parts & RequestMessage) != 0) Remeasure(ref s.RequestMessageShare, s.Request?.RetainedBytes ?? 0);
+                    if ((parts & RequestReader) != 0) Remeasure(ref s.RequestReaderShare, s.GrpcRequests?.Retained ?? 0);
+                    if ((parts & ResponseMessage) != 0) Remeasure(ref s.ResponseMessageShare, s.Response?.RetainedBytes ?? 0);
+                    if ((parts & ResponseReader) != 0) Remeasure(ref s.ResponseReaderShare, s.GrpcResponses?.Retained ?? 0);
                 }
             }
             _touched.Clear();
             if (CheckRetainedAccounting)
             {
                 long all = 0;
-                foreach (var s in _streams.Values)
+                foreach (var s in _streams)
                 {
                     all += s.Retained;
                     foreach (var m in (ReadOnlySpan<HttpMessage?>)[s.Request, s.Response])
@@ -134,18 +152,34 @@ internal sealed class Http2Session : IProtocolSession
         }
     }
 
-    /// <summary>The stream's messages may have changed size.</summary>
-    private void Touch(Stream s)
+    private void Remeasure(ref int share, int now)
     {
+        _streamsRetained += now - share;
+        share = now;
+    }
+
+    // the parts of a stream that hold buffers
+    private const byte RequestMessage = 1, RequestReader = 2, ResponseMessage = 4, ResponseReader = 8, AllParts = 15;
+
+    /// <summary>These parts of the stream may have changed size.</summary>
+    private void Touch(Stream s, byte parts)
+    {
+        s.TouchedParts |= parts;
         if (s.Touched) return;
         s.Touched = true;
         _touched.Add(s);
     }
 
+    /// <summary>The message one direction's frames write: the request when it is the client's.</summary>
+    private static byte MessageOf(bool client) => client ? RequestMessage : ResponseMessage;
+
+    /// <summary>The gRPC reader one direction's DATA feeds.</summary>
+    private static byte ReaderOf(bool client) => client ? RequestReader : ResponseReader;
+
     /// <summary>The stream leaves the table, taking its share of the running sum with it.</summary>
     private void Detach(Stream s)
     {
-        _streams.Remove(s.Id);
+        _streams.Remove(s);
         _streamsRetained -= s.Accounted;
     }
 
@@ -398,15 +432,16 @@ internal sealed class Http2Session : IProtocolSession
         if (s.Unnamed) return;
         var client = IsClient(d);
         if (!client && s.Response is null) return; // DATA before the response's HEADERS: the stream's loss is counted at its end
-        Touch(s);
         if (s.Grpc)
         {
+            Touch(s, ReaderOf(client));
             var reader = client ? s.GrpcRequests! : (s.GrpcResponses ??= new GrpcMessageReader());
             var before = reader.Count;
             reader.Feed(content, _limits.MaxBodyBytes, client ? s.RequestEncoding : s.ResponseEncoding);
             if (reader.Count != before) GrpcPairs(s, final: false);
             return;
         }
+        Touch(s, MessageOf(client));
         var m = client ? s.Request : s.Response;
         m?.AppendBody(content, _limits.MaxBodyBytes);
     }
@@ -503,7 +538,7 @@ internal sealed class Http2Session : IProtocolSession
     {
         var fromServer = !IsClient(d);
         List<Stream>? gone = null;
-        foreach (var s in _streams.Values)
+        foreach (var s in _streams)
         {
             // client streams are odd, pushed (server) streams even
             var initiatedByPeer = fromServer ? (s.Id & 1) == 1 : (s.Id & 1) == 0;
@@ -536,7 +571,11 @@ internal sealed class Http2Session : IProtocolSession
         // pseudo-header fields: the last of each kind; -1 when absent
         public int Method, Path, Authority, Status;
         public int FirstRegular;
+        public bool PseudoAfterRegular; // a pseudo-header field out of place, among the regular ones
         public bool HostField;
+        // the first content-type and grpc-encoding fields, -1 when absent: what a gRPC stream is
+        // told by, noted here rather than looked for again in the message's fields
+        public int ContentType, GrpcEncoding;
 
         /// <summary>The thread's instance, emptied; a fresh one should a block be read while another's
         /// fields are still in use.</summary>
@@ -547,8 +586,8 @@ internal sealed class Http2Session : IProtocolSession
             f._inUse = true;
             f._maxHeaderBytes = maxHeaderBytes;
             f._bytesLength = f.Count = f.UnknownFields = 0;
-            f.TooLarge = f.UnknownMayBePseudo = f.HostField = false;
-            f.Method = f.Path = f.Authority = f.Status = f.FirstRegular = -1;
+            f.TooLarge = f.UnknownMayBePseudo = f.HostField = f.PseudoAfterRegular = false;
+            f.Method = f.Path = f.Authority = f.Status = f.FirstRegular = f.ContentType = f.GrpcEncoding = -1;
             return f;
         }
 
@@ -560,6 +599,15 @@ internal sealed class Http2Session : IProtocolSession
         }
 
         public ReadOnlySpan<byte> Name(int i) => _bytes.AsSpan(_list[i].Name, _list[i].NameLength);
+
+        /// <summary>Fields from..Count-1, whose names and values lie one after the other to the end
+        /// of the bytes, added to the message in one copy.</summary>
+        public void AddAllFrom(HttpMessage m, int from)
+        {
+            if (from >= Count) return;
+            var start = _list[from].Name;
+            m.AddHeaders(_bytes.AsSpan(start, _bytesLength - start), _list.AsSpan(from, Count - from), start);
+        }
         public ReadOnlySpan<byte> Value(int i) => _bytes.AsSpan(_list[i].Value, _list[i].ValueLength);
         /// <summary>Field i's name and value, which lie one after the other.</summary>
         public ReadOnlySpan<byte> NameAndValue(int i) => _bytes.AsSpan(_list[i].Name, _list[i].NameLength + _list[i].ValueLength);
@@ -583,6 +631,7 @@ internal sealed class Http2Session : IProtocolSession
             // what the block names is noted as it is decoded (pseudo-header fields: the last of each kind)
             if (!name.IsEmpty && name[0] == (byte)':')
             {
+                if (FirstRegular >= 0) PseudoAfterRegular = true;
                 if (name.SequenceEqual(":method"u8)) Method = index;
                 else if (name.SequenceEqual(":path"u8)) Path = index;
                 else if (name.SequenceEqual(":authority"u8)) Authority = index;
@@ -591,7 +640,12 @@ internal sealed class Http2Session : IProtocolSession
             else
             {
                 if (FirstRegular < 0) FirstRegular = index;
-                if (name.Length == 4 && HttpText.EqualsLower(name, "host"u8)) HostField = true;
+                switch (name.Length)
+                {
+                    case 4: if (HttpText.EqualsLower(name, "host"u8)) HostField = true; break;
+                    case 12: if (ContentType < 0 && HttpText.EqualsLower(name, "content-type"u8)) ContentType = index; break;
+                    case 13: if (GrpcEncoding < 0 && HttpText.EqualsLower(name, "grpc-encoding"u8)) GrpcEncoding = index; break;
+                }
             }
         }
 
@@ -677,7 +731,7 @@ internal sealed class Http2Session : IProtocolSession
             // trailers: appended to the message they end
             for (var i = 0; i < f.Count; i++)
                 if (f.Name(i) is var n && (n.IsEmpty || n[0] != (byte)':')) existing.AddHeader(f.NameAndValue(i), n.Length);
-            Touch(s);
+            Touch(s, MessageOf(isRequestBlock));
             if (endStream) EndSide(s, isRequestBlock);
             return;
         }
@@ -695,7 +749,7 @@ internal sealed class Http2Session : IProtocolSession
             {
                 if (_streams.Count >= MaxStreams && !EvictUnnamed()) EvictOldest();
                 s = Stream.Rent(streamId);
-                _streams[streamId] = s;
+                _streams.Add(s);
                 Remember(d, s);
                 NoteStream(streamId);
                 if (_firstOpened[streamId & 1] == 0) _firstOpened[streamId & 1] = streamId;
@@ -712,9 +766,9 @@ internal sealed class Http2Session : IProtocolSession
             m.FirstByteNs = blockNs;
             s.Request = m;
             s.Pushed = push;
-            Touch(s);
+            Touch(s, RequestMessage);
             _confirmed = true;
-            NoteGrpc(s);
+            NoteGrpc(s, f);
             if (push) s.RequestEnded = true;
             else if (endStream) EndSide(s, client: true);
             return;
@@ -750,13 +804,18 @@ internal sealed class Http2Session : IProtocolSession
         AddRegular(r, f, regular);
         r.FirstByteNs = blockNs;
         s.Response = r;
-        Touch(s);
-        if (s.Grpc) s.ResponseEncoding = GrpcEncoding(r);
+        Touch(s, ResponseMessage);
+        if (s.Grpc) s.ResponseEncoding = f.GrpcEncoding < 0 ? null : GrpcEncoding(f.Value(f.GrpcEncoding));
         if (endStream) EndSide(s, client: false);
     }
 
     private static void AddRegular(HttpMessage m, BlockFields f, int from)
     {
+        if (!f.PseudoAfterRegular)
+        {
+            f.AddAllFrom(m, from); // the usual block: every field from the first regular one is a field
+            return;
+        }
         for (var i = from; i < f.Count; i++)
         {
             var name = f.Name(i);
@@ -794,11 +853,11 @@ internal sealed class Http2Session : IProtocolSession
     /// they only keep later frames of their streams from being counted twice.</summary>
     private bool EvictUnnamed()
     {
-        List<uint>? gone = null;
-        foreach (var (id, st) in _streams)
-            if (st.Unnamed) (gone ??= new()).Add(id);
+        List<Stream>? gone = null;
+        foreach (var st in _streams)
+            if (st.Unnamed) (gone ??= new()).Add(st);
         if (gone is null) return false;
-        foreach (var id in gone) RemoveAndRecycle(_streams[id]);
+        foreach (var st in gone) RemoveAndRecycle(st);
         return true;
     }
 
@@ -808,7 +867,7 @@ internal sealed class Http2Session : IProtocolSession
     private void EvictOldest()
     {
         Stream? oldest = null;
-        foreach (var st in _streams.Values)
+        foreach (var st in _streams)
             if (oldest is null || st.Id < oldest.Id) oldest = st;
         if (oldest is not null) Reset(oldest, "h2_stream_stale");
     }
@@ -823,30 +882,39 @@ internal sealed class Http2Session : IProtocolSession
             if (!tracked || streamId == 0) return;
             if (_streams.Count >= MaxStreams && !EvictUnnamed()) return;
             s = Stream.Rent(streamId);
-            _streams[streamId] = s;
+            _streams.Add(s);
         }
         s.Unnamed = true;
         s.ReleaseMessages();
-        Touch(s);
+        Touch(s, AllParts);
     }
 
+    /// <summary>An h2c upgrade's request, read by HTTP/1: its fields are looked for in the message.</summary>
     private static void NoteGrpc(Stream s)
     {
         var m = s.Request!;
         var ct = m.FindHeader("content-type"u8);
         if (ct < 0 || !m.HeaderValue(ct).StartsWith("application/grpc"u8)) return;
-        s.Grpc = true;
-        s.GrpcRequests ??= new GrpcMessageReader();
-        s.RequestEncoding = GrpcEncoding(m);
+        var enc = m.FindHeader("grpc-encoding"u8);
+        NoteGrpc(s, enc < 0 ? null : GrpcEncoding(m.HeaderValue(enc)));
     }
 
-    private static string? GrpcEncoding(HttpMessage m)
+    /// <summary>A request read from its header block: the fields were noted as it was decoded.</summary>
+    private static void NoteGrpc(Stream s, BlockFields f)
     {
-        var i = m.FindHeader("grpc-encoding"u8);
-        if (i < 0) return null;
-        var v = m.HeaderValue(i);
-        return v.SequenceEqual("gzip"u8) ? "gzip" : v.SequenceEqual("deflate"u8) ? "deflate" : v.SequenceEqual("identity"u8) ? null : "other";
+        if (f.ContentType < 0 || !f.Value(f.ContentType).StartsWith("application/grpc"u8)) return;
+        NoteGrpc(s, f.GrpcEncoding < 0 ? null : GrpcEncoding(f.Value(f.GrpcEncoding)));
     }
+
+    private static void NoteGrpc(Stream s, string? encoding)
+    {
+        s.Grpc = true;
+        s.GrpcRequests ??= new GrpcMessageReader();
+        s.RequestEncoding = encoding;
+    }
+
+    private static string? GrpcEncoding(ReadOnlySpan<byte> v) =>
+        v.SequenceEqual("gzip"u8) ? "gzip" : v.SequenceEqual("deflate"u8) ? "deflate" : v.SequenceEqual("identity"u8) ? null : "other";
 
     // ---- streams ending ----
 
@@ -873,7 +941,7 @@ internal sealed class Http2Session : IProtocolSession
         if (!client && s.Response is not null) s.Response.LastByteNs = _eventNs;
         if (!s.RequestEnded || !s.ResponseEnded)
         {
-            Touch(s);
+            Touch(s, ReaderOf(client)); // its reader may have handed on a message cut short
             return;
         }
         Detach(s);
@@ -881,6 +949,8 @@ internal sealed class Http2Session : IProtocolSession
         s.Recycle();
     }
 
+    /// <summary>Both sides have ended. What is not handed on here is released by the stream's
+    /// Recycle, which follows.</summary>
     private void Complete(Stream s)
     {
         if (s.Unnamed) return;
@@ -888,13 +958,11 @@ internal sealed class Http2Session : IProtocolSession
         {
             if (s.Response is null && s.GrpcRequests!.Count == 0) _host.CountDrop("request_without_response"); // (its messages are counted one by one)
             GrpcPairs(s, final: true);
-            s.ReleaseMessages();
             return;
         }
         if (s.Request is null || s.Response is null)
         {
             _host.CountDrop(s.Request is null ? "response_without_request" : "request_without_response");
-            s.ReleaseMessages();
             return;
         }
         _host.Emit(s.Request, s.Response, ExchangeDirection);
@@ -941,10 +1009,8 @@ internal sealed class Http2Session : IProtocolSession
     /// carries the stream's request and response headers and x-collector-grpc-index: i.</summary>
     private void GrpcPairs(Stream s, bool final)
     {
-        Touch(s);
         var requests = s.GrpcRequests!;
         var responses = s.GrpcResponses;
-        Span<byte> index = stackalloc byte[11];
         while (true)
         {
             var haveRequest = requests.Count > 0;
@@ -954,6 +1020,7 @@ internal sealed class Http2Session : IProtocolSession
             var later = requests.Count > 1 || responses is { Count: > 1 };
             var held = requests.Count + (responses?.Count ?? 0);
             if (!final && !(settled && later) && held <= MaxHeldGrpcMessages) break;
+            Touch(s, AllParts); // messages leave the readers, and the last pair takes the stream's own (touched only then: most calls pair nothing)
             if (s.Response is null || s.Request!.IsLost || s.Response.IsLost)
             {
                 // nothing to pair them with (no response headers), or the stream was shed: the
@@ -980,8 +1047,7 @@ internal sealed class Http2Session : IProtocolSession
                 response = HttpMessage.Rent();
                 response.CopyHeadFrom(s.Response);
             }
-            System.Buffers.Text.Utf8Formatter.TryFormat(s.GrpcIndex, index, out var n);
-            request.AddHeader(GrpcIndexHeader, index[..n]);
+            AddGrpcIndex(request, s.GrpcIndex);
             if (haveRequest) TakeMessage(request, requests);
             if (haveResponse) TakeMessage(response, responses!);
             if (final && !s.ResponseEnded) response.Incomplete = true;
@@ -994,6 +1060,23 @@ internal sealed class Http2Session : IProtocolSession
             var lost = s.GrpcRequests.LostMessages + (s.GrpcResponses?.LostMessages ?? 0);
             for (var i = 0; i < lost; i++) _host.CountDrop("grpc_message_lost");
         }
+    }
+
+    /// <summary>x-collector-grpc-index. Kept out of GrpcPairs: a stackalloc there keeps its loop from
+    /// on-stack replacement, so the JIT compiles it optimized at once, without the profile tiering
+    /// would give it.</summary>
+    private static void AddGrpcIndex(HttpMessage request, int index)
+    {
+        if ((uint)index < 10) request.AddHeader(GrpcIndexHeader, "0123456789"u8.Slice(index, 1)); // a unary call's 0
+        else AddGrpcIndexFormatted(request, index);
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static void AddGrpcIndexFormatted(HttpMessage request, int index)
+    {
+        Span<byte> text = stackalloc byte[11];
+        System.Buffers.Text.Utf8Formatter.TryFormat(index, text, out var n);
+        request.AddHeader(GrpcIndexHeader, text[..n]);
     }
 
     private void TakeMessage(HttpMessage m, GrpcMessageReader queue)
@@ -1059,8 +1142,8 @@ internal sealed class Http2Session : IProtocolSession
     private void MarkGap(Stream s, Direction d, long bytes)
     {
         if (s.Unnamed) return;
-        Touch(s);
         var client = IsClient(d);
+        Touch(s, s.Grpc ? ReaderOf(client) : MessageOf(client));
         if (s.Grpc)
         {
             var reader = client ? s.GrpcRequests : s.GrpcResponses;
@@ -1100,13 +1183,13 @@ internal sealed class Http2Session : IProtocolSession
             d.BlockLength = 0;
         }
         d.Hpack.MarkUnsynced(); // header blocks may have gone by in the hole
-        foreach (var s in _streams.Values) MarkGap(s, d, long.MaxValue);
+        foreach (var s in _streams) MarkGap(s, d, long.MaxValue);
     }
 
     public void Finish(bool closed, ulong nowNs, string reason)
     {
         _eventNs = nowNs;
-        foreach (var s in _streams.Values)
+        foreach (var s in _streams)
         {
             if (s.Unnamed)
             {
@@ -1140,7 +1223,7 @@ internal sealed class Http2Session : IProtocolSession
 
     public void Shed()
     {
-        foreach (var s in _streams.Values)
+        foreach (var s in _streams)
         {
             s.Request?.MarkLost("shed");
             s.Response?.MarkLost("shed");
@@ -1159,7 +1242,7 @@ internal sealed class Http2Session : IProtocolSession
 
     public void Dispose()
     {
-        foreach (var s in _streams.Values) s.Recycle();
+        foreach (var s in _streams) s.Recycle();
         _streams.Clear();
         _streamsRetained = 0;
         _touched.Clear();
@@ -1269,6 +1352,87 @@ internal sealed class Http2Session : IProtocolSession
         }
     }
 
+    /// <summary>The streams of a connection, by id. A connection has few streams open at once, so
+    /// the ids lie side by side in one small array scanned whole (a line or two, vectorized) rather
+    /// than in a Dictionary's buckets and entries, two more cold lines per lookup on a busy node.
+    /// Bounded by MaxStreams; a freed slot is the next one taken (last freed first), so streams are
+    /// visited in the order a Dictionary would visit them.</summary>
+    private sealed class StreamTable
+    {
+        private const uint FreeId = uint.MaxValue; // stream ids are 31 bits: never a stream's
+        private uint[] _ids = new uint[8];
+        private Stream?[] _slots = new Stream?[8];
+        private int[] _free = new int[8];
+        private int _end;       // slots in use or freed: the part of the arrays scanned
+        private int _freeCount;
+
+        public int Count { get; private set; }
+
+        public bool TryGetValue(uint id, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Stream? s)
+        {
+            var i = _ids.AsSpan(0, _end).IndexOf(id);
+            s = i < 0 ? null : _slots[i];
+            return s is not null;
+        }
+
+        public bool ContainsKey(uint id) => TryGetValue(id, out _);
+
+        /// <summary>A stream whose id is not in the table.</summary>
+        public void Add(Stream s)
+        {
+            int i;
+            if (_freeCount > 0) i = _free[--_freeCount];
+            else
+            {
+                if (_end == _ids.Length)
+                {
+                    var size = _ids.Length * 2;
+                    Array.Resize(ref _ids, size);
+                    Array.Resize(ref _slots, size);
+                    Array.Resize(ref _free, size);
+                }
+                i = _end++;
+            }
+            _ids[i] = s.Id;
+            _slots[i] = s;
+            s.Slot = i;
+            Count++;
+        }
+
+        public void Remove(Stream s)
+        {
+            var i = s.Slot;
+            if ((uint)i >= (uint)_end || _slots[i] != s) return; // not in the table
+            _ids[i] = FreeId;
+            _slots[i] = null;
+            _free[_freeCount++] = i;
+            Count--;
+        }
+
+        public void Clear()
+        {
+            _ids.AsSpan(0, _end).Clear();
+            _slots.AsSpan(0, _end).Clear();
+            _end = _freeCount = Count = 0;
+        }
+
+        /// <summary>The streams, in slot order; the table must not change while it is walked.</summary>
+        public Enumerator GetEnumerator() => new(this);
+
+        public struct Enumerator(StreamTable table)
+        {
+            private int _i = -1;
+            public Stream Current => table._slots[_i]!;
+
+            public bool MoveNext()
+            {
+                while (++_i < table._end)
+                    if (table._slots[_i] is not null) return true;
+                return false;
+            }
+        }
+    }
+
     /// <summary>One stream's state. Pooled with its gRPC readers: a stream is the one object an
     /// exchange would otherwise cost.</summary>
     private sealed class Stream
@@ -1276,14 +1440,17 @@ internal sealed class Http2Session : IProtocolSession
         private static readonly ThreadCachedPool<Stream> Pool = new(batch: 64, maxShared: 4096);
 
         public uint Id;
+        public int Slot;       // its place in the session's StreamTable
         public HttpMessage? Request, Response;
         public bool RequestEnded, ResponseEnded, Unnamed, Pushed, Grpc;
         public GrpcMessageReader? GrpcRequests, GrpcResponses; // kept across uses, reset
         public string? RequestEncoding, ResponseEncoding;
         public int GrpcIndex;
         public int Use;        // bumped each time it goes back to the pool
-        public long Accounted; // its share of the session's running sum
-        public bool Touched;   // listed to be measured again
+        // its share of the session's running sum, by part (int: messages and readers count in ints)
+        public int RequestMessageShare, RequestReaderShare, ResponseMessageShare, ResponseReaderShare;
+        public bool Touched;      // listed to be measured again
+        public byte TouchedParts; // which parts
 
         public static Stream Rent(uint id)
         {
@@ -1292,8 +1459,9 @@ internal sealed class Http2Session : IProtocolSession
             return s;
         }
 
+        public long Accounted => (long)RequestMessageShare + RequestReaderShare + ResponseMessageShare + ResponseReaderShare;
         public long Retained =>
-            (Request?.RetainedBytes ?? 0) + (Response?.RetainedBytes ?? 0) +
+            (long)(Request?.RetainedBytes ?? 0) + (Response?.RetainedBytes ?? 0) +
             (GrpcRequests?.Retained ?? 0) + (GrpcResponses?.Retained ?? 0);
 
         public void ReleaseMessages()
@@ -1312,8 +1480,9 @@ internal sealed class Http2Session : IProtocolSession
             RequestEnded = ResponseEnded = Unnamed = Pushed = Grpc = false;
             RequestEncoding = ResponseEncoding = null;
             GrpcIndex = 0;
-            Accounted = 0;
+            RequestMessageShare = RequestReaderShare = ResponseMessageShare = ResponseReaderShare = 0;
             Touched = false;
+            TouchedParts = 0;
             Use++;
             Pool.Return(this);
         }
