@@ -203,11 +203,19 @@ internal sealed class Http2Session : IProtocolSession
             if (!data[..n].SequenceEqual(expected[..n]))
             {
                 d.PrefaceLeft = 0;
+                var toHttp1 = _joined && !_confirmed;
                 LoseSync(d, "bad_preface");
-                return;
+                if (toHttp1) return;
+                // The preface's bytes went by unseen (Go's first TLS read can be served from what
+                // the handshake buffered, with no syscall inside to tie it to its socket): the
+                // frames that follow are taken where they begin, as after any other hole, instead
+                // of the connection's whole event being skipped.
             }
-            d.PrefaceLeft -= n;
-            data = data[n..];
+            else
+            {
+                d.PrefaceLeft -= n;
+                data = data[n..];
+            }
         }
         if (d.Resync)
         {

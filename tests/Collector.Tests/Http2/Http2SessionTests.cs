@@ -148,6 +148,24 @@ public sealed class Http2SessionTests
         Assert.Equal("ok", x.ResponseText);
     }
 
+    /// <summary>The client's preface and first frames went by unseen (Go's first TLS read served
+    /// from what the handshake buffered, no syscall to tie it to its socket): the missing preface is
+    /// counted, and the frames that follow are read where they begin, not skipped with the event.</summary>
+    [Fact]
+    public void A_missing_preface_is_counted_and_the_frames_after_it_are_still_read()
+    {
+        using var h = new Harness();
+        var c = h.Open(5, tracedIsServer: true);
+        h.Response(c, Settings());
+        // the first request (preface, SETTINGS, stream 1) never arrived; stream 3 does
+        h.Request(c, Cat(Settings(), Headers(3, true, (":method", "GET"), (":scheme", "http"), (":path", "/second"), (":authority", "a"))));
+        h.Response(c, Cat(Headers(3, false, (":status", "200")), Data(3, true, "ok"u8.ToArray())));
+        var x = Assert.Single(h.Exchanges);
+        Assert.Equal("/second", x.Akto("path"));
+        Assert.Equal("ok", x.ResponseText);
+        Assert.Equal(1, h.Drops("malformed_h2_bad_preface"));
+    }
+
     [Fact]
     public void A_stream_reset_before_its_response_is_counted_and_others_go_on()
     {
