@@ -83,13 +83,15 @@ public sealed unsafe class RingBufferReader : IDisposable
 
     /// <summary>Leaves out the data events stamped (CLOCK_MONOTONIC) before ns; the events that
     /// carry no bytes (process exec and exit, connection open, bind and close) still count, so
-    /// that a connection of the window keeps its addresses and is ended by its close. Why: the syscall tracepoints are attached one at a
-    /// time, which under load took seconds here, and while only some were on, a connection's
+    /// that a connection of the window keeps its addresses and is ended by its close. Why: the
+    /// syscall tracepoints are attached one at a time, which under load took seconds here, and
+    /// while only some were on, a connection's
     /// requests were seen without their responses (a write probe on, its read not yet): 130k
     /// exchanges per start counted as pairing losses in bench-capture's startup row. Capture
     /// starts when the last probe is on, for every syscall at once, as if the collector had
     /// started at that instant; a connection whose bytes were left out is then joined mid-stream
-    /// like one opened before the collector started (<see cref="IKernelEventHandler.OnDataBeforeCapture"/>). Set from the start-up thread, read by the reader thread.</summary>
+    /// like one opened before the collector started (<see cref="IKernelEventHandler.OnDataBeforeCapture"/>).
+    /// Set from the start-up thread, read by the reader thread.</summary>
     public void CaptureFrom(ulong ns) => Volatile.Write(ref _captureFromNs, ns);
 
     [UnmanagedCallersOnly]

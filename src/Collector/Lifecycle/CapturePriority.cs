@@ -22,25 +22,26 @@ namespace Collector.Lifecycle;
 public static unsafe class CapturePriority
 {
     /// <summary>Every thread of the process at <paramref name="nice"/> for start-up; threads started
-    /// meanwhile inherit it. Returns the nice value to return to (the process's own, as started).</summary>
-    public static int RaiseForStartup(int nice, ILogger log)
+    /// meanwhile inherit it. Returns the nice value to return to (the process's own, as started),
+    /// or null when start-up was not raised (nothing to undo).</summary>
+    public static int? RaiseForStartup(int nice, ILogger log)
     {
         var original = NiceOf("/proc/thread-self/stat");
-        if (nice >= original) return original;
-        var failed = 0;
+        if (nice >= original) return null;
+        string? error = null;
         foreach (var tid in Threads())
-            if (Interop.Libc.Setpriority(Interop.Libc.PrioProcess, (uint)tid, nice) != 0) failed++;
-        if (failed > 0)
-            log.LogWarning("start-up: CAPTURE_NICE={Nice} not applied ({Error}; a negative value needs CAP_SYS_NICE)",
-                nice, Marshal.GetLastPInvokeErrorMessage());
+            if (Interop.Libc.Setpriority(Interop.Libc.PrioProcess, (uint)tid, nice) != 0) error ??= Marshal.GetLastPInvokeErrorMessage();
+        if (error is not null)
+            log.LogWarning("start-up: CAPTURE_NICE={Nice} not applied ({Error}; a negative value needs CAP_SYS_NICE)", nice, error);
         return original;
     }
 
     /// <summary>Start-up is over: every thread but the reader back to the process's own nice value.</summary>
-    public static void EndStartup(int original, int readerTid)
+    public static void EndStartup(int? original, int readerTid)
     {
+        if (original is not { } nice) return;
         foreach (var tid in Threads())
-            if (tid != readerTid) Interop.Libc.Setpriority(Interop.Libc.PrioProcess, (uint)tid, original);
+            if (tid != readerTid) Interop.Libc.Setpriority(Interop.Libc.PrioProcess, (uint)tid, nice);
     }
 
     /// <summary>The calling thread (the reader) at <paramref name="nice"/> for good; threads it
