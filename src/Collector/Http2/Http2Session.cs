@@ -105,11 +105,8 @@ internal sealed class Http2Session : IProtocolSession
                 _streamsRetained = 0;
                 foreach (var s in _streams)
                 {
-                    s.RequestMessageShare = s.Request?.RetainedBytes ?? 0;
-                    s.RequestReaderShare = s.GrpcRequests?.Retained ?? 0;
-                    s.ResponseMessageShare = s.Response?.RetainedBytes ?? 0;
-                    s.ResponseReaderShare = s.GrpcResponses?.Retained ?? 0;
-                    _streamsRetained += s.Accounted;
+                    s.ClearShares();
+                    Remeasure(s, AllParts);
                 }
                 foreach (var s in _touched)
                 {
@@ -125,10 +122,7 @@ internal sealed class Http2Session : IProtocolSession
                     s.Touched = false;
                     var parts = s.TouchedParts;
                     s.TouchedParts = 0;
-                    if ((parts & RequestMessage) != 0) Remeasure(ref s.RequestMessageShare, s.Request?.RetainedBytes ?? 0);
-                    if ((parts & RequestReader) != 0) Remeasure(ref s.RequestReaderShare, s.GrpcRequests?.Retained ?? 0);
-                    if ((parts & ResponseMessage) != 0) Remeasure(ref s.ResponseMessageShare, s.Response?.RetainedBytes ?? 0);
-                    if ((parts & ResponseReader) != 0) Remeasure(ref s.ResponseReaderShare, s.GrpcResponses?.Retained ?? 0);
+                    Remeasure(s, parts);
                 }
             }
             _touched.Clear();
@@ -150,6 +144,15 @@ internal sealed class Http2Session : IProtocolSession
             }
             return _egress.Retained + _ingress.Retained + _streamsRetained;
         }
+    }
+
+    /// <summary>These parts of the stream measured again, the running sum moved by the change.</summary>
+    private void Remeasure(Stream s, byte parts)
+    {
+        if ((parts & RequestMessage) != 0) Remeasure(ref s.RequestMessageShare, s.Request?.RetainedBytes ?? 0);
+        if ((parts & RequestReader) != 0) Remeasure(ref s.RequestReaderShare, s.GrpcRequests?.Retained ?? 0);
+        if ((parts & ResponseMessage) != 0) Remeasure(ref s.ResponseMessageShare, s.Response?.RetainedBytes ?? 0);
+        if ((parts & ResponseReader) != 0) Remeasure(ref s.ResponseReaderShare, s.GrpcResponses?.Retained ?? 0);
     }
 
     private void Remeasure(ref int share, int now)
@@ -1468,6 +1471,8 @@ internal sealed class Http2Session : IProtocolSession
         }
 
         public long Accounted => (long)RequestMessageShare + RequestReaderShare + ResponseMessageShare + ResponseReaderShare;
+
+        public void ClearShares() => RequestMessageShare = RequestReaderShare = ResponseMessageShare = ResponseReaderShare = 0;
         public long Retained =>
             (long)(Request?.RetainedBytes ?? 0) + (Response?.RetainedBytes ?? 0) +
             (GrpcRequests?.Retained ?? 0) + (GrpcResponses?.Retained ?? 0);
@@ -1488,7 +1493,7 @@ internal sealed class Http2Session : IProtocolSession
             RequestEnded = ResponseEnded = Unnamed = Pushed = Grpc = false;
             RequestEncoding = ResponseEncoding = null;
             GrpcIndex = 0;
-            RequestMessageShare = RequestReaderShare = ResponseMessageShare = ResponseReaderShare = 0;
+            ClearShares();
             Touched = false;
             TouchedParts = 0;
             Use++;
