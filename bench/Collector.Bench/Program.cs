@@ -134,20 +134,7 @@ public static class Program
         foreach (var s in withPolicy)
         {
             var baseline = scenarios.First(b => b.Name == s.Baseline);
-            using var on = new Driver(s.Make, connections: 2000, s.Policy);
-            using var off = new Driver(baseline.Make, connections: 2000);
-            on.Prime();
-            off.Prime();
-            on.Run(TimeSpan.FromSeconds(0.5));
-            off.Run(TimeSpan.FromSeconds(0.5));
-            var slice = TimeSpan.FromSeconds(Math.Max(0.25, seconds / 4));
-            var onCpu = new List<double>();
-            var offCpu = new List<double>();
-            for (var i = 0; i < 8; i++)
-            {
-                offCpu.Add(off.Run(slice).CpuNsPerExchange);
-                onCpu.Add(on.Run(slice).CpuNsPerExchange);
-            }
+            var (onCpu, offCpu) = Alternate(s, baseline, seconds);
             var (a, b) = (Median(onCpu), Median(offCpu));
             // the share in each pair of neighbouring slices too, and their median: the load of a
             // shared machine moves between pairs more than within one, so the pairs' spread says
@@ -167,25 +154,32 @@ public static class Program
         foreach (var s in rows)
         {
             var baseline = scenarios.First(b => b.Name == s.Baseline);
-            using var h2 = new Driver(s.Make, connections: 2000);
-            using var h1 = new Driver(baseline.Make, connections: 2000);
-            h2.Prime();
-            h1.Prime();
-            h2.Run(TimeSpan.FromSeconds(0.5));
-            h1.Run(TimeSpan.FromSeconds(0.5));
-            var slice = TimeSpan.FromSeconds(Math.Max(0.25, seconds / 4));
-            var h2Cpu = new List<double>();
-            var h1Cpu = new List<double>();
-            var ratios = new List<double>();
-            for (var i = 0; i < 8; i++)
-            {
-                h1Cpu.Add(h1.Run(slice).CpuNsPerExchange);
-                h2Cpu.Add(h2.Run(slice).CpuNsPerExchange);
-                ratios.Add(h2Cpu[^1] / h1Cpu[^1]);
-            }
+            var (h2Cpu, h1Cpu) = Alternate(s, baseline, seconds);
+            var ratios = h2Cpu.Select((h2, i) => h2 / h1Cpu[i]).ToList();
             Console.WriteLine($"interleaved, 8 slices each: {s.Name} {Median(h2Cpu) / 1000:N2} us vs {baseline.Name} {Median(h1Cpu) / 1000:N2} us CPU per exchange (medians), " +
                               $"ratio of medians {Median(h2Cpu) / Median(h1Cpu):N2}x, median of slice ratios {Median(ratios):N2}x (range {ratios.Min():N2}-{ratios.Max():N2}) (goal <= 2x)");
         }
+    }
+
+    /// <summary>A row and its baseline, each primed and warmed, then run in 8 alternating slices
+    /// (baseline first in each pair): the CPU per exchange of every slice of each.</summary>
+    private static (List<double> Row, List<double> Baseline) Alternate(Scenario row, Scenario baseline, double seconds)
+    {
+        using var r = new Driver(row.Make, connections: 2000, row.Policy);
+        using var b = new Driver(baseline.Make, connections: 2000);
+        r.Prime();
+        b.Prime();
+        r.Run(TimeSpan.FromSeconds(0.5));
+        b.Run(TimeSpan.FromSeconds(0.5));
+        var slice = TimeSpan.FromSeconds(Math.Max(0.25, seconds / 4));
+        var rowCpu = new List<double>();
+        var baselineCpu = new List<double>();
+        for (var i = 0; i < 8; i++)
+        {
+            baselineCpu.Add(b.Run(slice).CpuNsPerExchange);
+            rowCpu.Add(r.Run(slice).CpuNsPerExchange);
+        }
+        return (rowCpu, baselineCpu);
     }
 
     private static double Median(List<double> xs)

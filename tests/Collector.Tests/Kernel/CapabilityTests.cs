@@ -51,7 +51,7 @@ public sealed class CapabilityTests(ITestOutputHelper output)
         Assert.Equal(Mask(caps), StatusMask(collector.Pid, "CapBnd"));
         Assert.Equal(0, await collector.MetricAsync("collector_probe_attach_failures_total"));
         Assert.True(await collector.MetricAsync("collector_tracepoints_attached") >= 20);
-        Assert.Equal(-10, ReaderNice(collector.Pid));
+        Assert.Equal(-10, ReaderPriorityTests.ReaderNice(collector.Pid));
 
         foreach (var (scheme, port) in new[] { ("http", nginx.PlainPort), ("https", nginx.TlsPort) })
         {
@@ -88,17 +88,13 @@ public sealed class CapabilityTests(ITestOutputHelper output)
         File.WriteAllText(Path.Combine(nginx.Www, "nice.txt"), "nice\n");
         await using var collector = await CollectorProcess.StartAsync(
             new Dictionary<string, string> { ["TRACE_COMMS"] = "curl,nginx" }, prefix: Setpriv(caps));
-        Assert.Equal(0, ReaderNice(collector.Pid));
+        Assert.Equal(0, ReaderPriorityTests.ReaderNice(collector.Pid));
         Assert.Contains(collector.LogLines, l => l.Contains("CAPTURE_NICE=-10 not applied") && l.Contains("CAP_SYS_NICE"));
         var path = $"/nice.txt?{Guid.NewGuid():N}";
         Shell.Check("curl", $"-s --fail http://127.0.0.1:{nginx.PlainPort}{path}");
         Assert.Equal(2, (await collector.WaitForAsync(m => m.GetProperty("path").GetString() == path, 2)).Count);
         Assert.Equal(0, await collector.StopAsync(TimeSpan.FromSeconds(30)));
     }
-
-    private static int ReaderNice(int pid) => Directory.GetDirectories($"/proc/{pid}/task")
-        .Where(t => File.ReadAllText(Path.Combine(t, "comm")).TrimEnd('\n') == "ring-buffer")
-        .Select(t => Collector.Lifecycle.CapturePriority.NiceOf(Path.Combine(t, "stat"))).Single();
 
     /// <summary>Without the eBPF capabilities every feature probe fails alike: the collector says that
     /// the bpf() call is refused, not that the kernel is below the floor, and exits with status 4.</summary>

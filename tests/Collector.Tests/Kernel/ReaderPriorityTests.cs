@@ -19,9 +19,7 @@ public sealed class ReaderPriorityTests
         if (setting is not null) env["CAPTURE_NICE"] = setting;
         await using var collector = await CollectorProcess.StartAsync(env, prefix: processNice == 0 ? null : ["nice", "-n", processNice.ToString()]);
 
-        var threads = Directory.GetDirectories($"/proc/{collector.Pid}/task")
-            .Select(t => (Name: File.ReadAllText(Path.Combine(t, "comm")).TrimEnd('\n'), Nice: NiceOf(Path.Combine(t, "stat"))))
-            .ToList();
+        var threads = ThreadNice(collector.Pid);
         var reader = Assert.Single(threads, t => t.Name == "ring-buffer");
         Assert.Equal(expected, reader.Nice);
         // only that thread: the JIT, librdkafka and the web server keep the default
@@ -33,5 +31,11 @@ public sealed class ReaderPriorityTests
         Assert.Equal(0, await collector.StopAsync(TimeSpan.FromSeconds(30)));
     }
 
-    private static int NiceOf(string statPath) => Collector.Lifecycle.CapturePriority.NiceOf(statPath);
+    /// <summary>Each thread of the process: its name and nice value, as the kernel has them.</summary>
+    public static List<(string Name, int Nice)> ThreadNice(int pid) => Directory.GetDirectories($"/proc/{pid}/task")
+        .Select(t => (File.ReadAllText(Path.Combine(t, "comm")).TrimEnd('\n'), Collector.Lifecycle.CapturePriority.NiceOf(Path.Combine(t, "stat"))))
+        .ToList();
+
+    /// <summary>The ring buffer reader's nice value.</summary>
+    public static int ReaderNice(int pid) => ThreadNice(pid).Single(t => t.Name == "ring-buffer").Nice;
 }
