@@ -20,6 +20,7 @@ public sealed class Counter
 public sealed class LabeledCounter(string label, int maxSeries = 200)
 {
     private readonly ConcurrentDictionary<string, Counter> _series = new();
+    private int _count; // ConcurrentDictionary.Count takes every lock: past the cap it would be asked per lookup
     public string Label { get; } = label;
 
     public Counter this[string value]
@@ -27,14 +28,28 @@ public sealed class LabeledCounter(string label, int maxSeries = 200)
         get
         {
             if (_series.TryGetValue(value, out var c)) return c;
-            if (_series.Count >= maxSeries) value = "other";
-            return _series.GetOrAdd(value, _ => new Counter());
+            if (Volatile.Read(ref _count) >= maxSeries) value = "other";
+            return CappedSeries.GetOrAdd(_series, value, ref _count);
         }
     }
 
     public IEnumerable<KeyValuePair<string, Counter>> Series => _series.OrderBy(kv => kv.Key, StringComparer.Ordinal);
 
     public long Total => _series.Values.Sum(c => c.Value);
+}
+
+/// <summary>A series' counter, made on first use; count is the number of series made, kept apart
+/// from the dictionary because its Count takes every lock.</summary>
+internal static class CappedSeries
+{
+    public static Counter GetOrAdd<TKey>(ConcurrentDictionary<TKey, Counter> series, TKey key, ref int count) where TKey : notnull
+    {
+        if (series.TryGetValue(key, out var c)) return c;
+        var made = new Counter();
+        var kept = series.GetOrAdd(key, made);
+        if (ReferenceEquals(kept, made)) Interlocked.Increment(ref count);
+        return kept;
+    }
 }
 
 public sealed class Histogram(double[] bounds)

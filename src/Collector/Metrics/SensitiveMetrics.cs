@@ -13,6 +13,8 @@ public sealed class SensitiveMetrics(int maxSeries)
     public static readonly string[] Results = ["clean", "reported", "masked", "dropped"];
 
     private readonly ConcurrentDictionary<(string Category, string Location, string Endpoint), Counter> _findings = new();
+    // ConcurrentDictionary.Count takes every lock: past the cap it would be asked per lookup
+    private int _findingSeries;
     public int MaxSeries { get; } = maxSeries;
     public LabeledCounter Exchanges { get; } = new("result", 8);
     public Counter ClassifyTicks { get; } = new();
@@ -25,8 +27,8 @@ public sealed class SensitiveMetrics(int maxSeries)
     {
         var key = (category, location, endpoint);
         if (_findings.TryGetValue(key, out var c)) return c;
-        if (_findings.Count >= MaxSeries) key = (category, location, OverflowEndpoint);
-        return _findings.GetOrAdd(key, _ => new Counter());
+        if (Volatile.Read(ref _findingSeries) >= MaxSeries) key = (category, location, OverflowEndpoint);
+        return CappedSeries.GetOrAdd(_findings, key, ref _findingSeries);
     }
 
     public IEnumerable<(IReadOnlyList<(string Name, string Value)> Labels, double Value)> FindingSeries() =>

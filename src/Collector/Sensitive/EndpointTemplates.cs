@@ -12,6 +12,9 @@ public sealed class EndpointTemplates
 {
     private const int MaxRemembered = 4096;
     private readonly Dictionary<(string Host, int PathHash), List<(byte[] Path, string Template)>> _known = new();
+    // one string object per template: /items/1 and /items/2 give the same one, whose series the
+    // classifier then finds by reference
+    private readonly Dictionary<string, string> _templates = new(StringComparer.Ordinal);
     private int _count;
 
     public string Of(HttpMessage request)
@@ -27,6 +30,7 @@ public sealed class EndpointTemplates
         var made = Make(HostWithoutPort(host), path);
         if (_count < MaxRemembered)
         {
+            if (!_templates.TryAdd(made, made)) made = _templates[made];
             if (entries is null) _known[key] = entries = new List<(byte[], string)>(1);
             entries.Add((path.ToArray(), made));
             _count++;

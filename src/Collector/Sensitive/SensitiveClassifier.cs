@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -44,11 +45,14 @@ public sealed class SensitiveClassifier : IKeyHintSource
     private readonly JsonCursor _cursor = new();
     private IncrementalHash? _hmac;
     private readonly Counter?[] _outcomes = new Counter?[4];
-    private readonly List<Finding> _lastFindings = new();
+    // the note's entries, (category, where) each once per side in the order found; the notes of
+    // entries seen before are served again (a body of records has few combinations)
+    private readonly List<(int Category, string Where, bool Request)> _entries = new();
+    private readonly Dictionary<int, ((int Category, string Where, bool Request)[] Entries, string? Request, string? Response)> _notes = new();
+    private const int MaxRememberedNotes = 256;
+    private int _requestEntries, _responseEntries;
     private readonly Dictionary<long, (byte[] Name, string Where)> _namedWhere = new();
     private readonly StringBuilder _note = new();
-    private readonly HashSet<(int, string)> _noteSeen = new(NoteEntryComparer.Instance);
-    private readonly string?[] _lastNote = new string?[2];
     private (string? Endpoint, Counter? Counter)[] _counters = [];
     private SensitivePolicy? _countersPolicy;
 
@@ -80,6 +84,8 @@ public sealed class SensitiveClassifier : IKeyHintSource
         _scopeKnown = _scopeIn = 0;
         _endpoint = null;
         _findings.Clear();
+        _entries.Clear();
+        _requestEntries = _responseEntries = 0;
         var masked = false;
 
         masked |= Headers(parts.Request, SensitiveLocation.RequestHeader);
@@ -92,15 +98,9 @@ public sealed class SensitiveClassifier : IKeyHintSource
         {
             // the same findings in the same places as the exchange before (a request id in every
             // request): its notes serve again
-            if (!SameAsLast())
-            {
-                _lastNote[0] = Note(isRequest: true);
-                _lastNote[1] = Note(isRequest: false);
-                _lastFindings.Clear();
-                _lastFindings.AddRange(_findings);
-            }
-            parts.Request.SensitiveNote = _lastNote[0];
-            parts.Response.SensitiveNote = _lastNote[1];
+            var (request, response) = Notes();
+            parts.Request.SensitiveNote = request;
+            parts.Response.SensitiveNote = response;
         }
         var outcome = _drop ? ClassifyOutcome.Dropped : masked ? ClassifyOutcome.Masked : _findings.Count > 0 ? ClassifyOutcome.Reported : ClassifyOutcome.Clean;
         (_outcomes[(int)outcome] ??= _metrics.Exchanges[SensitiveMetrics.Results[(int)outcome]]).Increment();
@@ -248,7 +248,7 @@ public sealed class SensitiveClassifier : IKeyHintSource
         ValueScanner.Scan(body, KeyHint.None, ValueKind.JsonEscaped, _policy.BuiltInsOn, _matches, this);
         if (_matches.Count > 0)
         {
-            if (_matches.Count > 1) _matches.Sort((a, b) => a.Start.CompareTo(b.Start));
+            if (!InOrder(_matches)) _matches.Sort((a, b) => a.Start.CompareTo(b.Start));
             _cursor.Reset();
             var prefix = LocationLabels[(int)location];
             foreach (var m in _matches)
@@ -261,6 +261,15 @@ public sealed class SensitiveClassifier : IKeyHintSource
             }
         }
         if (_policy.Custom.Count > 0) CustomJson(body, cut, location);
+    }
+
+    private static bool InOrder(List<ValueMatch> matches)
+    {
+        // the scan finds matches front to back, but puts a private key's (and a bearer token's) first
+        var span = CollectionsMarshal.AsSpan(matches);
+        for (var i = 1; i < span.Length; i++)
+            if (span[i].Start < span[i - 1].Start) return false;
+        return true;
     }
 
     /// <summary>The key in front of the token at offset of a JSON body ("ssn":"536904399",
@@ -401,7 +410,11 @@ public sealed class SensitiveClassifier : IKeyHintSource
         if (rule.Endpoints.Count > 0 && !InScope(rule)) return;
         Count(id, rule.Name, location);
         if (_findings.Count < 256)
-            _findings.Add(new Finding(id, location, cursor is null ? where : cursor.Path(where, value, start)));
+        {
+            var finding = new Finding(id, location, cursor is null ? where : cursor.Path(where, value, start));
+            _findings.Add(finding);
+            NoteEntry(finding);
+        }
         switch (rule.Action)
         {
             case SensitiveAction.Mask:
@@ -474,14 +487,41 @@ public sealed class SensitiveClassifier : IKeyHintSource
         return where;
     }
 
-    private bool SameAsLast()
+    /// <summary>finding's (category, where) on the note of its side, unless it is there already
+    /// or the side has its most.</summary>
+    private void NoteEntry(Finding f)
     {
-        if (_findings.Count != _lastFindings.Count || _lastNote[0] is null && _lastNote[1] is null) return false;
-        for (var i = 0; i < _findings.Count; i++)
-        {
-            var (a, b) = (_findings[i], _lastFindings[i]);
-            if (a.Category != b.Category || a.Location != b.Location || !ReferenceEquals(a.Where, b.Where) && a.Where != b.Where) return false;
-        }
+        var request = f.Location is SensitiveLocation.RequestHeader or SensitiveLocation.RequestQuery or SensitiveLocation.RequestBody;
+        ref var count = ref request ? ref _requestEntries : ref _responseEntries;
+        if (count == MaxNoteEntries) return;
+        // places are mostly the same string objects (paths and names are made once): a linear
+        // look over at most twice MaxNoteEntries, by reference first
+        foreach (var e in CollectionsMarshal.AsSpan(_entries))
+            if (e.Category == f.Category && e.Request == request && (ReferenceEquals(e.Where, f.Where) || e.Where == f.Where)) return;
+        _entries.Add((f.Category, f.Where, request));
+        count++;
+    }
+
+    /// <summary>The notes of this exchange's entries: made once per combination of entries.</summary>
+    private (string? Request, string? Response) Notes()
+    {
+        var entries = CollectionsMarshal.AsSpan(_entries);
+        var h = new HashCode();
+        foreach (var e in entries) h.Add((e.Category, e.Request, e.Where.Length, e.Where.Length > 0 ? e.Where[^1] : '\0'));
+        var hash = h.ToHashCode();
+        if (_notes.TryGetValue(hash, out var known) && Same(known.Entries, entries)) return (known.Request, known.Response);
+        var made = (_entries.ToArray(), Note(isRequest: true), Note(isRequest: false));
+        if (_notes.Count >= MaxRememberedNotes) _notes.Clear();
+        _notes[hash] = made;
+        return (made.Item2, made.Item3);
+    }
+
+    private static bool Same(ReadOnlySpan<(int Category, string Where, bool Request)> a, ReadOnlySpan<(int Category, string Where, bool Request)> b)
+    {
+        if (a.Length != b.Length) return false;
+        for (var i = 0; i < a.Length; i++)
+            if (a[i].Category != b[i].Category || a[i].Request != b[i].Request || !ReferenceEquals(a[i].Where, b[i].Where) && a[i].Where != b[i].Where)
+                return false;
         return true;
     }
 
@@ -489,14 +529,11 @@ public sealed class SensitiveClassifier : IKeyHintSource
     private string? Note(bool isRequest)
     {
         var sb = _note.Clear();
-        _noteSeen.Clear();
-        foreach (var f in _findings)
+        foreach (var e in _entries)
         {
-            var request = f.Location is SensitiveLocation.RequestHeader or SensitiveLocation.RequestQuery or SensitiveLocation.RequestBody;
-            if (request != isRequest || !_noteSeen.Add((f.Category, f.Where))) continue;
-            if (_noteSeen.Count > MaxNoteEntries) break;
+            if (e.Request != isRequest) continue;
             if (sb.Length > 0) sb.Append(", ");
-            sb.Append(_policy.NameOf(f.Category)).Append('@').Append(f.Where);
+            sb.Append(_policy.NameOf(e.Category)).Append('@').Append(e.Where);
         }
         return sb.Length == 0 ? null : sb.ToString();
     }
@@ -569,145 +606,6 @@ public sealed class SensitiveClassifier : IKeyHintSource
     }
 
     private static byte Hex(int v) => (byte)(v < 10 ? '0' + v : 'a' + v - 10);
-
-    /// <summary>(category, where) of a note entry. The places are mostly the same string objects
-    /// (paths and names are made once and remembered): compared by reference first, hashed on a
-    /// few characters, so that a body with a hundred findings does not hash a hundred paths.</summary>
-    private sealed class NoteEntryComparer : IEqualityComparer<(int Category, string Where)>
-    {
-        public static readonly NoteEntryComparer Instance = new();
-
-        public bool Equals((int Category, string Where) a, (int Category, string Where) b) =>
-            a.Category == b.Category && (ReferenceEquals(a.Where, b.Where) || string.Equals(a.Where, b.Where, StringComparison.Ordinal));
-
-        public int GetHashCode((int Category, string Where) e) =>
-            e.Where.Length == 0 ? e.Category : HashCode.Combine(e.Category, e.Where.Length, e.Where[^1], e.Where[e.Where.Length / 2]);
-    }
-
-    /// <summary>Walks a JSON body's structure forward, only as far as the next match: whether the
-    /// match is in a key, and the keys from the root to it. Lenient: it reads what is there, valid
-    /// or cut, and gives a path as good as the bytes allow.</summary>
-    private sealed class JsonCursor
-    {
-        private const int MaxDepth = 64;
-        private readonly (int Start, int Length, bool IsObject)[] _levels = new (int, int, bool)[MaxDepth];
-        private int _depth, _pos, _stringStart, _lastStart, _lastLength;
-        private bool _inString;
-
-        public bool InString => _inString;
-
-        public void Reset()
-        {
-            _depth = _pos = _stringStart = _lastStart = _lastLength = 0;
-            _inString = false;
-        }
-
-        public void AdvanceTo(ReadOnlySpan<byte> s, int target)
-        {
-            while (_pos < target)
-            {
-                if (_inString)
-                {
-                    var k = s[_pos..target].IndexOfAny((byte)'"', (byte)'\\');
-                    if (k < 0)
-                    {
-                        _pos = target;
-                        return;
-                    }
-                    _pos += k;
-                    if (s[_pos] == '\\')
-                    {
-                        _pos += 2;
-                        continue;
-                    }
-                    _inString = false;
-                    _lastStart = _stringStart;
-                    _lastLength = _pos - _stringStart;
-                    _pos++;
-                    continue;
-                }
-                switch (s[_pos++])
-                {
-                    case (byte)'"':
-                        _inString = true;
-                        _stringStart = _pos;
-                        break;
-                    case (byte)'{':
-                    case (byte)'[':
-                        if (_depth < MaxDepth) _levels[_depth] = (-1, 0, s[_pos - 1] == '{');
-                        _depth++;
-                        break;
-                    case (byte)'}':
-                    case (byte)']':
-                        if (_depth > 0) _depth--;
-                        break;
-                    case (byte)':':
-                        if (_depth > 0 && _depth <= MaxDepth && _levels[_depth - 1].IsObject) _levels[_depth - 1] = (_lastStart, _lastLength, true);
-                        break;
-                }
-            }
-        }
-
-        /// <summary>prefix.key.key… of the match at offset (the cursor is there); a match in a
-        /// key ends with that key and "#key".</summary>
-        public string Path(string prefix, ReadOnlySpan<byte> s, int offset)
-        {
-            var isKey = false;
-            var keyEnd = 0;
-            if (_inString)
-            {
-                // the string the match is in is a key when a ':' follows its closing quote
-                var p = offset;
-                while (p < s.Length && s[p] != '"') p += s[p] == '\\' ? 2 : 1;
-                keyEnd = p;
-                p++;
-                while (p < s.Length && s[p] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') p++;
-                isKey = p < s.Length && s[p] == ':';
-            }
-            // the path is spelled into a reused buffer and its string looked up there: a body's
-            // few paths are made once, however many records repeat them
-            var text = _text;
-            var n = 0;
-            Append(ref text, ref n, prefix);
-            var levels = Math.Min(_depth, MaxDepth);
-            for (var d = 0; d < levels; d++)
-            {
-                var (start, length, isObject) = _levels[d];
-                if (!isObject || start < 0 || (isKey && d == levels - 1)) continue;
-                Append(ref text, ref n, ".");
-                Append(ref text, ref n, s.Slice(start, length));
-            }
-            if (isKey)
-            {
-                Append(ref text, ref n, ".");
-                Append(ref text, ref n, s[_stringStart..Math.Min(keyEnd, s.Length)]);
-                Append(ref text, ref n, "#key");
-            }
-            _text = text;
-            var lookup = _paths.GetAlternateLookup<ReadOnlySpan<char>>();
-            if (lookup.TryGetValue(text.AsSpan(0, n), out var path)) return path;
-            path = new string(text, 0, n);
-            if (_paths.Count < 4096) _paths[path] = path;
-            return path;
-        }
-
-        private char[] _text = new char[256];
-        private readonly Dictionary<string, string> _paths = new(StringComparer.Ordinal);
-
-        private static void Append(ref char[] text, ref int n, ReadOnlySpan<char> s)
-        {
-            if (n + s.Length > text.Length) Array.Resize(ref text, Math.Max(text.Length * 2, n + s.Length));
-            s.CopyTo(text.AsSpan(n));
-            n += s.Length;
-        }
-
-        private static void Append(ref char[] text, ref int n, ReadOnlySpan<byte> utf8)
-        {
-            var max = Encoding.UTF8.GetMaxCharCount(utf8.Length);
-            if (n + max > text.Length) Array.Resize(ref text, Math.Max(text.Length * 2, n + max));
-            n += Encoding.UTF8.GetChars(utf8, text.AsSpan(n));
-        }
-    }
 
     /// <summary>The keys of the JSON document from the root to where the reader is: offsets into
     /// the body, so that a path string is made only for a finding.</summary>

@@ -242,8 +242,11 @@ public static class Validators
     private static readonly PhoneNumberUtil Phones = PhoneNumberUtil.GetInstance();
 
     // libphonenumber's answer per number, remembered: its parse costs microseconds and allocates,
-    // and the same numbers come back exchange after exchange. Direct-mapped, one 64-bit word per
-    // entry (number, digit count, '+', answer), so threads share it without locks.
+    // and the same numbers come back exchange after exchange. One 64-bit word per entry (number,
+    // digit count, '+', answer), so threads share it without locks; four ways per set, because
+    // direct-mapped, a few thousand numbers already evicted each other (one parse per exchange of
+    // a body of twenty phone numbers).
+    private const int PhoneWays = 4;
     private static readonly ulong[] PhoneAnswers = new ulong[1 << 16];
 
     /// <summary>Phone(token), its answer remembered by the digits (at most 15) and the '+'.</summary>
@@ -253,11 +256,19 @@ public static class Validators
         ulong number = 0;
         foreach (var d in digits) number = number * 10 + (ulong)(d - '0');
         var key = ((number << 4 | (uint)digits.Length) << 1) | (international ? 1UL : 0);
-        var slot = (int)((key * 0x9E3779B97F4A7C15UL) >> 48); // 16 bits
-        var entry = Volatile.Read(ref PhoneAnswers[slot]);
-        if (entry != 0 && entry >> 2 == key) return (entry & 3) == 1;
+        var mixed = key * 0x9E3779B97F4A7C15UL;
+        var set = (int)(mixed >> 50) * PhoneWays; // 14 bits of sets
+        var empty = -1;
+        for (var way = 0; way < PhoneWays; way++)
+        {
+            var entry = Volatile.Read(ref PhoneAnswers[set + way]);
+            if (entry == 0) empty = empty < 0 ? way : empty;
+            else if (entry >> 2 == key) return (entry & 3) == 1;
+        }
         var valid = Phone(token);
-        Volatile.Write(ref PhoneAnswers[slot], key << 2 | (valid ? 1UL : 2UL));
+        // a full set gives up a way chosen by other bits of the key: no order to keep between threads
+        var victim = empty >= 0 ? empty : (int)(mixed >> 20) & (PhoneWays - 1);
+        Volatile.Write(ref PhoneAnswers[set + victim], key << 2 | (valid ? 1UL : 2UL));
         return valid;
     }
 

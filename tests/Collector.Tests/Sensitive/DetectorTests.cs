@@ -120,6 +120,31 @@ public class DetectorTests
         Assert.DoesNotContain(Scan(text), f => f.Category == "PHONE_NUMBER");
 
     [Fact]
+    public void The_remembered_phone_answers_are_libphonenumbers_own()
+    {
+        // more numbers than the cache has ways for in many sets: asked twice each, in two orders,
+        // every answer (remembered, evicted or asked again) is the library's
+        var random = new Random(7);
+        var numbers = Enumerable.Range(0, 6000).Select(_ => random.Next(4) switch
+        {
+            0 => $"+1 415-555-{random.Next(10000):D4}",
+            1 => $"({random.Next(200, 999)}) {random.Next(200, 999)}-{random.Next(10000):D4}",
+            2 => $"+44 20 {random.Next(7000, 8000)} {random.Next(10000):D4}",
+            _ => $"{random.Next(100, 999)}-{random.Next(100, 999)}-{random.Next(10000):D4}",
+        }).ToArray();
+        var truth = numbers.Select(n => Validators.Phone(Encoding.ASCII.GetBytes(n))).ToArray();
+        Assert.Contains(true, truth);
+        Assert.Contains(false, truth);
+        foreach (var order in new[] { numbers.Select((n, i) => i), numbers.Select((n, i) => numbers.Length - 1 - i) })
+            foreach (var i in order)
+            {
+                var token = Encoding.ASCII.GetBytes(numbers[i]);
+                var digits = token.Where(Validators.IsDigit).ToArray();
+                Assert.True(truth[i] == Validators.Phone(token, digits, token[0] == '+'), numbers[i]);
+            }
+    }
+
+    [Fact]
     public void Bare_digits_are_a_phone_only_under_a_phone_key()
     {
         FindsNothing("4155552671");

@@ -1,0 +1,86 @@
+using System.Text;
+using Collector.Sensitive;
+
+namespace Collector.Tests.Sensitive;
+
+/// <summary>The JSON cursor's block walk (bit masks per 64 bytes) against its byte-by-byte walk:
+/// the same string state and the same path at every position, over generated bodies full of
+/// escapes, brackets inside strings and cut documents, and at the block boundaries.</summary>
+public class JsonCursorTests
+{
+    private static readonly string[] Pieces =
+    [
+        "{", "}", "[", "]", ":", ",", "\"", "\\", "\\\"", "\\\\", "\\\\\"", "\"key\":", "\"card\":\"", "\"ssn\":", " ", "\n",
+        "abc", "4111111111111111", "é", "{\"a\":[1,2,{\"b\":\"x\"}]}", "\"[{:}]\"", "\"\\\"{\"", "\"\\\\\"",
+    ];
+
+    [Fact]
+    public void The_block_walk_agrees_with_the_byte_walk_everywhere()
+    {
+        var random = new Random(20261129);
+        var positions = 0;
+        for (var doc = 0; doc < 3000; doc++)
+        {
+            var sb = new StringBuilder();
+            var pieces = random.Next(0, 120);
+            for (var i = 0; i < pieces; i++) sb.Append(Pieces[random.Next(Pieces.Length)]);
+            var body = Encoding.UTF8.GetBytes(sb.ToString());
+            var (blocks, bytes) = (new JsonCursor(), new JsonCursor());
+            blocks.Reset();
+            bytes.Reset();
+            var target = 0;
+            while (target <= body.Length)
+            {
+                blocks.AdvanceTo(body, target);
+                bytes.AdvanceByteByByte(body, target);
+                Assert.True(bytes.InString == blocks.InString, $"string state at {target} of {Encoding.UTF8.GetString(body)}");
+                if (target < body.Length)
+                    Assert.Equal(bytes.Path("response.body", body, target), blocks.Path("response.body", body, target));
+                positions++;
+                target += random.Next(1, 40);
+            }
+        }
+        Assert.True(positions > 30_000, $"{positions} positions compared");
+    }
+
+    [Theory]
+    [InlineData(62)]
+    [InlineData(63)] // the backslash the last byte of a block, the quote it escapes the next block's first
+    [InlineData(64)]
+    public void An_escape_across_a_block_boundary_keeps_the_string_open(int pad)
+    {
+        // {"note":"xxxx\"{[:]","card":"4111111111111111"}: the escaped quote must not close the note
+        var head = "{\"note\":\"" + new string('x', pad - 9);
+        var json = head + "\\\"{[:]\",\"card\":\"4111111111111111\"}";
+        var body = Encoding.UTF8.GetBytes(json);
+        var at = json.IndexOf("4111", StringComparison.Ordinal);
+        var c = new JsonCursor();
+        c.Reset();
+        c.AdvanceTo(body, at);
+        Assert.True(c.InString);
+        Assert.Equal("response.body.card", c.Path("response.body", body, at));
+    }
+
+    [Fact]
+    public void Paths_of_values_and_keys_in_an_array_of_records()
+    {
+        var records = string.Join(",", Enumerable.Range(0, 40).Select(i => $"{{\"id\":{i},\"card\":\"4111111111111111\",\"alice@example.com\":1}}"));
+        var json = "{\"customers\":[" + records + "]}";
+        var body = Encoding.UTF8.GetBytes(json);
+        var c = new JsonCursor();
+        c.Reset();
+        var cards = 0;
+        var keys = 0;
+        for (var at = json.IndexOf("4111", StringComparison.Ordinal); at >= 0; at = json.IndexOf("4111", at + 1, StringComparison.Ordinal))
+        {
+            c.AdvanceTo(body, at);
+            Assert.Equal("response.body.customers.card", c.Path("response.body", body, at));
+            var key = json.IndexOf("alice", at, StringComparison.Ordinal);
+            c.AdvanceTo(body, key);
+            Assert.Equal("response.body.customers.alice@example.com#key", c.Path("response.body", body, key));
+            cards++;
+            keys++;
+        }
+        Assert.Equal((40, 40), (cards, keys));
+    }
+}
