@@ -16,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 make bpf                   # build/collector.bpf.o (CO-RE, from build/vmlinux.h)
 # ReadyToRun (READY_TO_RUN=true, the default): the assemblies carry native code compiled ahead of
 # time, so a collector started under load does not run its hot path in the JIT's first tier;
-# tiered compilation and dynamic PGO still recompile the hot methods (see README, Start-up).
+# tiered compilation still recompiles the hot methods, once (dynamic PGO is off: see README, Start-up).
 # It needs a runtime identifier; --self-contained false keeps the host's .NET runtime.
 # READY_TO_RUN=false publishes IL only (JIT at start), the build R2R is compared against.
 if [ "${READY_TO_RUN:-true}" = true ]; then
