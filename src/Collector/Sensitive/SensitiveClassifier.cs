@@ -48,7 +48,9 @@ public sealed class SensitiveClassifier : IKeyHintSource
     // the note's entries, (category, where) each once per side in the order found; the notes of
     // entries seen before are served again (a body of records has few combinations)
     private readonly List<(int Category, string Where, bool Request)> _entries = new();
+    // remembered for one policy: a reloaded policy can give a custom category's id another name
     private readonly Dictionary<int, ((int Category, string Where, bool Request)[] Entries, string? Request, string? Response)> _notes = new();
+    private SensitivePolicy? _notesPolicy;
     private const int MaxRememberedNotes = 256;
     private int _requestEntries, _responseEntries;
     private readonly Dictionary<long, (byte[] Name, string Where)> _namedWhere = new();
@@ -494,11 +496,11 @@ public sealed class SensitiveClassifier : IKeyHintSource
         var request = f.Location is SensitiveLocation.RequestHeader or SensitiveLocation.RequestQuery or SensitiveLocation.RequestBody;
         ref var count = ref request ? ref _requestEntries : ref _responseEntries;
         if (count == MaxNoteEntries) return;
-        // places are mostly the same string objects (paths and names are made once): a linear
-        // look over at most twice MaxNoteEntries, by reference first
+        // a linear look over at most twice MaxNoteEntries
+        var entry = (f.Category, f.Where, request);
         foreach (var e in CollectionsMarshal.AsSpan(_entries))
-            if (e.Category == f.Category && e.Request == request && (ReferenceEquals(e.Where, f.Where) || e.Where == f.Where)) return;
-        _entries.Add((f.Category, f.Where, request));
+            if (SameEntry(e, entry)) return;
+        _entries.Add(entry);
         count++;
     }
 
@@ -509,6 +511,11 @@ public sealed class SensitiveClassifier : IKeyHintSource
         var h = new HashCode();
         foreach (var e in entries) h.Add((e.Category, e.Request, e.Where.Length, e.Where.Length > 0 ? e.Where[^1] : '\0'));
         var hash = h.ToHashCode();
+        if (!ReferenceEquals(_notesPolicy, _policy))
+        {
+            _notes.Clear();
+            _notesPolicy = _policy;
+        }
         if (_notes.TryGetValue(hash, out var known) && Same(known.Entries, entries)) return (known.Request, known.Response);
         var made = (_entries.ToArray(), Note(isRequest: true), Note(isRequest: false));
         if (_notes.Count >= MaxRememberedNotes) _notes.Clear();
@@ -520,10 +527,13 @@ public sealed class SensitiveClassifier : IKeyHintSource
     {
         if (a.Length != b.Length) return false;
         for (var i = 0; i < a.Length; i++)
-            if (a[i].Category != b[i].Category || a[i].Request != b[i].Request || !ReferenceEquals(a[i].Where, b[i].Where) && a[i].Where != b[i].Where)
-                return false;
+            if (!SameEntry(a[i], b[i])) return false;
         return true;
     }
+
+    // places are mostly the same string objects (paths and names are made once): by reference first
+    private static bool SameEntry((int Category, string Where, bool Request) a, (int Category, string Where, bool Request) b) =>
+        a.Category == b.Category && a.Request == b.Request && (ReferenceEquals(a.Where, b.Where) || a.Where == b.Where);
 
     /// <summary>CATEGORY@where for one side, in the order found, each once.</summary>
     private string? Note(bool isRequest)

@@ -216,6 +216,30 @@ public class ClassifierTests
     }
 
     [Fact]
+    public void A_reloaded_policy_names_its_own_categories_in_the_note()
+    {
+        // the same custom id, the same place, another name: a note remembered from the policy
+        // before must not be served again
+        var before = Policy("builtins: listed\ncategories:\n  EMPLOYEE_ID: {values: 'EMP-[0-9]{6}'}\n");
+        var after = Policy("builtins: listed\ncategories:\n  STAFF_NUMBER: {values: 'EMP-[0-9]{6}'}\n");
+        var classifier = new SensitiveClassifier(new SensitiveMetrics(100), Key);
+        string? Note(SensitivePolicy policy)
+        {
+            using var x = Make("/staff", responseBody: "{\"id\":\"EMP-654321\"}");
+            var parts = new Collector.Output.MessageParts();
+            Collector.Output.AktoMessage.Decode(x, 1 << 20);
+            Collector.Output.AktoMessage.Prepare(parts, x, Identity);
+            Assert.Equal(ClassifyOutcome.Reported, classifier.Classify(x, parts, policy, 1 << 20));
+            var note = parts.Response.SensitiveNote;
+            parts.Release();
+            return note;
+        }
+        Assert.Equal("EMPLOYEE_ID@response.body.id", Note(before));
+        Assert.Equal("STAFF_NUMBER@response.body.id", Note(after));
+        Assert.Equal("EMPLOYEE_ID@response.body.id", Note(before));
+    }
+
+    [Fact]
     public void With_the_policy_off_the_message_is_what_it_always_was()
     {
         using var x = Make("/api/v1/customers/42", responseBody: Customer);
