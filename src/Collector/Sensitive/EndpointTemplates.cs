@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using Collector.Http;
 
@@ -5,17 +6,19 @@ namespace Collector.Sensitive;
 
 /// <summary>The endpoint label of the sensitive-data series: host (without port) and path, with
 /// the segments that name one object among many folded (all digits → INTEGER, a UUID → UUID, as
-/// Akto's templates spell them), so that /users/1 and /users/2 are one series. The last template
-/// are remembered by host and path (up to a bound): an exchange of a target seen before makes no
+/// Akto's templates spell them), so that /users/1 and /users/2 are one series. Templates are
+/// remembered by host and path in a table of slots: an exchange of a target seen before makes no
 /// string, and its series is found by the same string object.</summary>
 public sealed class EndpointTemplates
 {
     private const int MaxRemembered = 4096;
-    private readonly Dictionary<(string Host, int PathHash), List<(byte[] Path, string Template)>> _known = new();
+    // the last template of each (host, path) that lands in a slot: found by a hash of the ends of
+    // both, then compared
+    private readonly (string? Host, byte[] Path, string Template)[] _slots = new (string?, byte[], string)[MaxRemembered];
+    private readonly bool[] _secondNewer = new bool[MaxRemembered / 2];
     // one string object per template: /items/1 and /items/2 give the same one, whose series the
     // classifier then finds by reference
     private readonly Dictionary<string, string> _templates = new(StringComparer.Ordinal);
-    private int _count;
 
     public string Of(HttpMessage request)
     {
@@ -23,26 +26,22 @@ public sealed class EndpointTemplates
         var target = request.TargetBytes;
         var end = target.IndexOfAny((byte)'?', (byte)'#');
         var path = end < 0 ? target : target[..end];
-        var key = (host, HashOf(path));
-        if (_known.TryGetValue(key, out var entries))
-            foreach (var (known, template) in entries)
-                if (path.SequenceEqual(known)) return template;
-        var made = Make(HostWithoutPort(host), path);
-        if (_count < MaxRemembered)
+        var hash = SpelledStrings.Hash(path) ^ SpelledStrings.Hash(MemoryMarshal.AsBytes(host.AsSpan())) * 0x9E3779B97F4A7C15UL;
+        var set = (int)(hash >> 40) & (MaxRemembered / 2 - 1);
+        for (var way = 0; way < 2; way++)
         {
-            if (!_templates.TryAdd(made, made)) made = _templates[made];
-            if (entries is null) _known[key] = entries = new List<(byte[], string)>(1);
-            entries.Add((path.ToArray(), made));
-            _count++;
+            ref var slot = ref _slots[2 * set + way];
+            if (slot.Host is not null && (ReferenceEquals(slot.Host, host) || slot.Host == host) && path.SequenceEqual(slot.Path))
+                return slot.Template;
         }
+        var made = Make(HostWithoutPort(host), path);
+        if (_templates.TryGetValue(made, out var same)) made = same;
+        else if (_templates.Count < MaxRemembered) _templates.Add(made, made);
+        // two ways per set, the older of the two replaced
+        var into = _slots[2 * set].Host is null || (_slots[2 * set + 1].Host is not null && _secondNewer[set]) ? 0 : 1;
+        _slots[2 * set + into] = (host, path.ToArray(), made);
+        _secondNewer[set] = into == 1;
         return made;
-    }
-
-    private static int HashOf(ReadOnlySpan<byte> s)
-    {
-        var h = new HashCode();
-        h.AddBytes(s);
-        return h.ToHashCode();
     }
 
     public static string HostWithoutPort(string host)

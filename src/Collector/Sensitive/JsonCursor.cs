@@ -290,20 +290,59 @@ internal sealed class JsonCursor
 }
 
 /// <summary>Strings made from UTF-8 bytes once and looked up by the bytes after that (no UTF-16
-/// copy to hash): at most capacity of them are kept.</summary>
-internal sealed class SpelledStrings(int capacity)
+/// copy to hash). A table of slots, two ways per set, found by a hash of the length and the
+/// first and last 8 bytes (paths differ mostly at their end): a body of records asks for the
+/// same few paths once per record, and a general hash of every byte and a dictionary cost more
+/// than the rest of a finding. A spelling whose set is full replaces the older of the two.</summary>
+internal sealed class SpelledStrings
 {
-    private readonly Dictionary<int, (byte[] Bytes, string Text)> _byHash = new();
+    private readonly (byte[] Bytes, string Text)[] _slots;
+    private readonly int _setMask;
+    private readonly bool[] _newerSecond;
+
+    /// <summary>capacity: the strings kept at most (rounded up to a power of two).</summary>
+    public SpelledStrings(int capacity)
+    {
+        var sets = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(2, capacity / 2));
+        _slots = new (byte[], string)[sets * 2];
+        _newerSecond = new bool[sets];
+        _setMask = sets - 1;
+    }
 
     public string Of(ReadOnlySpan<byte> utf8)
     {
-        var h = new HashCode();
-        h.AddBytes(utf8);
-        var hash = h.ToHashCode();
-        if (_byHash.TryGetValue(hash, out var known) && utf8.SequenceEqual(known.Bytes)) return known.Text;
+        var set = (int)(Hash(utf8) >> 40) & _setMask;
+        ref var first = ref _slots[2 * set];
+        if (first.Bytes is not null && utf8.SequenceEqual(first.Bytes)) return first.Text;
+        ref var second = ref _slots[2 * set + 1];
+        if (second.Bytes is not null && utf8.SequenceEqual(second.Bytes)) return second.Text;
         var text = Encoding.UTF8.GetString(utf8);
-        // a hash shared by two spellings keeps the first: the second is made each time
-        if (_byHash.Count < capacity) _byHash.TryAdd(hash, (utf8.ToArray(), text));
+        var intoFirst = first.Bytes is null || (second.Bytes is not null && _newerSecond[set]);
+        ref var older = ref intoFirst ? ref first : ref second;
+        older = (utf8.ToArray(), text);
+        _newerSecond[set] = !intoFirst;
         return text;
+    }
+
+    /// <summary>A hash of the length and the first and last 8 bytes (where byte strings of one
+    /// kind differ): for tables that check the bytes of what they find.</summary>
+    internal static ulong Hash(ReadOnlySpan<byte> s)
+    {
+        ulong head, tail;
+        ref var b = ref MemoryMarshal.GetReference(s);
+        if (s.Length >= 8)
+        {
+            head = Unsafe.ReadUnaligned<ulong>(ref b);
+            tail = Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref b, s.Length - 8));
+        }
+        else
+        {
+            head = 0;
+            for (var i = 0; i < s.Length; i++) head = head << 8 | s[i];
+            tail = 0;
+        }
+        // the last multiply carries every bit into the high ones, which the tables take
+        var h = (head * 0x9E3779B97F4A7C15UL) ^ (tail + (ulong)s.Length) * 0xC2B2AE3D27D4EB4FUL;
+        return (h ^ h >> 32) * 0x165667B19E3779F9UL;
     }
 }

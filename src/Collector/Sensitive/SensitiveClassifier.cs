@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
@@ -43,6 +44,7 @@ public sealed class SensitiveClassifier : IKeyHintSource
     private string? _endpoint;
     private byte[] _decoded = new byte[256];
     private readonly JsonCursor _cursor = new();
+    private readonly ValueScanner.RegionMasks _headerMasks = new();
     private IncrementalHash? _hmac;
     private readonly Counter?[] _outcomes = new Counter?[4];
     // the note's entries, (category, where) each once per side in the order found; the notes of
@@ -53,7 +55,9 @@ public sealed class SensitiveClassifier : IKeyHintSource
     private SensitivePolicy? _notesPolicy;
     private const int MaxRememberedNotes = 256;
     private int _requestEntries, _responseEntries;
-    private readonly Dictionary<long, (byte[] Name, string Where)> _namedWhere = new();
+    private const int NamedWhereSlots = 1024;
+    private readonly (SensitiveLocation Location, byte[] Name, string? Where)[] _namedWhere = new (SensitiveLocation, byte[], string?)[NamedWhereSlots];
+    private readonly bool[] _namedWhereSecondNewer = new bool[NamedWhereSlots / 2];
     private readonly StringBuilder _note = new();
     private (string? Endpoint, Counter? Counter)[] _counters = [];
     private SensitivePolicy? _countersPolicy;
@@ -115,16 +119,40 @@ public sealed class SensitiveClassifier : IKeyHintSource
     private bool Headers(SideParts side, SensitiveLocation location)
     {
         var m = side.Message;
+        var count = m.HeaderCount;
+        if (count == 0) return false;
+        // the short values whose bytes hold no token a built-in could match are known from one
+        // pass over the header block; a PEM line in any of them, and the credentials of an
+        // Authorization header, are looked for in every value as before
+        var fields = m.FieldBytes(count, out _);
+        var byRegion = ValueScanner.RegionMasks.Accelerated;
+        if (byRegion)
+        {
+            _headerMasks.Load(fields);
+            byRegion = !_headerMasks.FiveDashes;
+        }
         var any = false;
-        for (var i = 0; i < m.HeaderCount; i++)
+        for (var i = 0; i < count; i++)
         {
             var name = m.HeaderName(i);
             if (HttpText.EqualsLower(name, "host"u8)) continue; // the endpoint itself, counted by its template
             var value = m.HeaderValue(i);
             var kind = HttpText.EqualsLower(name, "authorization"u8) || HttpText.EqualsLower(name, "proxy-authorization"u8)
                 ? ValueKind.Authorization : ValueKind.Text;
+            var builtIns = true;
+            if (byRegion && kind == ValueKind.Text && value.Length is > 0 and < 64)
+            {
+                var offset = (nint)Unsafe.ByteOffset(ref MemoryMarshal.GetReference(fields), ref MemoryMarshal.GetReference(value));
+                if (offset >= 0 && offset <= fields.Length - value.Length)
+                {
+                    // an HTTP date (Date, Last-Modified, Expires …) holds nothing, though its shape may
+                    if (!_headerMasks.MayHoldMatch((int)offset, value.Length) || Validators.ImfFixdate(value)) builtIns = false;
+                    else kind |= ValueKind.MayHold;
+                }
+            }
+            if (!builtIns && _policy.Custom.Count == 0) continue;
             _valueSpans.Clear();
-            Value(value, 0, name, kind, location, _valueSpans, WhereKind.Named);
+            Value(value, 0, name, kind, location, _valueSpans, WhereKind.Named, builtIns);
             if (_valueSpans.Count == 0) continue;
             var replaced = Replace(value, _valueSpans, out var length);
             side.Edits.Add(new HeaderEdit(i, replaced.AsSpan(0, length).ToArray(), WholeField: false));
@@ -355,14 +383,17 @@ public sealed class SensitiveClassifier : IKeyHintSource
 
     /// <summary>One value under its name (whose hint the scanner works out only if a token needs it).</summary>
     private void Value(ReadOnlySpan<byte> value, int offset, ReadOnlySpan<byte> name, ValueKind kind,
-        SensitiveLocation location, List<MaskSpan> spans, WhereKind where)
+        SensitiveLocation location, List<MaskSpan> spans, WhereKind where, bool builtIns = true)
     {
         var policy = _policy;
-        _matches.Clear();
-        ValueScanner.Scan(value, KeyHint.None, kind, policy.BuiltInsOn, _matches, name: name);
-        foreach (var match in _matches)
-            Found((int)match.Category, value, match.Start, match.Length, offset, location, spans, (kind & ValueKind.JsonNumber) != 0,
-                null, Where(location, name, where));
+        if (builtIns)
+        {
+            _matches.Clear();
+            ValueScanner.Scan(value, KeyHint.None, kind, policy.BuiltInsOn, _matches, name: name);
+            foreach (var match in _matches)
+                Found((int)match.Category, value, match.Start, match.Length, offset, location, spans, (kind & ValueKind.JsonNumber) != 0,
+                    null, Where(location, name, where));
+        }
         if (policy.Custom.Count > 0) Custom(value, offset, name, location, spans, where, kind);
     }
 
@@ -478,14 +509,24 @@ public sealed class SensitiveClassifier : IKeyHintSource
         };
     }
 
-    /// <summary>prefix.name (lower case) of a header, field or parameter: made once per name.</summary>
+    /// <summary>prefix.name (lower case) of a header, field or parameter: made once per name, and
+    /// found again in a table of slots (two ways per set) by a hash of the name's length and three
+    /// of its bytes.</summary>
     private string NamedWhere(SensitiveLocation location, ReadOnlySpan<byte> name)
     {
-        var hash = (long)location << 32 | (uint)HashCode.Combine(name.Length, name.Length > 0 ? name[0] | 0x20 : 0, name.Length > 1 ? name[^1] | 0x20 : 0,
-            name.Length > 2 ? name[name.Length / 2] | 0x20 : 0);
-        if (_namedWhere.TryGetValue(hash, out var cached) && HttpText.EqualsIgnoreCase(cached.Name, name)) return cached.Where;
+        var hash = (uint)location * 0x9E3779B1u ^ (uint)name.Length * 0x85EBCA77u;
+        if (name.Length > 0) hash ^= (uint)((name[0] | 0x20) << 16 | (name[^1] | 0x20) << 8 | (name[name.Length / 2] | 0x20)) * 0xC2B2AE3Du;
+        var set = (int)((hash ^ hash >> 15) & (NamedWhereSlots / 2 - 1));
+        for (var way = 0; way < 2; way++)
+        {
+            ref var slot = ref _namedWhere[2 * set + way];
+            if (slot.Where is not null && slot.Location == location && HttpText.EqualsIgnoreCase(slot.Name, name)) return slot.Where;
+        }
         var where = LocationLabels[(int)location] + "." + HttpText.Decode(name).ToLowerInvariant();
-        if (_namedWhere.Count < 1024) _namedWhere[hash] = (name.ToArray(), where);
+        // two ways per set: the one not filled last is replaced
+        var into = _namedWhere[2 * set].Where is null || (_namedWhere[2 * set + 1].Where is not null && _namedWhereSecondNewer[set]) ? 0 : 1;
+        _namedWhere[2 * set + into] = (location, name.ToArray(), where);
+        _namedWhereSecondNewer[set] = into == 1;
         return where;
     }
 

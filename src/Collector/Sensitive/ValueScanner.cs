@@ -21,6 +21,9 @@ public enum ValueKind : byte
     JsonNumber = 2,
     /// <summary>The value of an Authorization header: a Bearer credential is a finding by itself.</summary>
     Authorization = 4,
+    /// <summary>A short value the caller has found may hold a match (its shape, from the masks of
+    /// a region): read token by token without being asked again.</summary>
+    MayHold = 8,
 }
 
 /// <summary>Asked for the hint of a token by its offset in the value scanned.</summary>
@@ -102,7 +105,7 @@ public static class ValueScanner
         {
             // most header values and parameters hold nothing a token could match: one look at
             // their bytes says so, and no token is read
-            if (value.Length >= 64 || MayHoldMatch(value))
+            if (value.Length >= 64 || (kind & ValueKind.MayHold) != 0 || MayHoldMatch(value))
                 Tokens(value, 0, value.Length, escaped, in context);
             return;
         }
@@ -115,7 +118,8 @@ public static class ValueScanner
         if (WideBlocks)
         {
             // the same pre-filter 64 bytes at a time, its classes from table lookups (ClassesByTable)
-            ulong prevRun = 0, prevWord = 0, prevDash = 0;
+            ulong prevDash = 0;
+            var carry = new RunCarry();
             for (; p + 65 <= n; p += 64)
             {
                 var v = Vector512.LoadUnsafe(ref start, (nuint)p);
@@ -134,9 +138,7 @@ public static class ValueScanner
                     prevDash = dash;
                 }
                 var (run, word, at) = ClassesByTable(v, Unsafe.Add(ref start, p + 64));
-                var candidates = Candidates(prevRun, run, prevWord, word) | at;
-                prevRun = run;
-                prevWord = word;
+                var candidates = carry.Candidates(run, word) | at;
                 if (candidates == 0) continue;
                 done = Tokens(value, RegionStart(value, done, p - Margin), p + 64, escaped, in context);
             }
@@ -214,6 +216,68 @@ public static class ValueScanner
             return false;
         var m = Masks(v);
         return Decide(m.Interesting, m.At, m.Number, m.SepOrSpace, m.Space, m.Digit, m.Word, m.Ipv6, m.Colon);
+    }
+
+    /// <summary><see cref="MayHoldMatch"/> for the values of at most 64 bytes that lie in one
+    /// region (a message's header fields, one after another): the class masks of the whole
+    /// region made once, 64 bytes at a time, and each value's answer read from its own bits. A
+    /// message's dozen header values had cost a vector load, a copy and a dozen compares each.
+    /// Only where 64-byte vectors are (<see cref="Accelerated"/>).</summary>
+    internal sealed class RegionMasks
+    {
+        private ClassMasks[] _blocks = new ClassMasks[16];
+        private int _count;
+
+        public static bool Accelerated => MasksAccelerated;
+
+        /// <summary>Five dashes in a row somewhere in the region: a PEM line may be there.</summary>
+        public bool FiveDashes { get; private set; }
+
+        public void Load(ReadOnlySpan<byte> region)
+        {
+            _count = (region.Length + 63) / 64;
+            if (_blocks.Length < _count) _blocks = new ClassMasks[Math.Max(_count, _blocks.Length * 2)];
+            ref var start = ref MemoryMarshal.GetReference(region);
+            var full = region.Length / 64;
+            ulong dashes = 0, prevDash = 0;
+            for (var b = 0; b < full; b++)
+            {
+                var v = Vector512.LoadUnsafe(ref start, (nuint)(64 * b));
+                _blocks[b] = Masks(v);
+                var dash = Vector512.Equals(v, Vector512.Create((byte)'-')).ExtractMostSignificantBits();
+                dashes |= FiveEnd(dash, prevDash);
+                prevDash = dash;
+            }
+            if (full < _count)
+            {
+                // the last bytes, zero past them (a zero byte is in no class)
+                Span<byte> tail = stackalloc byte[64];
+                tail.Clear();
+                region[(64 * full)..].CopyTo(tail);
+                var v = Vector512.LoadUnsafe(ref MemoryMarshal.GetReference(tail));
+                _blocks[full] = Masks(v);
+                dashes |= FiveEnd(Vector512.Equals(v, Vector512.Create((byte)'-')).ExtractMostSignificantBits(), prevDash);
+            }
+            FiveDashes = dashes != 0;
+        }
+
+        private static ulong FiveEnd(ulong dash, ulong prev) =>
+            dash & (dash << 1 | prev >> 63) & (dash << 2 | prev >> 62) & (dash << 3 | prev >> 61) & (dash << 4 | prev >> 60);
+
+        /// <summary><see cref="MayHoldMatch"/> of the length bytes (1 to 64) at offset of the region.</summary>
+        public bool MayHoldMatch(int offset, int length)
+        {
+            var w = offset >> 6;
+            var shift = offset & 63;
+            var keep = length >= 64 ? ulong.MaxValue : (1UL << length) - 1;
+            ref readonly var lo = ref _blocks[w];
+            var hi = w + 1 < _count ? _blocks[w + 1] : default;
+            ulong Bits(ulong low, ulong high) => (shift == 0 ? low : low >> shift | high << (64 - shift)) & keep;
+            var interesting = Bits(lo.Interesting, hi.Interesting);
+            if (interesting == 0) return false;
+            return Decide(interesting, Bits(lo.At, hi.At), Bits(lo.Number, hi.Number), Bits(lo.SepOrSpace, hi.SepOrSpace),
+                Bits(lo.Space, hi.Space), Bits(lo.Digit, hi.Digit), Bits(lo.Word, hi.Word), Bits(lo.Ipv6, hi.Ipv6), Bits(lo.Colon, hi.Colon));
+        }
     }
 
     /// <summary><see cref="MayHoldMatchIn64"/> over 65 to 128 bytes (the end of a body after its
@@ -394,27 +458,28 @@ public static class ValueScanner
         return (run, word, at);
     }
 
-    /// <summary><see cref="Candidates(uint, uint, uint, uint)"/> over 64-byte blocks. Only the
-    /// high bits of the block before matter (a run of 15 reaches 14 back), so the low half of
-    /// each step is worked out without the block before it.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong Candidates(ulong prevRun, ulong run, ulong prevWord, ulong word)
+    /// <summary><see cref="Candidates(uint, uint, uint, uint)"/> over 64-byte blocks, block after
+    /// block: the steps of the run counts of one block are kept for the next (only their high
+    /// bits reach into it: a run of 15 reaches 14 back), not worked out again from its classes.</summary>
+    private struct RunCarry
     {
-        // ends of runs of 2, then 4, then 7 (4 and 4 overlapping by 1)
-        var t = run & (run << 1 | prevRun >> 63);
-        var tPrev = prevRun & (prevRun << 1);
-        var t4 = t & (t << 2 | tPrev >> 62);
-        var t4Prev = tPrev & (tPrev << 2);
-        var run7 = t4 & (t4 << 3 | t4Prev >> 61);
-        // ends of runs of 2, 4, 8, then 15 (8 and 8 overlapping by 1)
-        var u = word & (word << 1 | prevWord >> 63);
-        var uPrev = prevWord & (prevWord << 1);
-        var u4 = u & (u << 2 | uPrev >> 62);
-        var u4Prev = uPrev & (uPrev << 2);
-        var u8 = u4 & (u4 << 4 | u4Prev >> 60);
-        var u8Prev = u4Prev & (u4Prev << 4);
-        var word15 = u8 & (u8 << 7 | u8Prev >> 57);
-        return run7 | word15;
+        private ulong _run, _t, _t4, _word, _u, _u4, _u8;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public ulong Candidates(ulong run, ulong word)
+        {
+            // ends of runs of 2, then 4, then 7 (4 and 4 overlapping by 1)
+            var t = run & (run << 1 | _run >> 63);
+            var t4 = t & (t << 2 | _t >> 62);
+            var run7 = t4 & (t4 << 3 | _t4 >> 61);
+            // ends of runs of 2, 4, 8, then 15 (8 and 8 overlapping by 1)
+            var u = word & (word << 1 | _word >> 63);
+            var u4 = u & (u << 2 | _u >> 62);
+            var u8 = u4 & (u4 << 4 | _u4 >> 60);
+            var word15 = u8 & (u8 << 7 | _u8 >> 57);
+            (_run, _t, _t4, _word, _u, _u4, _u8) = (run, t, t4, word, u, u4, u8);
+            return run7 | word15;
+        }
     }
 
     /// <summary>The classes of 32 bytes (v; next: the same bytes one further), one bit each:
@@ -687,6 +752,13 @@ public static class ValueScanner
         }
         // shorter than every category below but IPv6: refused before anything is counted
         if (w.Length < 15 && w.IndexOf((byte)':') < 0) return;
+        // a UUID (a request id in every request) before the counts: it has no '.' or ':', so the
+        // reading below would come to the same check
+        if (w.Length == 36 && w[8] == '-' && On(enabled, BuiltIn.Uuid) && Validators.Uuid(w))
+        {
+            found.Add(new ValueMatch(BuiltIn.Uuid, start, 36));
+            return;
+        }
         // vector counts: a token that gets here is usually a UUID or an id of tens of bytes
         var dots = w.Count((byte)'.');
         var dashes = w.Count((byte)'-');

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using Collector.Metrics;
 using Collector.Sensitive;
@@ -248,5 +249,53 @@ public class ClassifierTests
         using var y = Make("/api/v1/customers/42", responseBody: Customer);
         var (m, _, _) = Run(y, Policy("categories:\n  EMAIL: {action: off}\n  SSN: {action: off}\n  CREDIT_CARD: {action: off}\n  JWT: {action: off}\n"));
         Assert.Equal(JsonDocument.Parse(before.WrittenMemory.ToArray()).RootElement.GetRawText(), m!.Value.GetRawText());
+    }
+
+    [Fact]
+    public void Header_values_skipped_by_the_masks_of_their_block_are_those_with_nothing_in_them()
+    {
+        // each value as the classifier read it before the header block was read at once: scanned
+        // on its own, under its name
+        string[] pieces = ["415-555-2671", "+1 415 555 2671", "536-90-4399", "4111 1111 1111 1111", "203.0.113.9", "fe80::1",
+            "10:00:00", "alice@example.com", "AKIAIOSFODNN7EXAMPLE", "550e8400-e29b-41d4-a716-446655440000", "DE89370400440532013000",
+            "Tue, 25 Nov 2025 10:00:00 GMT", "-----BEGIN RSA PRIVATE KEY-----", "gzip, deflate", "nginx/1.22.1", " ", "; ", "12", "x"];
+        var random = new Random(5);
+        for (var n = 0; n < 400; n++)
+        {
+            var headers = new List<(string, string)>();
+            for (var h = random.Next(1, 12); h > 0; h--)
+                headers.Add(($"X-Field-{headers.Count}", string.Concat(Enumerable.Range(0, random.Next(1, 4)).Select(_ => pieces[random.Next(pieces.Length)]))));
+            using var x = Make("/h", requestHeaders: headers.ToArray(), responseHeaders: headers.Take(3).ToArray());
+            var found = Run(x, SensitivePolicy.Default).Classifier.Findings
+                .Select(f => (f.Where, SensitivePolicy.Default.NameOf(f.Category))).Order().ToList();
+            var expected = new List<(string, string)>();
+            foreach (var (side, list) in new[] { ("request", headers), ("response", headers.Take(3).ToList()) })
+                foreach (var (name, value) in list)
+                {
+                    var matches = new List<ValueMatch>();
+                    ValueScanner.Scan(Encoding.UTF8.GetBytes(value), KeyHint.None, ValueKind.Text, ValueScanner.AllBuiltIns, matches,
+                        name: Encoding.UTF8.GetBytes(name));
+                    expected.AddRange(matches.Select(m => ($"{side}.header.{name.ToLowerInvariant()}", Categories.BuiltInNames[(int)m.Category])));
+                }
+            Assert.Equal(expected.Order().ToList(), found);
+        }
+    }
+
+    [Fact]
+    public void Endpoint_templates_stay_right_past_what_their_table_holds()
+    {
+        var templates = new EndpointTemplates();
+        var made = new Dictionary<string, string>();
+        for (var round = 0; round < 2; round++)
+            for (var i = 0; i < 10_000; i++)
+            {
+                var target = i % 3 == 0 ? $"/api/v1/items/{i}" : $"/api/v1/shop{i % 500}/items?page={i}";
+                using var x = Make(target, host: i % 2 == 0 ? "a.example:80" : "b.example");
+                var t = templates.Of(x.Request);
+                Assert.Equal(EndpointTemplates.Make(EndpointTemplates.HostWithoutPort(x.Request.Header("host")!), Encoding.ASCII.GetBytes(target.Split('?')[0])), t);
+                // an equal template is the same string object while the table of templates has room
+                if (made.TryGetValue(t, out var first)) Assert.Same(first, t);
+                else made[t] = t;
+            }
     }
 }

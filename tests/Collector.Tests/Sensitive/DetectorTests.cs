@@ -479,4 +479,82 @@ public class DetectorTests
             Same();
         }
     }
+
+    [Fact]
+    public void The_masks_of_a_region_answer_for_each_value_in_it_as_the_byte_by_byte_check()
+    {
+        if (!ValueScanner.RegionMasks.Accelerated) return; // the region is read only with 64-byte vectors
+        var piece = Gen.OneOf(Gen.Elements(ShortPieces), Gen.Elements("User-Agent: ", "\r\n", "-----", "----", "-", "\u00e9", "a"),
+            Gen.Choose(0, 255).Select(c => ((char)c).ToString()));
+        var text = Gen.Choose(0, 60).SelectMany(n => Gen.ArrayOf(piece, n)).Select(p => string.Concat(p)).ToArbitrary();
+        var masks = new ValueScanner.RegionMasks();
+        var random = new Random(7);
+        Prop.ForAll(text, t =>
+        {
+            var region = Encoding.Latin1.GetBytes(t);
+            masks.Load(region);
+            Assert.Equal(region.AsSpan().IndexOf("-----"u8) >= 0, masks.FiveDashes);
+            for (var k = 0; k < 40 && region.Length > 0; k++)
+            {
+                var offset = random.Next(region.Length);
+                var length = 1 + random.Next(Math.Min(64, region.Length - offset));
+                var value = region.AsSpan(offset, length);
+                Assert.True(ValueScanner.MayHoldMatchByteByByte(value) == masks.MayHoldMatch(offset, length), $"{offset}+{length}: {t}");
+            }
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(1000));
+    }
+
+    [Fact]
+    public void Http_dates_hold_nothing_and_only_their_shape_is_taken_for_one()
+    {
+        Assert.True(Validators.ImfFixdate("Tue, 25 Nov 2025 10:00:00 GMT"u8));
+        Assert.True(Validators.ImfFixdate("Sun, 06 Nov 1994 08:49:37 GMT"u8));
+        Assert.False(Validators.ImfFixdate("Tue, 25 Nov 2025 10:00:00 UTC"u8));
+        Assert.False(Validators.ImfFixdate("Tue, 25 Nov 2025 10:00:0a GMT"u8));
+        Assert.False(Validators.ImfFixdate("Tue, 25 Nov 2025 10:00:00 GMT "u8));
+        Assert.False(Validators.ImfFixdate("Tuesday, 25-Nov-25 10:00:00 GMT"u8));
+        Assert.False(Validators.ImfFixdate("4111, 11 1111 1111:11:11 GMT"u8));
+        // whatever letters and digits stand in its places, the token reading finds nothing in one
+        var letter = Gen.Elements("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".ToCharArray());
+        var digit = Gen.Elements("0123456789".ToCharArray());
+        var date = Gen.ArrayOf(letter, 6).SelectMany(l => Gen.ArrayOf(digit, 12).Select(d =>
+            $"{l[0]}{l[1]}{l[2]}, {d[0]}{d[1]} {l[3]}{l[4]}{l[5]} {d[2]}{d[3]}{d[4]}{d[5]} {d[6]}{d[7]}:{d[8]}{d[9]}:{d[10]}{d[11]} GMT")).ToArbitrary();
+        Prop.ForAll(date, d =>
+        {
+            var bytes = Encoding.ASCII.GetBytes(d);
+            Assert.True(Validators.ImfFixdate(bytes), d);
+            foreach (var hint in new[] { KeyHint.None, KeyHint.Phone | KeyHint.Ssn | KeyHint.Card })
+            {
+                var every = new List<ValueMatch>();
+                ValueScanner.ScanEveryToken(bytes, ValueKind.Text, ValueScanner.AllBuiltIns, every, hint);
+                Assert.True(every.Count == 0, d);
+            }
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(2000));
+    }
+
+    [Fact]
+    public void The_uuid_check_by_vector_answers_as_the_one_byte_by_byte()
+    {
+        static bool Reference(string s)
+        {
+            if (s.Length != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-') return false;
+            for (var i = 0; i < 36; i++)
+                if (i is not (8 or 13 or 18 or 23) && !Uri.IsHexDigit(s[i])) return false;
+            return s[14] is >= '1' and <= '8' && char.ToLowerInvariant(s[19]) is '8' or '9' or 'a' or 'b';
+        }
+        var random = new Random(11);
+        const string near = "0123456789abcdefABCDEF-gG/:@`";
+        var tested = 0;
+        for (var n = 0; n < 200_000; n++)
+        {
+            var chars = Guid.NewGuid().ToString().ToCharArray();
+            if (n % 2 == 0) chars[14] = "12345678"[random.Next(8)];
+            if (n % 3 == 0) chars[19] = "89abAB"[random.Next(6)];
+            for (var k = random.Next(3); k > 0; k--) chars[random.Next(36)] = near[random.Next(near.Length)];
+            var s = new string(chars);
+            Assert.True(Reference(s) == Validators.Uuid(Encoding.ASCII.GetBytes(s)), s);
+            if (Reference(s)) tested++;
+        }
+        Assert.True(tested > 10_000, $"{tested} valid ones");
+    }
 }

@@ -83,4 +83,23 @@ public class JsonCursorTests
         }
         Assert.Equal((40, 40), (cards, keys));
     }
+
+    [Fact]
+    public void Spelled_strings_are_their_bytes_however_many_share_a_slot()
+    {
+        // more spellings than slots, with ends alike (a table found by the ends must compare the rest)
+        var strings = new SpelledStrings(64);
+        var random = new Random(3);
+        var seen = new Dictionary<string, string>();
+        for (var n = 0; n < 50_000; n++)
+        {
+            var text = "response.body." + string.Concat(Enumerable.Range(0, random.Next(0, 4)).Select(_ => "ab.c"[random.Next(4)])) + ".card.number";
+            var got = strings.Of(System.Text.Encoding.UTF8.GetBytes(text));
+            Assert.Equal(text, got);
+            seen.TryAdd(text, got);
+        }
+        Assert.True(seen.Count > 64, $"{seen.Count} spellings");
+        // one spelling asked for again and again is made once
+        Assert.Same(strings.Of("response.body.x"u8), strings.Of("response.body.x"u8));
+    }
 }
