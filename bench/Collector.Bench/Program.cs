@@ -425,6 +425,11 @@ public sealed class Driver : IDisposable
             }
             else _realSink?.Idle();
         }
+        // the classifier's own clock (the collector's classify-seconds series) against the run's,
+        // on the one thread that does both, read before a real sink's flush: a share that needs no
+        // second row (it leaves out what classifying costs the steps after it, and a first read of
+        // bytes no step has read yet is paid by whichever step reads them first)
+        var classifyShare = (double)(_metrics.Sensitive.ClassifyTicks.Value - classify0) / sw.ElapsedTicks;
         if (_realSink is not null)
         {
             // what the measured run handed over is delivered (compressed, sent, acknowledged) before
@@ -438,9 +443,6 @@ public sealed class Driver : IDisposable
         }
         var eventThreadAlloc = GC.GetAllocatedBytesForCurrentThread() - allocThread;
         var cpuNs = ThreadCpuNs() - cpu0;
-        // the classifier's own clock (the collector's classify-seconds series) against the run's,
-        // on the one thread that does both: a share that needs no second row
-        var classifyShare = (double)(_metrics.Sensitive.ClassifyTicks.Value - classify0) / sw.ElapsedTicks;
         if (Environment.GetEnvironmentVariable("BENCH_DIAG") is not null)
             Console.Error.WriteLine($"  output share of time: {(double)OutputTicks / sw.ElapsedTicks:P0}, output bytes {_sink.Bytes / Math.Max(1, _sink.Messages)}/msg, " +
                                     $"output alloc {(double)(OutputAllocated - output0) / Math.Max(1, _emitted - emitted0):N0} B/exchange");

@@ -12,12 +12,10 @@ namespace Collector.Sensitive;
 public sealed class EndpointTemplates
 {
     private const int MaxRemembered = 4096;
-    // the last template of each (host, path) that lands in a slot: found by a hash of the ends of
-    // both, then compared
-    private readonly (string? Host, byte[] Path, string Template)[] _slots = new (string?, byte[], string)[MaxRemembered];
-    private readonly bool[] _secondNewer = new bool[MaxRemembered / 2];
+    // the last template of each (host, path) found, in a table found by a hash of both
+    private readonly TwoWayTable<(string? Host, byte[] Path, string Template)> _known = new(MaxRemembered);
     // one string object per template: /items/1 and /items/2 give the same one, whose series the
-    // classifier then finds by reference
+    // classifier then finds by reference (while there is room for new templates)
     private readonly Dictionary<string, string> _templates = new(StringComparer.Ordinal);
 
     public string Of(HttpMessage request)
@@ -26,21 +24,22 @@ public sealed class EndpointTemplates
         var target = request.TargetBytes;
         var end = target.IndexOfAny((byte)'?', (byte)'#');
         var path = end < 0 ? target : target[..end];
-        var hash = SpelledStrings.Hash(path) ^ SpelledStrings.Hash(MemoryMarshal.AsBytes(host.AsSpan())) * 0x9E3779B97F4A7C15UL;
-        var set = (int)(hash >> 40) & (MaxRemembered / 2 - 1);
+        var set = _known.SetOf(TwoWayTable<(string?, byte[], string)>.Hash(path, TwoWayTable<(string?, byte[], string)>.Hash(MemoryMarshal.AsBytes(host.AsSpan()))));
         for (var way = 0; way < 2; way++)
         {
-            ref var slot = ref _slots[2 * set + way];
+            ref var slot = ref _known.Way(set, way);
             if (slot.Host is not null && (ReferenceEquals(slot.Host, host) || slot.Host == host) && path.SequenceEqual(slot.Path))
+            {
+                _known.Used(set, way);
                 return slot.Template;
+            }
         }
         var made = Make(HostWithoutPort(host), path);
         if (_templates.TryGetValue(made, out var same)) made = same;
         else if (_templates.Count < MaxRemembered) _templates.Add(made, made);
-        // two ways per set, the older of the two replaced
-        var into = _slots[2 * set].Host is null || (_slots[2 * set + 1].Host is not null && _secondNewer[set]) ? 0 : 1;
-        _slots[2 * set + into] = (host, path.ToArray(), made);
-        _secondNewer[set] = into == 1;
+        var victim = _known.Victim(set);
+        _known.Way(set, victim) = (host, path.ToArray(), made);
+        _known.Used(set, victim);
         return made;
     }
 

@@ -290,59 +290,28 @@ internal sealed class JsonCursor
 }
 
 /// <summary>Strings made from UTF-8 bytes once and looked up by the bytes after that (no UTF-16
-/// copy to hash). A table of slots, two ways per set, found by a hash of the length and the
-/// first and last 8 bytes (paths differ mostly at their end): a body of records asks for the
-/// same few paths once per record, and a general hash of every byte and a dictionary cost more
-/// than the rest of a finding. A spelling whose set is full replaces the older of the two.</summary>
-internal sealed class SpelledStrings
+/// copy to hash), in a <see cref="TwoWayTable{T}"/>: a body of records asks for the same few
+/// paths once per record, and a dictionary of strings cost more than the rest of a finding.</summary>
+internal sealed class SpelledStrings(int capacity)
 {
-    private readonly (byte[] Bytes, string Text)[] _slots;
-    private readonly int _setMask;
-    private readonly bool[] _newerSecond;
-
-    /// <summary>capacity: the strings kept at most (rounded up to a power of two).</summary>
-    public SpelledStrings(int capacity)
-    {
-        var sets = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(2, capacity / 2));
-        _slots = new (byte[], string)[sets * 2];
-        _newerSecond = new bool[sets];
-        _setMask = sets - 1;
-    }
+    private readonly TwoWayTable<(byte[]? Bytes, string Text)> _table = new(capacity);
 
     public string Of(ReadOnlySpan<byte> utf8)
     {
-        var set = (int)(Hash(utf8) >> 40) & _setMask;
-        ref var first = ref _slots[2 * set];
-        if (first.Bytes is not null && utf8.SequenceEqual(first.Bytes)) return first.Text;
-        ref var second = ref _slots[2 * set + 1];
-        if (second.Bytes is not null && utf8.SequenceEqual(second.Bytes)) return second.Text;
+        var set = _table.SetOf(TwoWayTable<(byte[]?, string)>.Hash(utf8));
+        for (var way = 0; way < 2; way++)
+        {
+            ref var entry = ref _table.Way(set, way);
+            if (entry.Bytes is not null && utf8.SequenceEqual(entry.Bytes))
+            {
+                _table.Used(set, way);
+                return entry.Text;
+            }
+        }
         var text = Encoding.UTF8.GetString(utf8);
-        var intoFirst = first.Bytes is null || (second.Bytes is not null && _newerSecond[set]);
-        ref var older = ref intoFirst ? ref first : ref second;
-        older = (utf8.ToArray(), text);
-        _newerSecond[set] = !intoFirst;
+        var victim = _table.Victim(set);
+        _table.Way(set, victim) = (utf8.ToArray(), text);
+        _table.Used(set, victim);
         return text;
-    }
-
-    /// <summary>A hash of the length and the first and last 8 bytes (where byte strings of one
-    /// kind differ): for tables that check the bytes of what they find.</summary>
-    internal static ulong Hash(ReadOnlySpan<byte> s)
-    {
-        ulong head, tail;
-        ref var b = ref MemoryMarshal.GetReference(s);
-        if (s.Length >= 8)
-        {
-            head = Unsafe.ReadUnaligned<ulong>(ref b);
-            tail = Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref b, s.Length - 8));
-        }
-        else
-        {
-            head = 0;
-            for (var i = 0; i < s.Length; i++) head = head << 8 | s[i];
-            tail = 0;
-        }
-        // the last multiply carries every bit into the high ones, which the tables take
-        var h = (head * 0x9E3779B97F4A7C15UL) ^ (tail + (ulong)s.Length) * 0xC2B2AE3D27D4EB4FUL;
-        return (h ^ h >> 32) * 0x165667B19E3779F9UL;
     }
 }

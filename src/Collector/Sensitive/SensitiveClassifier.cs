@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Diagnostics;
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
@@ -55,9 +54,7 @@ public sealed class SensitiveClassifier : IKeyHintSource
     private SensitivePolicy? _notesPolicy;
     private const int MaxRememberedNotes = 256;
     private int _requestEntries, _responseEntries;
-    private const int NamedWhereSlots = 1024;
-    private readonly (SensitiveLocation Location, byte[] Name, string? Where)[] _namedWhere = new (SensitiveLocation, byte[], string?)[NamedWhereSlots];
-    private readonly bool[] _namedWhereSecondNewer = new bool[NamedWhereSlots / 2];
+    private readonly TwoWayTable<(SensitiveLocation Location, byte[]? Name, string? Where)> _namedWhere = new(1024);
     private readonly StringBuilder _note = new();
     private (string? Endpoint, Counter? Counter)[] _counters = [];
     private SensitivePolicy? _countersPolicy;
@@ -122,15 +119,11 @@ public sealed class SensitiveClassifier : IKeyHintSource
         var count = m.HeaderCount;
         if (count == 0) return false;
         // the short values whose bytes hold no token a built-in could match are known from one
-        // pass over the header block; a PEM line in any of them, and the credentials of an
-        // Authorization header, are looked for in every value as before
+        // pass over the header block. Five dashes anywhere in it (a PEM line may start there),
+        // and the value of an Authorization header, send the values to the scan as before.
         var fields = m.FieldBytes(count, out _);
-        var byRegion = ValueScanner.RegionMasks.Accelerated;
-        if (byRegion)
-        {
-            _headerMasks.Load(fields);
-            byRegion = !_headerMasks.FiveDashes;
-        }
+        var byRegion = ValueScanner.RegionMasks.Accelerated && (_policy.BuiltInsOn & ValueScanner.AllBuiltIns) != 0 &&
+                       _headerMasks.Load(fields) && !_headerMasks.FiveDashes;
         var any = false;
         for (var i = 0; i < count; i++)
         {
@@ -142,11 +135,10 @@ public sealed class SensitiveClassifier : IKeyHintSource
             var builtIns = true;
             if (byRegion && kind == ValueKind.Text && value.Length is > 0 and < 64)
             {
-                var offset = (nint)Unsafe.ByteOffset(ref MemoryMarshal.GetReference(fields), ref MemoryMarshal.GetReference(value));
-                if (offset >= 0 && offset <= fields.Length - value.Length)
+                if (fields.Overlaps(value, out var offset) && offset >= 0 && offset <= fields.Length - value.Length)
                 {
                     // an HTTP date (Date, Last-Modified, Expires …) holds nothing, though its shape may
-                    if (!_headerMasks.MayHoldMatch((int)offset, value.Length) || Validators.ImfFixdate(value)) builtIns = false;
+                    if (!_headerMasks.MayHoldMatch(offset, value.Length) || Validators.ImfFixdate(value)) builtIns = false;
                     else kind |= ValueKind.MayHold;
                 }
             }
@@ -510,23 +502,27 @@ public sealed class SensitiveClassifier : IKeyHintSource
     }
 
     /// <summary>prefix.name (lower case) of a header, field or parameter: made once per name, and
-    /// found again in a table of slots (two ways per set) by a hash of the name's length and three
-    /// of its bytes.</summary>
+    /// found again in a <see cref="TwoWayTable{T}"/> by a hash of the name's letters folded to one case.</summary>
     private string NamedWhere(SensitiveLocation location, ReadOnlySpan<byte> name)
     {
-        var hash = (uint)location * 0x9E3779B1u ^ (uint)name.Length * 0x85EBCA77u;
-        if (name.Length > 0) hash ^= (uint)((name[0] | 0x20) << 16 | (name[^1] | 0x20) << 8 | (name[name.Length / 2] | 0x20)) * 0xC2B2AE3Du;
-        var set = (int)((hash ^ hash >> 15) & (NamedWhereSlots / 2 - 1));
+        // (the first 64 letters: a longer name is told apart by its length and by the compare)
+        Span<byte> key = stackalloc byte[64];
+        key = key[..Math.Min(name.Length, 64)];
+        for (var i = 0; i < key.Length; i++) key[i] = (byte)(name[i] | 0x20);
+        var set = _namedWhere.SetOf(TwoWayTable<(SensitiveLocation, byte[]?, string?)>.Hash(key, (ulong)location << 32 | (uint)name.Length));
         for (var way = 0; way < 2; way++)
         {
-            ref var slot = ref _namedWhere[2 * set + way];
-            if (slot.Where is not null && slot.Location == location && HttpText.EqualsIgnoreCase(slot.Name, name)) return slot.Where;
+            ref var slot = ref _namedWhere.Way(set, way);
+            if (slot.Where is not null && slot.Location == location && HttpText.EqualsIgnoreCase(slot.Name, name))
+            {
+                _namedWhere.Used(set, way);
+                return slot.Where;
+            }
         }
         var where = LocationLabels[(int)location] + "." + HttpText.Decode(name).ToLowerInvariant();
-        // two ways per set: the one not filled last is replaced
-        var into = _namedWhere[2 * set].Where is null || (_namedWhere[2 * set + 1].Where is not null && _namedWhereSecondNewer[set]) ? 0 : 1;
-        _namedWhere[2 * set + into] = (location, name.ToArray(), where);
-        _namedWhereSecondNewer[set] = into == 1;
+        var victim = _namedWhere.Victim(set);
+        _namedWhere.Way(set, victim) = (location, name.ToArray(), where);
+        _namedWhere.Used(set, victim);
         return where;
     }
 

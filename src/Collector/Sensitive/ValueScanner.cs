@@ -21,8 +21,9 @@ public enum ValueKind : byte
     JsonNumber = 2,
     /// <summary>The value of an Authorization header: a Bearer credential is a finding by itself.</summary>
     Authorization = 4,
-    /// <summary>A short value the caller has found may hold a match (its shape, from the masks of
-    /// a region): read token by token without being asked again.</summary>
+    /// <summary>A value under 64 bytes the caller has found may hold a match (its shape, from the
+    /// masks of a region): read token by token without being asked again. Longer values are read
+    /// by blocks whatever it says.</summary>
     MayHold = 8,
 }
 
@@ -117,30 +118,23 @@ public static class ValueScanner
         var p = 0;
         if (WideBlocks)
         {
-            // the same pre-filter 64 bytes at a time, its classes from table lookups (ClassesByTable)
-            ulong prevDash = 0;
-            var carry = new RunCarry();
-            for (; p + 65 <= n; p += 64)
+            // the same pre-filter 64 bytes at a time, its classes from table lookups (ClassesByTable),
+            // in a loop of its own (NextBlock) that stops only at a block to read
+            var state = new BlockState();
+            while (true)
             {
-                var v = Vector512.LoadUnsafe(ref start, (nuint)p);
-                if (keysPending)
+                p = NextBlock(ref start, p, n, ref state, keysPending, out var candidates, out var dashes);
+                if (p + 65 > n) break;
+                if (dashes)
                 {
                     // "-----BEGIN " starts with five dashes: a run of them ending here (the block
                     // before gives the first four) means the whole value is searched, as it would
                     // have been before the blocks; a value without one has no PEM line
-                    var dash = Vector512.Equals(v, Vector512.Create((byte)'-')).ExtractMostSignificantBits();
-                    var two = dash & (dash << 1 | prevDash >> 63); // two in a row first: JSON's dashes mostly stand alone
-                    if (two != 0 && (two & (dash << 2 | prevDash >> 62) & (dash << 3 | prevDash >> 61) & (dash << 4 | prevDash >> 60)) != 0)
-                    {
-                        keysPending = false;
-                        KeysInFront(value, found, keysAt);
-                    }
-                    prevDash = dash;
+                    keysPending = false;
+                    KeysInFront(value, found, keysAt);
                 }
-                var (run, word, at) = ClassesByTable(v, Unsafe.Add(ref start, p + 64));
-                var candidates = carry.Candidates(run, word) | at;
-                if (candidates == 0) continue;
-                done = Tokens(value, RegionStart(value, done, p - Margin), p + 64, escaped, in context);
+                if (candidates != 0) done = Tokens(value, RegionStart(value, done, p - Margin), p + 64, escaped, in context);
+                p += 64;
             }
         }
         else
@@ -225,16 +219,22 @@ public static class ValueScanner
     /// Only where 64-byte vectors are (<see cref="Accelerated"/>).</summary>
     internal sealed class RegionMasks
     {
+        /// <summary>The longest region read so (header blocks beyond it are rare; their values are
+        /// asked one by one), which bounds what the masks keep.</summary>
+        public const int MaxRegionBytes = 16 * 1024;
         private ClassMasks[] _blocks = new ClassMasks[16];
         private int _count;
+        private static readonly ClassMasks None = default;
 
         public static bool Accelerated => MasksAccelerated;
 
         /// <summary>Five dashes in a row somewhere in the region: a PEM line may be there.</summary>
         public bool FiveDashes { get; private set; }
 
-        public void Load(ReadOnlySpan<byte> region)
+        /// <summary>Reads region; false (and nothing read) when it is longer than <see cref="MaxRegionBytes"/>.</summary>
+        public bool Load(ReadOnlySpan<byte> region)
         {
+            if (region.Length > MaxRegionBytes) return false;
             _count = (region.Length + 63) / 64;
             if (_blocks.Length < _count) _blocks = new ClassMasks[Math.Max(_count, _blocks.Length * 2)];
             ref var start = ref MemoryMarshal.GetReference(region);
@@ -245,7 +245,7 @@ public static class ValueScanner
                 var v = Vector512.LoadUnsafe(ref start, (nuint)(64 * b));
                 _blocks[b] = Masks(v);
                 var dash = Vector512.Equals(v, Vector512.Create((byte)'-')).ExtractMostSignificantBits();
-                dashes |= FiveEnd(dash, prevDash);
+                dashes |= FiveDashesEnd(dash, prevDash) ? 1UL : 0;
                 prevDash = dash;
             }
             if (full < _count)
@@ -256,13 +256,11 @@ public static class ValueScanner
                 region[(64 * full)..].CopyTo(tail);
                 var v = Vector512.LoadUnsafe(ref MemoryMarshal.GetReference(tail));
                 _blocks[full] = Masks(v);
-                dashes |= FiveEnd(Vector512.Equals(v, Vector512.Create((byte)'-')).ExtractMostSignificantBits(), prevDash);
+                dashes |= FiveDashesEnd(Vector512.Equals(v, Vector512.Create((byte)'-')).ExtractMostSignificantBits(), prevDash) ? 1UL : 0;
             }
             FiveDashes = dashes != 0;
+            return true;
         }
-
-        private static ulong FiveEnd(ulong dash, ulong prev) =>
-            dash & (dash << 1 | prev >> 63) & (dash << 2 | prev >> 62) & (dash << 3 | prev >> 61) & (dash << 4 | prev >> 60);
 
         /// <summary><see cref="MayHoldMatch"/> of the length bytes (1 to 64) at offset of the region.</summary>
         public bool MayHoldMatch(int offset, int length)
@@ -271,7 +269,7 @@ public static class ValueScanner
             var shift = offset & 63;
             var keep = length >= 64 ? ulong.MaxValue : (1UL << length) - 1;
             ref readonly var lo = ref _blocks[w];
-            var hi = w + 1 < _count ? _blocks[w + 1] : default;
+            ref readonly var hi = ref w + 1 < _count ? ref _blocks[w + 1] : ref None;
             ulong Bits(ulong low, ulong high) => (shift == 0 ? low : low >> shift | high << (64 - shift)) & keep;
             var interesting = Bits(lo.Interesting, hi.Interesting);
             if (interesting == 0) return false;
@@ -458,28 +456,58 @@ public static class ValueScanner
         return (run, word, at);
     }
 
-    /// <summary><see cref="Candidates(uint, uint, uint, uint)"/> over 64-byte blocks, block after
-    /// block: the steps of the run counts of one block are kept for the next (only their high
-    /// bits reach into it: a run of 15 reaches 14 back), not worked out again from its classes.</summary>
-    private struct RunCarry
+    /// <summary>Whether five dashes in a row end in a 64-byte block (dash: its dashes, one bit per
+    /// byte; prev: the block before's).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool FiveDashesEnd(ulong dash, ulong prev)
     {
-        private ulong _run, _t, _t4, _word, _u, _u4, _u8;
+        var two = dash & (dash << 1 | prev >> 63); // two in a row first: JSON's dashes mostly stand alone
+        return two != 0 && (two & (dash << 2 | prev >> 62) & (dash << 3 | prev >> 61) & (dash << 4 | prev >> 60)) != 0;
+    }
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public ulong Candidates(ulong run, ulong word)
+    /// <summary>What the 64-byte blocks carry from one to the next: the steps of the run counts of
+    /// the block before (only their high bits reach into the next: a run of 15 reaches 14 back),
+    /// and its dashes.</summary>
+    private struct BlockState
+    {
+        public ulong Run, T, T4, Word, U, U4, U8, Dash;
+    }
+
+    /// <summary>From the block at p on, the first block with a candidate (<see
+    /// cref="Candidates(uint, uint, uint, uint)"/> over 64-byte blocks), or with the end of five
+    /// dashes while keysPending: its start, or the first p with p + 65 &gt; n when there is none.
+    /// Apart from Scan, so that the blocks with nothing, most of a body, are read with every
+    /// value in a register.</summary>
+    private static int NextBlock(ref byte start, int p, int n, ref BlockState state, bool keysPending, out ulong candidates, out bool dashes)
+    {
+        var (pRun, pT, pT4, pWord, pU, pU4, pU8, prevDash) = (state.Run, state.T, state.T4, state.Word, state.U, state.U4, state.U8, state.Dash);
+        candidates = 0;
+        dashes = false;
+        for (; p + 65 <= n; p += 64)
         {
+            var v = Vector512.LoadUnsafe(ref start, (nuint)p);
+            if (keysPending)
+            {
+                var dash = Vector512.Equals(v, Vector512.Create((byte)'-')).ExtractMostSignificantBits();
+                dashes = FiveDashesEnd(dash, prevDash);
+                prevDash = dash;
+            }
+            var (run, word, at) = ClassesByTable(v, Unsafe.Add(ref start, p + 64));
             // ends of runs of 2, then 4, then 7 (4 and 4 overlapping by 1)
-            var t = run & (run << 1 | _run >> 63);
-            var t4 = t & (t << 2 | _t >> 62);
-            var run7 = t4 & (t4 << 3 | _t4 >> 61);
+            var t = run & (run << 1 | pRun >> 63);
+            var t4 = t & (t << 2 | pT >> 62);
+            var run7 = t4 & (t4 << 3 | pT4 >> 61);
             // ends of runs of 2, 4, 8, then 15 (8 and 8 overlapping by 1)
-            var u = word & (word << 1 | _word >> 63);
-            var u4 = u & (u << 2 | _u >> 62);
-            var u8 = u4 & (u4 << 4 | _u4 >> 60);
-            var word15 = u8 & (u8 << 7 | _u8 >> 57);
-            (_run, _t, _t4, _word, _u, _u4, _u8) = (run, t, t4, word, u, u4, u8);
-            return run7 | word15;
+            var u = word & (word << 1 | pWord >> 63);
+            var u4 = u & (u << 2 | pU >> 62);
+            var u8 = u4 & (u4 << 4 | pU4 >> 60);
+            var word15 = u8 & (u8 << 7 | pU8 >> 57);
+            (pRun, pT, pT4, pWord, pU, pU4, pU8) = (run, t, t4, word, u, u4, u8);
+            candidates = run7 | word15 | at;
+            if (candidates != 0 || dashes) break;
         }
+        state = new BlockState { Run = pRun, T = pT, T4 = pT4, Word = pWord, U = pU, U4 = pU4, U8 = pU8, Dash = prevDash };
+        return p;
     }
 
     /// <summary>The classes of 32 bytes (v; next: the same bytes one further), one bit each:

@@ -298,4 +298,17 @@ public class ClassifierTests
                 else made[t] = t;
             }
     }
+
+    [Fact]
+    public void Endpoint_templates_seen_before_are_found_again_whatever_part_of_the_path_differs()
+    {
+        // ids in the middle of paths of one length, under one prefix: found again without being made again
+        var templates = new EndpointTemplates();
+        var exchanges = Enumerable.Range(1000, 100).Select(i => Make($"/api/v1/users/{i}/profile/settings")).ToList();
+        foreach (var x in exchanges) templates.Of(x.Request);
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        foreach (var x in exchanges) Assert.Equal("api.example.com/api/v1/users/INTEGER/profile/settings", templates.Of(x.Request));
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        foreach (var x in exchanges) x.Dispose();
+    }
 }

@@ -102,4 +102,17 @@ public class JsonCursorTests
         // one spelling asked for again and again is made once
         Assert.Same(strings.Of("response.body.x"u8), strings.Of("response.body.x"u8));
     }
+
+    [Fact]
+    public void Spellings_alike_at_both_ends_are_each_found_again()
+    {
+        var strings = new SpelledStrings(4096);
+        var spellings = new[] { "user", "shop", "cart", "item", "bill", "plan", "team", "role" }
+            .Select(k => System.Text.Encoding.UTF8.GetBytes($"response.body.data.{k}.address.city")).ToArray();
+        foreach (var b in spellings) strings.Of(b);
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var round = 0; round < 10; round++)
+            foreach (var b in spellings) strings.Of(b);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
 }
