@@ -691,16 +691,32 @@ public sealed class SensitiveClassifier : IKeyHintSource
             return default;
         }
 
+        /// <summary>prefix.key.key… (and "#key" for a match in a key), spelled in bytes and its
+        /// string made once per spelling, as <see cref="JsonCursor.Path"/> makes the built-ins'.</summary>
         public string Path(string prefix, ReadOnlySpan<byte> body, bool key)
         {
-            var sb = new StringBuilder(prefix);
+            var n = 0;
+            foreach (var c in prefix) Append((byte)c, ref n); // a location label: ASCII
             for (var d = 0; d < _depth; d++)
             {
                 if (_levels[d].Start < 0) continue;
-                sb.Append('.').Append(Encoding.UTF8.GetString(body.Slice(_levels[d].Start, _levels[d].Length)));
+                Append((byte)'.', ref n);
+                Append(body.Slice(_levels[d].Start, _levels[d].Length), ref n);
             }
-            if (key) sb.Append("#key");
-            return sb.ToString();
+            if (key) Append("#key"u8, ref n);
+            return _paths.Of(_spelled.AsSpan(0, n));
+        }
+
+        private byte[] _spelled = new byte[256];
+        private readonly SpelledStrings _paths = new(1024);
+
+        private void Append(byte b, ref int n) => Append([b], ref n);
+
+        private void Append(ReadOnlySpan<byte> bytes, ref int n)
+        {
+            if (n + bytes.Length > _spelled.Length) Array.Resize(ref _spelled, Math.Max(_spelled.Length * 2, n + bytes.Length));
+            bytes.CopyTo(_spelled.AsSpan(n));
+            n += bytes.Length;
         }
     }
 }

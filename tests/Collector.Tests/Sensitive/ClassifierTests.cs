@@ -311,4 +311,29 @@ public class ClassifierTests
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
         foreach (var x in exchanges) x.Dispose();
     }
+
+    [Fact]
+    public void Custom_categories_name_nested_keys_and_matches_in_keys_by_their_path()
+    {
+        var policy = Policy("""
+            builtins: listed
+            categories:
+              EMPLOYEE_ID:
+                values: 'EMP-[0-9]{6}'
+            """);
+        const string body = "{\"staff\":{\"lead\":{\"id\":\"EMP-123456\"},\"list\":[{\"id\":\"EMP-222222\"}]},\"EMP-654321\":1}";
+        using var x = Make("/staff", responseBody: body);
+        var (_, _, c) = Run(x, policy);
+        var names = c.Findings.Select(f => f.Where).ToList();
+        Assert.Equal(["response.body.staff.lead.id", "response.body.staff.list.id", "response.body.EMP-654321#key"], names);
+        // each place is made once: the same exchange again names it with the same string
+        using var y = Make("/staff", responseBody: body);
+        var classifier = c;
+        var parts = new Collector.Output.MessageParts();
+        Collector.Output.AktoMessage.Decode(y, 1 << 20);
+        Collector.Output.AktoMessage.Prepare(parts, y, Identity);
+        classifier.Classify(y, parts, policy, 1 << 20);
+        parts.Release();
+        Assert.Same(names[0], classifier.Findings[0].Where);
+    }
 }
