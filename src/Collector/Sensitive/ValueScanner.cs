@@ -123,7 +123,8 @@ public static class ValueScanner
             var state = new BlockState();
             while (true)
             {
-                p = NextBlock(ref start, p, n, ref state, keysPending, out var candidates, out var dashes);
+                p = keysPending ? NextBlock<Yes>(ref start, p, n, ref state, out var candidates, out var dashes)
+                    : NextBlock<No>(ref start, p, n, ref state, out candidates, out dashes);
                 if (p + 65 > n) break;
                 if (dashes)
                 {
@@ -443,12 +444,13 @@ public static class ValueScanner
         var high = Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & Vector512.Create((byte)0x0F);
         // a byte from 0x80 up has its top bit set, and the lookup gives 0 for it
         var classes = Avx512BW.Shuffle(LowNibbleClasses, v) & Avx512BW.Shuffle(HighNibbleClasses, high);
+        // (a class's bytes: those whose class bits are above zero, one compare into a mask each)
         var zero = Vector512<byte>.Zero;
-        var digit = ~Vector512.Equals(classes & Vector512.Create(ClassDigit), zero).ExtractMostSignificantBits();
-        var run = ~Vector512.Equals(classes & Vector512.Create((byte)(ClassDigit | ClassDashDot | ClassParen)), zero).ExtractMostSignificantBits();
-        var word = ~Vector512.Equals(classes & Vector512.Create((byte)(ClassDigit | ClassColon | ClassLetterLow | ClassLetterHigh | ClassUnderscore | ClassDashDot)), zero)
+        var digit = Vector512.GreaterThan(classes & Vector512.Create(ClassDigit), zero).ExtractMostSignificantBits();
+        var run = Vector512.GreaterThan(classes & Vector512.Create((byte)(ClassDigit | ClassDashDot | ClassParen)), zero).ExtractMostSignificantBits();
+        var word = Vector512.GreaterThan(classes & Vector512.Create((byte)(ClassDigit | ClassColon | ClassLetterLow | ClassLetterHigh | ClassUnderscore | ClassDashDot)), zero)
             .ExtractMostSignificantBits();
-        var at = ~Vector512.Equals(classes & Vector512.Create(ClassAt), zero).ExtractMostSignificantBits();
+        var at = Vector512.GreaterThan(classes & Vector512.Create(ClassAt), zero).ExtractMostSignificantBits();
         // a space counts when a digit or '(' follows it (the byte after the block for the last)
         var digitOrParen = digit | Vector512.Equals(v, Vector512.Create((byte)'(')).ExtractMostSignificantBits();
         var digitOrParenNext = digitOrParen >> 1 | (Validators.IsDigit(following) || following == '(' ? 1UL << 63 : 0);
@@ -475,21 +477,22 @@ public static class ValueScanner
 
     /// <summary>From the block at p on, the first block with a candidate (<see
     /// cref="Candidates(uint, uint, uint, uint)"/> over 64-byte blocks), or with the end of five
-    /// dashes while keysPending: its start, or the first p with p + 65 &gt; n when there is none.
+    /// dashes while keys are pending (TDashes): its start, or the first p with p + 65 &gt; n when there is none.
     /// Apart from Scan, so that the blocks with nothing, most of a body, are read with every
     /// value in a register.</summary>
-    private static int NextBlock(ref byte start, int p, int n, ref BlockState state, bool keysPending, out ulong candidates, out bool dashes)
+    private static int NextBlock<TDashes>(ref byte start, int p, int n, ref BlockState state, out ulong candidates, out bool dashes)
+        where TDashes : struct, IFlag
     {
         var (pRun, pT, pT4, pWord, pU, pU4, pU8, prevDash) = (state.Run, state.T, state.T4, state.Word, state.U, state.U4, state.U8, state.Dash);
-        candidates = 0;
-        dashes = false;
+        ulong found = 0;
+        var five = false;
         for (; p + 65 <= n; p += 64)
         {
             var v = Vector512.LoadUnsafe(ref start, (nuint)p);
-            if (keysPending)
+            if (TDashes.On)
             {
                 var dash = Vector512.Equals(v, Vector512.Create((byte)'-')).ExtractMostSignificantBits();
-                dashes = FiveDashesEnd(dash, prevDash);
+                five = FiveDashesEnd(dash, prevDash);
                 prevDash = dash;
             }
             var (run, word, at) = ClassesByTable(v, Unsafe.Add(ref start, p + 64));
@@ -503,11 +506,29 @@ public static class ValueScanner
             var u8 = u4 & (u4 << 4 | pU4 >> 60);
             var word15 = u8 & (u8 << 7 | pU8 >> 57);
             (pRun, pT, pT4, pWord, pU, pU4, pU8) = (run, t, t4, word, u, u4, u8);
-            candidates = run7 | word15 | at;
-            if (candidates != 0 || dashes) break;
+            found = run7 | word15 | at;
+            if ((found != 0) | five) break;
         }
         state = new BlockState { Run = pRun, T = pT, T4 = pT4, Word = pWord, U = pU, U4 = pU4, U8 = pU8, Dash = prevDash };
+        candidates = found;
+        dashes = five;
         return p;
+    }
+
+    /// <summary>A choice made when a generic method is compiled (one body each, the other branch gone).</summary>
+    private interface IFlag
+    {
+        static abstract bool On { get; }
+    }
+
+    private readonly struct Yes : IFlag
+    {
+        public static bool On => true;
+    }
+
+    private readonly struct No : IFlag
+    {
+        public static bool On => false;
     }
 
     /// <summary>The classes of 32 bytes (v; next: the same bytes one further), one bit each:
