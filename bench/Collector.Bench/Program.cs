@@ -435,7 +435,6 @@ public sealed class Driver : IDisposable
         // bytes no step has read yet is paid by whichever step reads them first)
         var classifyTicks = _metrics.Sensitive.ClassifyTicks.Value - classify0;
         var classifyShare = (double)classifyTicks / sw.ElapsedTicks;
-        var classifyExchanges = Math.Max(1, _emitted - emitted0);
         if (_realSink is not null)
         {
             // what the measured run handed over is delivered (compressed, sent, acknowledged) before
@@ -464,7 +463,7 @@ public sealed class Driver : IDisposable
             $"{GC.CollectionCount(0) - gc0}/{GC.CollectionCount(1) - gc1}/{GC.CollectionCount(2) - gc2}",
             Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0,
             exchanges == 0 || cpu0 < 0 ? 0 : (double)cpuNs / exchanges, classifyShare,
-            classifyTicks * 1e9 / Stopwatch.Frequency / classifyExchanges);
+            exchanges == 0 ? 0 : classifyTicks * 1e9 / Stopwatch.Frequency / exchanges);
     }
 
     /// <summary>Nanoseconds this thread has run on a CPU (Linux schedstat), -1 where unknown.</summary>

@@ -24,7 +24,7 @@ public sealed class EndpointTemplates
         var target = request.TargetBytes;
         var end = target.IndexOfAny((byte)'?', (byte)'#');
         var path = end < 0 ? target : target[..end];
-        var set = _known.SetOf(TwoWayTable<(string?, byte[], string)>.Hash(path, TwoWayTable<(string?, byte[], string)>.Hash(MemoryMarshal.AsBytes(host.AsSpan()))));
+        var set = _known.SetOf(TwoWayTable.Hash(path, TwoWayTable.Hash(MemoryMarshal.AsBytes(host.AsSpan()))));
         for (var way = 0; way < 2; way++)
         {
             ref var slot = ref _known.Way(set, way);
@@ -37,9 +37,7 @@ public sealed class EndpointTemplates
         var made = Make(HostWithoutPort(host), path);
         if (_templates.TryGetValue(made, out var same)) made = same;
         else if (_templates.Count < MaxRemembered) _templates.Add(made, made);
-        var victim = _known.Victim(set);
-        _known.Way(set, victim) = (host, path.ToArray(), made);
-        _known.Used(set, victim);
+        _known.Add(set, (host, path.ToArray(), made));
         return made;
     }
 

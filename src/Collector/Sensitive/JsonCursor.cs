@@ -244,61 +244,44 @@ internal sealed class JsonCursor
             while (p < s.Length && s[p] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') p++;
             isKey = p < s.Length && s[p] == ':';
         }
-        // the path is spelled in bytes into a reused buffer and its string looked up by them: a
-        // body's few paths are made once, however many records repeat them
-        if (!ReferenceEquals(prefix, _prefix))
-        {
-            _prefix = prefix;
-            _prefixBytes = Encoding.UTF8.GetBytes(prefix);
-        }
-        var n = 0;
-        Append(_prefixBytes, ref n);
+        // the path is spelled in bytes and its string looked up by them: a body's few paths are
+        // made once, however many records repeat them
+        _paths.Start();
+        _paths.Append(prefix);
         var levels = Math.Min(_depth, MaxDepth);
         for (var d = 0; d < levels; d++)
         {
             var (start, length, isObject) = _levels[d];
             if (!isObject || start < 0 || (isKey && d == levels - 1)) continue;
-            Append((byte)'.', ref n);
-            Append(s.Slice(start, length), ref n);
+            _paths.Append((byte)'.');
+            _paths.Append(s.Slice(start, length));
         }
         if (isKey)
         {
-            Append((byte)'.', ref n);
-            Append(s[_stringStart..Math.Min(keyEnd, s.Length)], ref n);
-            Append("#key"u8, ref n);
+            _paths.Append((byte)'.');
+            _paths.Append(s[_stringStart..Math.Min(keyEnd, s.Length)]);
+            _paths.Append("#key"u8);
         }
-        return _paths.Of(_spelled.AsSpan(0, n));
+        return _paths.Spelled();
     }
 
-    private byte[] _spelled = new byte[256];
-    private string? _prefix;
-    private byte[] _prefixBytes = [];
     private readonly SpelledStrings _paths = new(4096);
-
-    private void Append(byte b, ref int n)
-    {
-        if (n == _spelled.Length) Array.Resize(ref _spelled, _spelled.Length * 2);
-        _spelled[n++] = b;
-    }
-
-    private void Append(ReadOnlySpan<byte> bytes, ref int n)
-    {
-        if (n + bytes.Length > _spelled.Length) Array.Resize(ref _spelled, Math.Max(_spelled.Length * 2, n + bytes.Length));
-        bytes.CopyTo(_spelled.AsSpan(n));
-        n += bytes.Length;
-    }
 }
 
 /// <summary>Strings made from UTF-8 bytes once and looked up by the bytes after that (no UTF-16
 /// copy to hash), in a <see cref="TwoWayTable{T}"/>: a body of records asks for the same few
-/// paths once per record, and a dictionary of strings cost more than the rest of a finding.</summary>
+/// paths once per record, and a dictionary of strings cost more than the rest of a finding. The
+/// bytes are given whole (<see cref="Of"/>) or spelled piece by piece into a reused buffer
+/// (<see cref="Start"/>, Append, <see cref="Spelled"/>).</summary>
 internal sealed class SpelledStrings(int capacity)
 {
     private readonly TwoWayTable<(byte[]? Bytes, string Text)> _table = new(capacity);
+    private byte[] _spelling = new byte[256];
+    private int _length;
 
     public string Of(ReadOnlySpan<byte> utf8)
     {
-        var set = _table.SetOf(TwoWayTable<(byte[]?, string)>.Hash(utf8));
+        var set = _table.SetOf(TwoWayTable.Hash(utf8));
         for (var way = 0; way < 2; way++)
         {
             ref var entry = ref _table.Way(set, way);
@@ -309,9 +292,29 @@ internal sealed class SpelledStrings(int capacity)
             }
         }
         var text = Encoding.UTF8.GetString(utf8);
-        var victim = _table.Victim(set);
-        _table.Way(set, victim) = (utf8.ToArray(), text);
-        _table.Used(set, victim);
+        _table.Add(set, (utf8.ToArray(), text));
         return text;
+    }
+
+    /// <summary>Begins a spelling in the buffer.</summary>
+    public void Start() => _length = 0;
+
+    public void Append(byte b) => Append([b]);
+
+    public void Append(ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(Room(bytes.Length));
+        _length += bytes.Length;
+    }
+
+    public void Append(string text) => _length += Encoding.UTF8.GetBytes(text, Room(Encoding.UTF8.GetMaxByteCount(text.Length)));
+
+    /// <summary>The string of what was spelled since <see cref="Start"/>.</summary>
+    public string Spelled() => Of(_spelling.AsSpan(0, _length));
+
+    private Span<byte> Room(int bytes)
+    {
+        if (_length + bytes > _spelling.Length) Array.Resize(ref _spelling, Math.Max(_spelling.Length * 2, _length + bytes));
+        return _spelling.AsSpan(_length);
     }
 }

@@ -509,7 +509,7 @@ public sealed class SensitiveClassifier : IKeyHintSource
         Span<byte> key = stackalloc byte[64];
         key = key[..Math.Min(name.Length, 64)];
         for (var i = 0; i < key.Length; i++) key[i] = (byte)(name[i] | 0x20);
-        var set = _namedWhere.SetOf(TwoWayTable<(SensitiveLocation, byte[]?, string?)>.Hash(key, (ulong)location << 32 | (uint)name.Length));
+        var set = _namedWhere.SetOf(TwoWayTable.Hash(key, (ulong)location << 32 | (uint)name.Length));
         for (var way = 0; way < 2; way++)
         {
             ref var slot = ref _namedWhere.Way(set, way);
@@ -520,9 +520,7 @@ public sealed class SensitiveClassifier : IKeyHintSource
             }
         }
         var where = LocationLabels[(int)location] + "." + HttpText.Decode(name).ToLowerInvariant();
-        var victim = _namedWhere.Victim(set);
-        _namedWhere.Way(set, victim) = (location, name.ToArray(), where);
-        _namedWhere.Used(set, victim);
+        _namedWhere.Add(set, (location, name.ToArray(), where));
         return where;
     }
 
@@ -695,28 +693,18 @@ public sealed class SensitiveClassifier : IKeyHintSource
         /// string made once per spelling, as <see cref="JsonCursor.Path"/> makes the built-ins'.</summary>
         public string Path(string prefix, ReadOnlySpan<byte> body, bool key)
         {
-            var n = 0;
-            foreach (var c in prefix) Append((byte)c, ref n); // a location label: ASCII
+            _paths.Start();
+            _paths.Append(prefix);
             for (var d = 0; d < _depth; d++)
             {
                 if (_levels[d].Start < 0) continue;
-                Append((byte)'.', ref n);
-                Append(body.Slice(_levels[d].Start, _levels[d].Length), ref n);
+                _paths.Append((byte)'.');
+                _paths.Append(body.Slice(_levels[d].Start, _levels[d].Length));
             }
-            if (key) Append("#key"u8, ref n);
-            return _paths.Of(_spelled.AsSpan(0, n));
+            if (key) _paths.Append("#key"u8);
+            return _paths.Spelled();
         }
 
-        private byte[] _spelled = new byte[256];
         private readonly SpelledStrings _paths = new(1024);
-
-        private void Append(byte b, ref int n) => Append([b], ref n);
-
-        private void Append(ReadOnlySpan<byte> bytes, ref int n)
-        {
-            if (n + bytes.Length > _spelled.Length) Array.Resize(ref _spelled, Math.Max(_spelled.Length * 2, n + bytes.Length));
-            bytes.CopyTo(_spelled.AsSpan(n));
-            n += bytes.Length;
-        }
     }
 }

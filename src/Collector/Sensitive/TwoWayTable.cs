@@ -6,7 +6,7 @@ namespace Collector.Sensitive;
 
 /// <summary>A bounded cache of entries in sets of two, found by a hash: the caller compares what it
 /// looks for with both ways of its set (<see cref="Way"/>), says which it used (<see cref="Used"/>),
-/// and fills the one used less lately on a miss (<see cref="Victim"/>). Memory is fixed by the
+/// and puts an entry in place of the one used less lately on a miss (<see cref="Add"/>). Memory is fixed by the
 /// number of sets; two ways keep two hot entries that share a set from evicting each other.</summary>
 internal sealed class TwoWayTable<T> where T : struct
 {
@@ -23,18 +23,28 @@ internal sealed class TwoWayTable<T> where T : struct
         _setMask = sets - 1;
     }
 
-    /// <summary>The set of a hash (its high bits: see <see cref="Hash"/>).</summary>
+    /// <summary>The set of a hash (its high bits: see <see cref="TwoWayTable.Hash"/>).</summary>
     public int SetOf(ulong hash) => (int)(hash >> 40) & _setMask;
 
     public ref T Way(int set, int way) => ref _ways[2 * set + way];
 
     public void Used(int set, int way) => _secondLater[set] = way == 1;
 
-    /// <summary>The way to fill on a miss: the one used less lately (the second first, then in turn).</summary>
-    public int Victim(int set) => _secondLater[set] ? 0 : 1;
+    /// <summary>On a miss: entry in place of the way of set used less lately (the second first,
+    /// then in turn), and that way counted as used.</summary>
+    public void Add(int set, T entry)
+    {
+        var way = _secondLater[set] ? 0 : 1;
+        _ways[2 * set + way] = entry;
+        Used(set, way);
+    }
+}
 
+/// <summary>The hash <see cref="TwoWayTable{T}"/>s are found by.</summary>
+internal static class TwoWayTable
+{
     /// <summary>A hash of every byte, 8 at a time (the keys are short: paths, names, hosts), whose
-    /// last multiply carries every bit into the high ones that <see cref="SetOf"/> takes.</summary>
+    /// last multiply carries every bit into the high ones that <see cref="TwoWayTable{T}.SetOf"/> takes.</summary>
     public static ulong Hash(ReadOnlySpan<byte> s, ulong seed = 0)
     {
         var h = seed ^ (ulong)s.Length * 0x9E3779B97F4A7C15UL;
