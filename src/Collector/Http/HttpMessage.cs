@@ -106,6 +106,9 @@ public sealed class HttpMessage : IDisposable
         return _head.AsSpan(offset, last.ValueStart + last.ValueLength - offset);
     }
 
+    /// <summary>Where field i's value starts in the buffer <see cref="FieldBytes"/> reads (less its offset).</summary>
+    internal int ValueStart(int i) => _fields![i].ValueStart;
+
     internal int FieldEnd(int i)
     {
         ref var f = ref _fields![i];
@@ -167,7 +170,11 @@ public sealed class HttpMessage : IDisposable
     public int FindHeader(ReadOnlySpan<byte> lowerName, int start = 0)
     {
         for (var i = start; i < _fieldCount; i++)
-            if (HttpText.EqualsLower(HeaderName(i), lowerName)) return i;
+        {
+            ref var f = ref _fields![i];
+            // the length first, here: most names differ in it, and the compare is a call
+            if (f.NameLength == lowerName.Length && HttpText.EqualsLower(_head.AsSpan(f.NameStart, f.NameLength), lowerName)) return i;
+        }
         return -1;
     }
 

@@ -62,10 +62,22 @@ public readonly struct BodyPlan
         return i >= 0 && ContainsIgnoreCase(m.HeaderValue(i), "json"u8);
     }
 
+    /// <summary>Whether s holds lower (ASCII lower case, not empty) in any case.</summary>
     public static bool ContainsIgnoreCase(ReadOnlySpan<byte> s, ReadOnlySpan<byte> lower)
     {
-        for (var i = 0; i + lower.Length <= s.Length; i++)
-            if (HttpText.EqualsLower(s.Slice(i, lower.Length), lower)) return true;
+        // the places of its first byte, in either case, found by a vector search; the rest compared there
+        var first = lower[0];
+        var upper = first is >= (byte)'a' and <= (byte)'z' ? (byte)(first - 0x20) : first;
+        var rest = lower[1..];
+        var last = s.Length - lower.Length; // the last place it can start
+        for (var i = 0; i <= last;)
+        {
+            var k = s[i..(last + 1)].IndexOfAny(first, upper);
+            if (k < 0) return false;
+            i += k;
+            if (HttpText.EqualsLower(s.Slice(i + 1, rest.Length), rest)) return true;
+            i++;
+        }
         return false;
     }
 

@@ -121,21 +121,30 @@ public sealed class SensitiveClassifier : IKeyHintSource
         // the short values whose bytes hold no token a built-in could match are known from one
         // pass over the header block. Five dashes anywhere in it (a PEM line may start there),
         // and the value of an Authorization header, send the values to the scan as before.
-        var fields = m.FieldBytes(count, out _);
+        var fields = m.FieldBytes(count, out var fieldsAt);
         var byRegion = ValueScanner.RegionMasks.Accelerated && (_policy.BuiltInsOn & ValueScanner.AllBuiltIns) != 0 &&
                        _headerMasks.Load(fields) && !_headerMasks.FiveDashes;
         var any = false;
         for (var i = 0; i < count; i++)
         {
             var name = m.HeaderName(i);
-            if (HttpText.EqualsLower(name, "host"u8)) continue; // the endpoint itself, counted by its template
+            var kind = ValueKind.Text;
+            // by length first: most names are none of these three
+            switch (name.Length)
+            {
+                case 4 when HttpText.EqualsLower(name, "host"u8):
+                    continue; // the endpoint itself, counted by its template
+                case 13 when HttpText.EqualsLower(name, "authorization"u8):
+                case 19 when HttpText.EqualsLower(name, "proxy-authorization"u8):
+                    kind = ValueKind.Authorization;
+                    break;
+            }
             var value = m.HeaderValue(i);
-            var kind = HttpText.EqualsLower(name, "authorization"u8) || HttpText.EqualsLower(name, "proxy-authorization"u8)
-                ? ValueKind.Authorization : ValueKind.Text;
             var builtIns = true;
             if (byRegion && kind == ValueKind.Text && value.Length is > 0 and < 64)
             {
-                if (fields.Overlaps(value, out var offset) && offset >= 0 && offset <= fields.Length - value.Length)
+                var offset = m.ValueStart(i) - fieldsAt;
+                if (offset >= 0 && offset <= fields.Length - value.Length)
                 {
                     // an HTTP date (Date, Last-Modified, Expires …) holds nothing, though its shape may
                     if (!_headerMasks.MayHoldMatch(offset, value.Length) || Validators.ImfFixdate(value)) builtIns = false;

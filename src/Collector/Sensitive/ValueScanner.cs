@@ -116,11 +116,11 @@ public static class ValueScanner
         var n = value.Length;
         ref var start = ref MemoryMarshal.GetReference(value);
         var p = 0;
+        var state = new BlockState();
         if (WideBlocks)
         {
             // the same pre-filter 64 bytes at a time, its classes from table lookups (ClassesByTable),
             // in a loop of its own (NextBlock) that stops only at a block to read
-            var state = new BlockState();
             while (true)
             {
                 p = keysPending ? NextBlock<Yes>(ref start, p, n, ref state, out var candidates, out var dashes)
@@ -155,10 +155,24 @@ public static class ValueScanner
         if (keysPending && value[Math.Max(0, p - 4)..].IndexOf("-----"u8) >= 0) KeysInFront(value, found, keysAt);
         if (p < n)
         {
-            // the last bytes, too few for a block, with the tokens of the margin before them
+            // the last bytes, too few for a block, with the tokens of the margin before them: by
+            // the blocks' rule when they are 64 bytes (as one more block, zero past the end), else
+            // by the shape check
             var from = RegionStart(value, done, p - Margin);
-            if (MayHoldMatch(value[from..])) Tokens(value, from, n, escaped, in context);
+            if (WideBlocks ? LastBlockMayHold(value[p..], in state) : MayHoldMatch(value[from..])) Tokens(value, from, n, escaped, in context);
         }
+    }
+
+    /// <summary>Whether the last bytes of a value (fewer than 65) end a run a 64-byte block would
+    /// stop at (<see cref="NextBlock"/>), the runs of the blocks before carried in.</summary>
+    private static bool LastBlockMayHold(ReadOnlySpan<byte> last, in BlockState state)
+    {
+        Span<byte> block = stackalloc byte[64];
+        ref var b = ref MemoryMarshal.GetReference(block);
+        Vector512.StoreUnsafe(Vector512<byte>.Zero, ref b); // a zero byte is in no class
+        last.CopyTo(block);
+        var (run, word, at) = ClassesByTable(Vector512.LoadUnsafe(ref b), 0);
+        return (RunEnds(run, state.Run, 7) | RunEnds(word, state.Word, 15) | at) != 0;
     }
 
     /// <summary>"-----BEGIN " and a label ending in "PRIVATE KEY" and "-----": shorter values hold no key.</summary>
@@ -446,14 +460,13 @@ public static class ValueScanner
         var classes = Avx512BW.Shuffle(LowNibbleClasses, v) & Avx512BW.Shuffle(HighNibbleClasses, high);
         // (a class's bytes: those whose class bits are above zero, one compare into a mask each)
         var zero = Vector512<byte>.Zero;
-        var digit = Vector512.GreaterThan(classes & Vector512.Create(ClassDigit), zero).ExtractMostSignificantBits();
         var run = Vector512.GreaterThan(classes & Vector512.Create((byte)(ClassDigit | ClassDashDot | ClassParen)), zero).ExtractMostSignificantBits();
         var word = Vector512.GreaterThan(classes & Vector512.Create((byte)(ClassDigit | ClassColon | ClassLetterLow | ClassLetterHigh | ClassUnderscore | ClassDashDot)), zero)
             .ExtractMostSignificantBits();
         var at = Vector512.GreaterThan(classes & Vector512.Create(ClassAt), zero).ExtractMostSignificantBits();
-        // a space counts when a digit or '(' follows it (the byte after the block for the last)
-        var digitOrParen = digit | Vector512.Equals(v, Vector512.Create((byte)'(')).ExtractMostSignificantBits();
-        var digitOrParenNext = digitOrParen >> 1 | (Validators.IsDigit(following) || following == '(' ? 1UL << 63 : 0);
+        // a space counts when a digit or a parenthesis follows it (the byte after the block for the last)
+        var digitOrParen = Vector512.GreaterThan(classes & Vector512.Create((byte)(ClassDigit | ClassParen)), zero).ExtractMostSignificantBits();
+        var digitOrParenNext = digitOrParen >> 1 | (Validators.IsDigit(following) || following is (byte)'(' or (byte)')' ? 1UL << 63 : 0);
         run |= Vector512.Equals(v, Vector512.Create((byte)' ')).ExtractMostSignificantBits() & digitOrParenNext;
         return (run, word, at);
     }
@@ -467,12 +480,11 @@ public static class ValueScanner
         return two != 0 && (two & (dash << 2 | prev >> 62) & (dash << 3 | prev >> 61) & (dash << 4 | prev >> 60)) != 0;
     }
 
-    /// <summary>What the 64-byte blocks carry from one to the next: the steps of the run counts of
-    /// the block before (only their high bits reach into the next: a run of 15 reaches 14 back),
-    /// and its dashes.</summary>
+    /// <summary>What the 64-byte blocks carry from one to the next: the run and token bytes of
+    /// the block before (the runs that end there reach into the next), and its dashes.</summary>
     private struct BlockState
     {
-        public ulong Run, T, T4, Word, U, U4, U8, Dash;
+        public ulong Run, Word, Dash;
     }
 
     /// <summary>From the block at p on, the first block with a candidate (<see
@@ -483,7 +495,7 @@ public static class ValueScanner
     private static int NextBlock<TDashes>(ref byte start, int p, int n, ref BlockState state, out ulong candidates, out bool dashes)
         where TDashes : struct, IFlag
     {
-        var (pRun, pT, pT4, pWord, pU, pU4, pU8, prevDash) = (state.Run, state.T, state.T4, state.Word, state.U, state.U4, state.U8, state.Dash);
+        var (pRun, pWord, prevDash) = (state.Run, state.Word, state.Dash);
         ulong found = 0;
         var five = false;
         for (; p + 65 <= n; p += 64)
@@ -496,23 +508,37 @@ public static class ValueScanner
                 prevDash = dash;
             }
             var (run, word, at) = ClassesByTable(v, Unsafe.Add(ref start, p + 64));
-            // ends of runs of 2, then 4, then 7 (4 and 4 overlapping by 1)
-            var t = run & (run << 1 | pRun >> 63);
-            var t4 = t & (t << 2 | pT >> 62);
-            var run7 = t4 & (t4 << 3 | pT4 >> 61);
-            // ends of runs of 2, 4, 8, then 15 (8 and 8 overlapping by 1)
-            var u = word & (word << 1 | pWord >> 63);
-            var u4 = u & (u << 2 | pU >> 62);
-            var u8 = u4 & (u4 << 4 | pU4 >> 60);
-            var word15 = u8 & (u8 << 7 | pU8 >> 57);
-            (pRun, pT, pT4, pWord, pU, pU4, pU8) = (run, t, t4, word, u, u4, u8);
-            found = run7 | word15 | at;
+            found = RunEnds(run, pRun, 7) | RunEnds(word, pWord, 15) | at;
+            (pRun, pWord) = (run, word);
             if ((found != 0) | five) break;
         }
-        state = new BlockState { Run = pRun, T = pT, T4 = pT4, Word = pWord, U = pU, U4 = pU4, U8 = pU8, Dash = prevDash };
+        state = new BlockState { Run = pRun, Word = pWord, Dash = prevDash };
         candidates = found;
         dashes = five;
         return p;
+    }
+
+    /// <summary>Not zero when a run of at least length (7 or 15) set bits of bits ends in this
+    /// block: the ends of those within it (ands of the bits shifted by 1, 2, 4, then the rest),
+    /// and bit 0 for one that began in the block before (the bits it ends with, prev's leading
+    /// ones, and those this block starts with, its trailing ones, add up to length).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong RunEnds(ulong bits, ulong prev, int length)
+    {
+        var t = bits & bits << 1;
+        t &= t << 2;
+        if (length == 15)
+        {
+            t &= t << 4;
+            t &= t << 7;
+        }
+        else
+        {
+            t &= t << 3;
+        }
+        var head = (ulong)BitOperations.TrailingZeroCount(~bits);
+        var across = head != 0 && head + (ulong)BitOperations.LeadingZeroCount(~prev) >= (ulong)length ? 1UL : 0;
+        return t | across;
     }
 
     /// <summary>A choice made when a generic method is compiled (one body each, the other branch gone).</summary>
@@ -532,7 +558,7 @@ public static class ValueScanner
     }
 
     /// <summary>The classes of 32 bytes (v; next: the same bytes one further), one bit each:
-    /// digits and number separators (run; a space counts when a digit or '(' follows it, as
+    /// digits and number separators (run; a space counts when a digit or a parenthesis follows it, as
     /// between card groups, and not in indentation), token bytes (word: letters, digits, - . _ :),
     /// and '@'.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -544,7 +570,7 @@ public static class ValueScanner
         var dashDot = Vector256.LessThan(v - Vector256.Create((byte)'-'), Vector256.Create((byte)2));
         var paren = Vector256.LessThan(v - Vector256.Create((byte)'('), Vector256.Create((byte)2));
         var digitOrParenNext = Vector256.LessThan(next - Vector256.Create((byte)'0'), Vector256.Create((byte)10)) |
-                               Vector256.Equals(next, Vector256.Create((byte)'('));
+                               Vector256.LessThan(next - Vector256.Create((byte)'('), Vector256.Create((byte)2));
         var spaceBeforeDigit = Vector256.Equals(v, Vector256.Create((byte)' ')) & digitOrParenNext;
         var run = digit | dashDot | paren | spaceBeforeDigit;
         var word = digit | letter | dashDot | Vector256.Equals(v, Vector256.Create((byte)'_')) | Vector256.Equals(v, Vector256.Create((byte)':'));

@@ -1,4 +1,5 @@
 using FsCheck;
+using FsCheck.Fluent;
 using System.IO.Compression;
 using System.Text;
 using System.Text.Json;
@@ -391,5 +392,26 @@ public sealed class OutputTests
         var x = Exchange(h, Harness.Bytes("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n"), []);
         Assert.Equal("200", x.Akto("status"));
         Assert.Equal("200", x.Akto("statusCode"));
+    }
+    [Fact]
+    public void A_media_type_is_found_in_any_case_where_a_compare_at_every_place_finds_it()
+    {
+        // the search jumps to the places of the first byte (either case); the old form compared at each
+        static bool EveryPlace(byte[] s, byte[] lower)
+        {
+            for (var i = 0; i + lower.Length <= s.Length; i++)
+                if (Collector.Http.HttpText.EqualsLower(s.AsSpan(i, lower.Length), lower)) return true;
+            return false;
+        }
+        string[] pieces = ["json", "JSON", "Json", "jso", "j", "son", "text/", "TEXT/", "xml", "x-www-form-urlencoded", "X-WWW-FORM", "application/",
+            "; charset=utf-8", "+", " ", "\u00e9", "n", "J", "/"];
+        byte[][] wanted = ["json"u8.ToArray(), "text/"u8.ToArray(), "xml"u8.ToArray(), "x-www-form-urlencoded"u8.ToArray(), "j"u8.ToArray(), "/"u8.ToArray()];
+        var gen = FsCheck.Fluent.Gen.Choose(0, 8).SelectMany(n => FsCheck.Fluent.Gen.ArrayOf(FsCheck.Fluent.Gen.Elements(pieces), n));
+        FsCheck.Fluent.Prop.ForAll(FsCheck.Fluent.Arb.ToArbitrary(gen), p =>
+        {
+            var s = Encoding.Latin1.GetBytes(string.Concat(p));
+            foreach (var w in wanted)
+                Assert.True(EveryPlace(s, w) == Collector.Output.BodyPlan.ContainsIgnoreCase(s, w), $"{w.Length}: {string.Concat(p)}");
+        }).Check(FsCheck.Config.QuickThrowOnFailure.WithMaxTest(2000));
     }
 }

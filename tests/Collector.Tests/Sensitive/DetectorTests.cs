@@ -260,6 +260,39 @@ public class DetectorTests
         Assert.Equal([BuiltIn.Email], found.Select(f => f.Category));
     }
 
+    [Theory]
+    [InlineData("4111111111111111", BuiltIn.CreditCard)] // a run of digits (7 or more)
+    [InlineData("550e8400-e29b-41d4-a716-446655440000", BuiltIn.Uuid)] // a run of token bytes (15 or more)
+    [InlineData("AKIAIOSFODNN7EXAMPLE", BuiltIn.AwsAccessKey)]
+    public void A_match_is_found_wherever_the_block_edges_cut_it_and_at_the_very_end(string match, BuiltIn category)
+    {
+        // the blocks carry a run's bytes into the next: every cut of the match by a block edge, and
+        // the last bytes of the body (fewer than a block) holding it whole or in part, at every width
+        var widths = WideBlocksSupported ? new[] { false, true } : [false];
+        try
+        {
+            foreach (var wide in widths)
+            {
+                ValueScanner.WideBlocks = wide;
+                for (var at = 0; at <= 200; at++)
+                    foreach (var after in new[] { 0, 1, 30, 70 })
+                    {
+                        var body = Encoding.ASCII.GetBytes("{\"k\":\"" + Filler(at) + "\",\"m\":\"" + match + "\"" + new string(' ', after) + "}");
+                        var found = new List<ValueMatch>();
+                        ValueScanner.Scan(body, KeyHint.None, ValueKind.JsonEscaped, ValueScanner.AllBuiltIns, found);
+                        var start = body.AsSpan().IndexOf(Encoding.ASCII.GetBytes(match));
+                        Assert.True(found.Contains(new ValueMatch(category, start, match.Length)), $"wide {wide}, at {at}, after {after}");
+                    }
+            }
+        }
+        finally
+        {
+            ValueScanner.WideBlocks = WideBlocksSupported;
+        }
+        // (text no block stops at: short words, so that only the match's own run can make it read)
+        static string Filler(int length) => string.Concat(Enumerable.Repeat("ab ", length / 3 + 1))[..length];
+    }
+
     private static readonly string[] Pieces =
     [
         "4111111111111111", "4111 1111 1111 1111", "5500-0055-5555-5559", "536-90-4399", "alice@example.com", "+14155552671",
