@@ -203,7 +203,8 @@ public static class ValueScanner
     /// and '.' with two colons (an IPv6 address of any length). Every match of a token has one
     /// of these, so a no here skips only what holds nothing.</summary>
     internal static bool MayHoldMatch(ReadOnlySpan<byte> s) =>
-        !MasksAccelerated || s.Length > 128 ? MayHoldMatchByteByByte(s) : s.Length <= 64 ? MayHoldMatchIn64(s) : MayHoldMatchByMasks(s);
+        s.Length < 7 ? s.IndexOfAny((byte)'@', (byte)':') >= 0 && MayHoldMatchByteByByte(s) // (too short for a number or a word)
+        : !MasksAccelerated || s.Length > 128 ? MayHoldMatchByteByByte(s) : s.Length <= 64 ? MayHoldMatchIn64(s) : MayHoldMatchByMasks(s);
 
     private static readonly bool MasksAccelerated = Vector512.IsHardwareAccelerated;
 
@@ -466,10 +467,24 @@ public static class ValueScanner
         var at = Vector512.GreaterThan(classes & Vector512.Create(ClassAt), zero).ExtractMostSignificantBits();
         // a space counts when a digit or a parenthesis follows it (the byte after the block for the last)
         var digitOrParen = Vector512.GreaterThan(classes & Vector512.Create((byte)(ClassDigit | ClassParen)), zero).ExtractMostSignificantBits();
-        var digitOrParenNext = digitOrParen >> 1 | (Validators.IsDigit(following) || following is (byte)'(' or (byte)')' ? 1UL << 63 : 0);
+        // (the byte after by a table, not compares: in text whether it is a digit comes in no order a predictor learns)
+        var digitOrParenNext = digitOrParen >> 1 | (ulong)DigitOrParen[following] << 63;
         run |= Vector512.Equals(v, Vector512.Create((byte)' ')).ExtractMostSignificantBits() & digitOrParenNext;
         return (run, word, at);
     }
+
+    /// <summary>1 for a digit or a parenthesis, by byte.</summary>
+    private static ReadOnlySpan<byte> DigitOrParen =>
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
 
     /// <summary>Whether five dashes in a row end in a 64-byte block (dash: its dashes, one bit per
     /// byte; prev: the block before's).</summary>
@@ -519,7 +534,7 @@ public static class ValueScanner
     }
 
     /// <summary>Not zero when a run of at least length (7 or 15) set bits of bits ends in this
-    /// block: the ends of those within it (ands of the bits shifted by 1, 2, 4, then the rest),
+    /// block: the ends of those within it (ands of the bits shifted by 1, 2, then 3, or 4 and 7),
     /// and bit 0 for one that began in the block before (the bits it ends with, prev's leading
     /// ones, and those this block starts with, its trailing ones, add up to length).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -527,18 +542,17 @@ public static class ValueScanner
     {
         var t = bits & bits << 1;
         t &= t << 2;
-        if (length == 15)
+        if (length == 7) t &= t << 3;
+        else
         {
             t &= t << 4;
             t &= t << 7;
         }
-        else
-        {
-            t &= t << 3;
-        }
-        var head = (ulong)BitOperations.TrailingZeroCount(~bits);
-        var across = head != 0 && head + (ulong)BitOperations.LeadingZeroCount(~prev) >= (ulong)length ? 1UL : 0;
-        return t | across;
+        // (in arithmetic, not branches: whether a block starts in a run is as good as a coin toss in text)
+        var head = (long)BitOperations.TrailingZeroCount(~bits);
+        var total = head + BitOperations.LeadingZeroCount(~prev) - length; // not negative: long enough
+        var across = bits & (ulong)~total >> 63; // (bits & 1: the block starts in the run)
+        return t | (across & 1);
     }
 
     /// <summary>A choice made when a generic method is compiled (one body each, the other branch gone).</summary>
