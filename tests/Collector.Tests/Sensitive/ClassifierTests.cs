@@ -241,6 +241,27 @@ public class ClassifierTests
     }
 
     [Fact]
+    public void The_classify_clock_is_read_for_some_exchanges_that_stand_for_every_one()
+    {
+        // each timed exchange counts for itself and the untimed ones after it: their sum is every
+        // exchange, bar the untimed ones still to come after the last timed one (at most 15)
+        var metrics = new SensitiveMetrics(100);
+        var classifier = new SensitiveClassifier(metrics, Key);
+        using var x = Make("/orders/1", responseBody: "{\"id\":1}");
+        var parts = new Collector.Output.MessageParts();
+        Collector.Output.AktoMessage.Decode(x, 1 << 20);
+        for (var n = 1; n <= 3000; n++)
+        {
+            Collector.Output.AktoMessage.Prepare(parts, x, Identity);
+            classifier.Classify(x, parts, SensitivePolicy.Default, 1 << 20);
+            parts.Release();
+            if (n == 1) Assert.True(metrics.ClassifyTicks.Value > 0); // the first is timed
+            Assert.InRange(classifier.ExchangesTimesStandFor, n, n + 15);
+        }
+        Assert.InRange(classifier.TimedExchanges, 3000 / 12, 3000 / 6); // about one in 8.5
+    }
+
+    [Fact]
     public void With_the_policy_off_the_message_is_what_it_always_was()
     {
         using var x = Make("/api/v1/customers/42", responseBody: Customer);
