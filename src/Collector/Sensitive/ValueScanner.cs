@@ -22,8 +22,8 @@ public enum ValueKind : byte
     /// <summary>The value of an Authorization header: a Bearer credential is a finding by itself.</summary>
     Authorization = 4,
     /// <summary>A value under 64 bytes the caller has found may hold a match (its shape, from the
-    /// masks of a region): read token by token without being asked again. Longer values are read
-    /// by blocks whatever it says.</summary>
+    /// masks of a region with no five dashes in a row): read token by token without being asked
+    /// again, and not searched for a PEM line. Longer values are read by blocks whatever it says.</summary>
     MayHold = 8,
 }
 
@@ -89,7 +89,8 @@ public static class ValueScanner
         // row, then the search below over the whole value); any other value is searched here
         var keysAt = found.Count;
         var keysPending = false;
-        if (On(enabled, BuiltIn.PrivateKey) && value.Length >= ShortestPemLine)
+        // (a value the caller found may hold a match was read with its region, which had no five dashes)
+        if (On(enabled, BuiltIn.PrivateKey) && value.Length >= ShortestPemLine && (kind & ValueKind.MayHold) == 0)
         {
             if (WideBlocks && value.Length >= 64 && (kind & ValueKind.JsonNumber) == 0 && Vector256.IsHardwareAccelerated) keysPending = true;
             else PrivateKeys(value, found);
