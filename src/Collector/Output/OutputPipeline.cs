@@ -132,6 +132,7 @@ public sealed class OutputPipeline
     /// policy and the writer at a cap that fits the Kafka limit.</summary>
     private void Encode(HttpExchange x, MessageBuffer buffer)
     {
+        AktoMessage.Prefetch(x);
         var reason = _filter.DropReason(x);
         if (reason is not null)
         {
