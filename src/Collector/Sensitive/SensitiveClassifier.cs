@@ -239,8 +239,8 @@ public sealed class SensitiveClassifier : IKeyHintSource
                 var valueStart = p + eq + 1;
                 if (value.IndexOfAny((byte)'%', (byte)'+') < 0)
                 {
-                    // (most parameters, page=2: too short for a number or a word, no '@' or ':')
-                    if (value.Length >= 7 || _policy.Custom.Count > 0 || value.IndexOfAny((byte)'@', (byte)':') >= 0)
+                    // (most parameters, page=2, hold nothing a built-in matches: not read unless a custom category may)
+                    if (_policy.Custom.Count > 0 || !ValueScanner.TooShortToMatch(value))
                         Value(value, valueStart, name, ValueKind.Text, location, spans, WhereKind.Named);
                 }
                 else

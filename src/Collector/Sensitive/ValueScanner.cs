@@ -204,8 +204,12 @@ public static class ValueScanner
     /// and '.' with two colons (an IPv6 address of any length). Every match of a token has one
     /// of these, so a no here skips only what holds nothing.</summary>
     internal static bool MayHoldMatch(ReadOnlySpan<byte> s) =>
-        s.Length < 7 ? s.IndexOfAny((byte)'@', (byte)':') >= 0 && MayHoldMatchByteByByte(s) // (too short for a number or a word)
-        : !MasksAccelerated || s.Length > 128 ? MayHoldMatchByteByByte(s) : s.Length <= 64 ? MayHoldMatchIn64(s) : MayHoldMatchByMasks(s);
+        !TooShortToMatch(s) &&
+        (s.Length < 7 || !MasksAccelerated || s.Length > 128 ? MayHoldMatchByteByByte(s) : s.Length <= 64 ? MayHoldMatchIn64(s) : MayHoldMatchByMasks(s));
+
+    /// <summary>Whether s is too short for a number or a word (under 7 bytes) and holds no '@' or
+    /// ':' (an email, an IPv6 form): then nothing a built-in matches can be in it.</summary>
+    internal static bool TooShortToMatch(ReadOnlySpan<byte> s) => s.Length < 7 && s.IndexOfAny((byte)'@', (byte)':') < 0;
 
     private static readonly bool MasksAccelerated = Vector512.IsHardwareAccelerated;
 
