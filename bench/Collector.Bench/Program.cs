@@ -57,6 +57,8 @@ public static class Program
             // cards, emails, phones and SSNs in their JSON (found, counted and named in the message)
             new("plain 4 KiB + sensitive", Http1((v, d) => Traffic.Plain(4096, v, d)), "sensitive", "plain 4 KiB", SensitivePolicy.Default),
             new("POST 1 KiB / 4 KiB + sensitive", Http1((v, d) => Traffic.Post(1024, 4096, v, d)), "sensitive", "POST 1 KiB / 4 KiB", SensitivePolicy.Default),
+            new("chunked 4 KiB (4 x 1 KiB) + sensitive", Http1((v, d) => Traffic.Chunked(4096, 1024, v, d)), "sensitive", "chunked 4 KiB (4 x 1 KiB)", SensitivePolicy.Default),
+            new("gzip 4 KiB + sensitive", Http1((v, d) => Traffic.Gzipped(4096, v, d)), "sensitive", "gzip 4 KiB", SensitivePolicy.Default),
             new("PII 4 KiB", Http1((v, d) => Traffic.Pii(4096, v, d)), "pii"),
             new("PII 4 KiB + sensitive", Http1((v, d) => Traffic.Pii(4096, v, d)), "sensitive pii", "PII 4 KiB", SensitivePolicy.Default),
             new("PII 4 KiB + sensitive mask", Http1((v, d) => Traffic.Pii(4096, v, d)), "sensitive pii", "PII 4 KiB", MaskPolicy),
