@@ -121,7 +121,7 @@ public static class Program
     private sealed record Scenario(string Name, Func<int, StreamDirection, ReplayTemplate> Make, string Tags = "", string? Baseline = null,
         SensitivePolicy? Policy = null);
 
-    private static readonly SensitivePolicy MaskPolicy = SensitivePolicy.Parse(
+    internal static readonly SensitivePolicy MaskPolicy = SensitivePolicy.Parse(
         "categories:\n  CREDIT_CARD: {action: mask}\n  SSN: {action: mask}\n  EMAIL: {action: mask}\n  PHONE_NUMBER: {action: mask}\n", "bench");
 
     private static Func<int, StreamDirection, ReplayTemplate> Http1(Func<int, StreamDirection, ExchangeTemplate> make) =>

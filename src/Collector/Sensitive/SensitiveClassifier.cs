@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Collector.Connections;
@@ -46,7 +45,7 @@ public sealed class SensitiveClassifier : IKeyHintSource
     private byte[] _decoded = new byte[256];
     private readonly JsonCursor _cursor = new();
     private readonly ValueScanner.RegionMasks _headerMasks = new();
-    private IncrementalHash? _hmac;
+    private KeyedHash? _keyedHash;
     private readonly Counter?[] _outcomes = new Counter?[4];
     // the note's entries, (category, where) each once per side in the order found; the notes of
     // entries seen before are served again (a body of records has few combinations)
@@ -655,10 +654,8 @@ public sealed class SensitiveClassifier : IKeyHintSource
         var keyed = _policy.MaskStyle == MaskStyle.Hmac && _maskKey is not null;
         if (keyed)
         {
-            // one HMAC kept for the key: HashData would set the key up again for every value
-            _hmac ??= IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, _maskKey!);
-            _hmac.AppendData(value);
-            _hmac.GetHashAndReset(mac);
+            _keyedHash ??= new KeyedHash(_maskKey!);
+            _keyedHash.Compute(value, mac);
         }
         if (number)
         {
