@@ -22,6 +22,15 @@ internal sealed class JsonCursor
     private int _depth, _stringStart, _lastStart, _lastLength;
     private bool _inString;
 
+    // the path through each level (prefix.key.key…), known for the levels below _pathsKnown: a
+    // level's key or a new level below makes it and those above unknown. The records of an array
+    // share their parents' paths, so a finding's path is its parent's and one key, found by the
+    // parent string and the key's bytes (Child), not spelled and hashed whole.
+    private readonly string[] _pathThrough = new string[MaxDepth];
+    private int _pathsKnown;
+    private string? _pathsPrefix;
+    private readonly TwoWayTable<(string? Parent, byte[]? Key, string Text)> _children = new(4096);
+
     // the block whose positions are being applied, and its positions not applied yet
     private int _block;
     private ulong _pending;
@@ -38,6 +47,7 @@ internal sealed class JsonCursor
         _inString = _stringCarry = _escapeCarry = false;
         _block = -64;
         _pending = 0;
+        _pathsKnown = 0;
     }
 
     /// <summary>Applies the structure before target (targets only grow between resets).</summary>
@@ -84,6 +94,7 @@ internal sealed class JsonCursor
             case (byte)'{':
             case (byte)'[':
                 if (_depth < MaxDepth) _levels[_depth] = (-1, 0, s[i] == '{');
+                if (_pathsKnown > _depth) _pathsKnown = _depth;
                 _depth++;
                 break;
             case (byte)'}':
@@ -91,7 +102,11 @@ internal sealed class JsonCursor
                 if (_depth > 0) _depth--;
                 break;
             case (byte)':':
-                if (_depth > 0 && _depth <= MaxDepth && _levels[_depth - 1].IsObject) _levels[_depth - 1] = (_lastStart, _lastLength, true);
+                if (_depth > 0 && _depth <= MaxDepth && _levels[_depth - 1].IsObject)
+                {
+                    _levels[_depth - 1] = (_lastStart, _lastLength, true);
+                    if (_pathsKnown > _depth - 1) _pathsKnown = _depth - 1;
+                }
                 break;
         }
     }
@@ -218,32 +233,80 @@ internal sealed class JsonCursor
 
     /// <summary>prefix.key.key… of the match at offset (the cursor is there); a match in a
     /// key ends with that key and "#key".</summary>
-    public string Path(string prefix, ReadOnlySpan<byte> s, int offset)
+    public string Path(string prefix, ReadOnlySpan<byte> s, int offset) =>
+        InKey(s, offset, out var keyEnd) ? Spelled(prefix, s, isKey: true, keyEnd) : ValuePath(prefix, s);
+
+    /// <summary>The same path spelled whole from the levels, as keys' paths are: the reference
+    /// the tests hold the paths known from the levels to.</summary>
+    internal string PathSpelled(string prefix, ReadOnlySpan<byte> s, int offset) =>
+        Spelled(prefix, s, InKey(s, offset, out var keyEnd), keyEnd);
+
+    /// <summary>Whether the match at offset is in a key: in a string whose closing quote a ':'
+    /// follows (keyEnd: that quote).</summary>
+    private bool InKey(ReadOnlySpan<byte> s, int offset, out int keyEnd)
     {
-        var isKey = false;
-        var keyEnd = 0;
-        if (_inString)
+        keyEnd = 0;
+        if (!_inString) return false;
+        var p = offset;
+        while (p < s.Length)
         {
-            // the string the match is in is a key when a ':' follows its closing quote
-            var p = offset;
-            while (p < s.Length)
+            var k = s[p..].IndexOfAny((byte)'"', (byte)'\\');
+            if (k < 0)
             {
-                var k = s[p..].IndexOfAny((byte)'"', (byte)'\\');
-                if (k < 0)
-                {
-                    p = s.Length;
-                    break;
-                }
-                p += k;
-                if (s[p] == '"') break;
-                p += 2;
+                p = s.Length;
+                break;
             }
-            if (p > s.Length) p = s.Length;
-            keyEnd = p;
-            p++;
-            while (p < s.Length && s[p] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') p++;
-            isKey = p < s.Length && s[p] == ':';
+            p += k;
+            if (s[p] == '"') break;
+            p += 2;
         }
+        if (p > s.Length) p = s.Length;
+        keyEnd = p;
+        p++;
+        while (p < s.Length && s[p] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') p++;
+        return p < s.Length && s[p] == ':';
+    }
+
+    /// <summary>The path of a value at the cursor: its parents' paths are known from the finding
+    /// before unless a key or a level changed under them.</summary>
+    private string ValuePath(string prefix, ReadOnlySpan<byte> s)
+    {
+        if (!ReferenceEquals(prefix, _pathsPrefix))
+        {
+            _pathsPrefix = prefix;
+            _pathsKnown = 0;
+        }
+        var levels = Math.Min(_depth, MaxDepth);
+        for (var d = _pathsKnown; d < levels; d++)
+        {
+            var parent = d == 0 ? prefix : _pathThrough[d - 1];
+            var (start, length, isObject) = _levels[d];
+            _pathThrough[d] = !isObject || start < 0 ? parent : Child(parent, s.Slice(start, length));
+        }
+        if (_pathsKnown < levels) _pathsKnown = levels;
+        return levels == 0 ? prefix : _pathThrough[levels - 1];
+    }
+
+    /// <summary>parent.key, made once per parent string and key bytes.</summary>
+    private string Child(string parent, ReadOnlySpan<byte> key)
+    {
+        var set = _children.SetOf(TwoWayTable.Hash(key, (ulong)RuntimeHelpers.GetHashCode(parent)));
+        for (var way = 0; way < 2; way++)
+        {
+            ref var entry = ref _children.Way(set, way);
+            if (ReferenceEquals(entry.Parent, parent) && key.SequenceEqual(entry.Key))
+            {
+                _children.Used(set, way);
+                return entry.Text;
+            }
+        }
+        var text = string.Concat(parent, ".", Encoding.UTF8.GetString(key));
+        _children.Add(set, (parent, key.ToArray(), text));
+        return text;
+    }
+
+    private string Spelled(string prefix, ReadOnlySpan<byte> s, bool isKey, int keyEnd)
+    {
         // the path is spelled in bytes and its string looked up by them: a body's few paths are
         // made once, however many records repeat them
         _paths.Start();

@@ -4,7 +4,8 @@ using Collector.Sensitive;
 namespace Collector.Tests.Sensitive;
 
 /// <summary>The JSON cursor's block walk (bit masks per 64 bytes) against its byte-by-byte walk:
-/// the same string state and the same path at every position, over generated bodies full of
+/// the same string state and the same path at every position (and that path the one spelled
+/// whole, where it is made from the parents' paths known before), over generated bodies full of
 /// escapes, brackets inside strings and cut documents, and at the block boundaries.</summary>
 public class JsonCursorTests
 {
@@ -35,7 +36,13 @@ public class JsonCursorTests
                 bytes.AdvanceByteByByte(body, target);
                 Assert.True(bytes.InString == blocks.InString, $"string state at {target} of {Encoding.UTF8.GetString(body)}");
                 if (target < body.Length)
-                    Assert.Equal(bytes.Path("response.body", body, target), blocks.Path("response.body", body, target));
+                {
+                    // the path from the parents' known paths is the one spelled whole, in either body
+                    var prefix = random.Next(2) == 0 ? "response.body" : "request.body";
+                    var spelled = bytes.PathSpelled(prefix, body, target);
+                    Assert.Equal(spelled, bytes.Path(prefix, body, target));
+                    Assert.Equal(spelled, blocks.Path(prefix, body, target));
+                }
                 positions++;
                 target += random.Next(1, 40);
             }
@@ -82,6 +89,39 @@ public class JsonCursorTests
             keys++;
         }
         Assert.Equal((40, 40), (cards, keys));
+    }
+
+    [Fact]
+    public void A_records_paths_are_made_once_and_follow_keys_that_change_under_them()
+    {
+        // records of an array, then a sibling object whose keys change the parents: every path is
+        // the spelled one, and the second pass over the same body makes no string
+        var records = string.Join(",", Enumerable.Range(0, 30).Select(i =>
+            $"{{\"email\":\"u{i}@example.com\",\"card\":{{\"number\":\"4111111111111111\"}},\"ssn\":\"536-90-{1000 + i}\"}}"));
+        var json = "{\"customers\":[" + records + "],\"owner\":{\"card\":\"4111111111111111\",\"deep\":{\"card\":\"4111111111111111\"}}}";
+        var body = Encoding.UTF8.GetBytes(json);
+        var c = new JsonCursor();
+        var targets = new List<int>();
+        foreach (var needle in new[] { "@example", "4111", "536-90" })
+            for (var at = json.IndexOf(needle, StringComparison.Ordinal); at >= 0; at = json.IndexOf(needle, at + 1, StringComparison.Ordinal))
+                targets.Add(at);
+        targets.Sort();
+        var paths = new HashSet<string>();
+        for (var pass = 0; pass < 2; pass++)
+        {
+            c.Reset();
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            foreach (var at in targets)
+            {
+                c.AdvanceTo(body, at);
+                var path = c.Path("response.body", body, at);
+                if (pass == 0) Assert.Equal(c.PathSpelled("response.body", body, at), path);
+                paths.Add(path);
+            }
+            if (pass == 1) Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+        Assert.Equal(new[] { "response.body.customers.card.number", "response.body.customers.email", "response.body.customers.ssn",
+            "response.body.owner.card", "response.body.owner.deep.card" }, paths.Order());
     }
 
     [Fact]
