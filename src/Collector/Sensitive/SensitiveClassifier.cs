@@ -59,7 +59,10 @@ public sealed class SensitiveClassifier : IKeyHintSource
     private int _requestEntries, _responseEntries;
     private readonly TwoWayTable<(SensitiveLocation Location, byte[]? Name, string? Where)> _namedWhere = new(1024);
     private readonly StringBuilder _note = new();
-    private (string? Endpoint, Counter? Counter)[] _counters = [];
+    private (string? Endpoint, Counter? Counter, int Pending)[] _counters = [];
+    // the slots counted in this exchange: their counters are added to once, at its end
+    private int[] _countedSlots = new int[16];
+    private int _countedCount;
     private SensitivePolicy? _countersPolicy;
 
     /// <summary>maskKey: the HMAC key of keyed-hash masking (SENSITIVE_DATA_MASK_KEY); null: none set.</summary>
@@ -109,6 +112,7 @@ public sealed class SensitiveClassifier : IKeyHintSource
         masked |= Query(parts);
         masked |= Body(parts.Request, SensitiveLocation.RequestBody, bodyCap);
 
+        AddCounts();
         if (_findings.Count > 0)
         {
             // the same findings in the same places as the exchange before (a request id in every
@@ -482,19 +486,37 @@ public sealed class SensitiveClassifier : IKeyHintSource
     }
 
     /// <summary>One more finding on the series of (category, location, endpoint template); the
-    /// series' counter is remembered per category and location while the endpoint stays.</summary>
+    /// series' counter is remembered per category and location while the endpoint stays. The
+    /// findings are summed per series and added at the exchange's end (<see cref="AddCounts"/>):
+    /// a body of records finds the same few series a hundred times.</summary>
     private void Count(int id, string name, SensitiveLocation location)
     {
         _endpoint ??= _templates.Of(_x.Request);
         if (!ReferenceEquals(_countersPolicy, _policy))
         {
-            _counters = new (string?, Counter?)[_policy.ById.Length * LocationLabels.Length];
+            _counters = new (string?, Counter?, int)[_policy.ById.Length * LocationLabels.Length];
             _countersPolicy = _policy;
         }
-        ref var slot = ref _counters[id * LocationLabels.Length + (int)location];
+        var index = id * LocationLabels.Length + (int)location;
+        ref var slot = ref _counters[index];
         if (!ReferenceEquals(slot.Endpoint, _endpoint))
-            slot = (_endpoint, _metrics.Findings(name, LocationLabels[(int)location], _endpoint));
-        slot.Counter!.Increment();
+            slot = (_endpoint, _metrics.Findings(name, LocationLabels[(int)location], _endpoint), 0);
+        if (slot.Pending++ == 0)
+        {
+            if (_countedCount == _countedSlots.Length) Array.Resize(ref _countedSlots, _countedCount * 2);
+            _countedSlots[_countedCount++] = index;
+        }
+    }
+
+    private void AddCounts()
+    {
+        for (var i = 0; i < _countedCount; i++)
+        {
+            ref var slot = ref _counters[_countedSlots[i]];
+            slot.Counter!.Add(slot.Pending);
+            slot.Pending = 0;
+        }
+        _countedCount = 0;
     }
 
     private bool InScope(CategoryRule rule)

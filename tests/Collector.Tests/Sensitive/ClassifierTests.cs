@@ -34,6 +34,30 @@ public class ClassifierTests
     }
 
     [Fact]
+    public void Every_finding_is_counted_on_its_series_across_exchanges_and_endpoints()
+    {
+        // one classifier (as on an event thread): findings of one series in one exchange, then
+        // the next exchange on another endpoint, then the first endpoint again
+        var metrics = new SensitiveMetrics(100);
+        var classifier = new SensitiveClassifier(metrics, Key);
+        var records = "[" + string.Join(",", Enumerable.Range(0, 7).Select(i => $"{{\"card\":\"4111111111111111\",\"email\":\"u{i}@example.com\"}}")) + "]";
+        foreach (var (target, body) in new[] { ("/api/v1/customers/1", records), ("/api/v1/orders/2", "{\"card\":\"4111111111111111\"}"), ("/api/v1/customers/3", records) })
+        {
+            using var x = Make(target, responseBody: body, requestHeaders: [("X-Contact", "ops@example.com")]);
+            var parts = new Collector.Output.MessageParts();
+            Collector.Output.AktoMessage.Decode(x, 1 << 20);
+            Collector.Output.AktoMessage.Prepare(parts, x, Identity);
+            classifier.Classify(x, parts, SensitivePolicy.Default, 1 << 20);
+            parts.Release();
+        }
+        Assert.Equal(14, metrics.Findings("CREDIT_CARD", "response.body", "api.example.com/api/v1/customers/INTEGER").Value);
+        Assert.Equal(14, metrics.Findings("EMAIL", "response.body", "api.example.com/api/v1/customers/INTEGER").Value);
+        Assert.Equal(2, metrics.Findings("EMAIL", "request.header", "api.example.com/api/v1/customers/INTEGER").Value);
+        Assert.Equal(1, metrics.Findings("CREDIT_CARD", "response.body", "api.example.com/api/v1/orders/INTEGER").Value);
+        Assert.Equal(1, metrics.Findings("EMAIL", "request.header", "api.example.com/api/v1/orders/INTEGER").Value);
+    }
+
+    [Fact]
     public void Masking_replaces_exactly_the_matched_spans_with_the_keyed_hash()
     {
         using var x = Make("/api/v1/customers/42", responseBody: Customer);
