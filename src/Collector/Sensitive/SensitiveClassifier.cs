@@ -1,5 +1,7 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
@@ -647,7 +649,9 @@ public sealed class SensitiveClassifier : IKeyHintSource
     /// Spans that overlap are merged into one: the bytes between matches are copied as they are.</summary>
     private byte[] Replace(ReadOnlySpan<byte> source, List<MaskSpan> spans, out int length)
     {
-        spans.Sort((a, b) => a.Start != b.Start ? a.Start.CompareTo(b.Start) : b.Length.CompareTo(a.Length));
+        // (a body's matches come front to back: sorted already, but for a header's or a custom category's)
+        if (!Ordered(CollectionsMarshal.AsSpan(spans)))
+            spans.Sort((a, b) => a.Start != b.Start ? a.Start.CompareTo(b.Start) : b.Length.CompareTo(a.Length));
         var output = ArrayPool<byte>.Shared.Rent(source.Length + spans.Count * (MaskMaxBytes + 8) + 16);
         var o = 0;
         var p = 0;
@@ -664,12 +668,21 @@ public sealed class SensitiveClassifier : IKeyHintSource
         return output;
     }
 
+    private static bool Ordered(ReadOnlySpan<MaskSpan> spans)
+    {
+        for (var i = 1; i < spans.Length; i++)
+            if (spans[i].Start < spans[i - 1].Start || (spans[i].Start == spans[i - 1].Start && spans[i].Length > spans[i - 1].Length))
+                return false;
+        return true;
+    }
+
     private const int MaskMaxBytes = 96;
 
     /// <summary>The mask of value into dest: [CATEGORY:16 hex digits of HMAC-SHA256] (equal values
     /// give equal masks: they stay joinable, and without the key cannot be reversed), or the
     /// fixed text. A whole JSON number is masked with digits of the same length, so the document
     /// keeps its types and stays valid.</summary>
+    [SkipLocalsInit]
     private int Mask(ReadOnlySpan<byte> value, int category, bool number, Span<byte> dest)
     {
         Span<byte> mac = stackalloc byte[32];
@@ -686,27 +699,40 @@ public sealed class SensitiveClassifier : IKeyHintSource
             if (dest[0] == '0') dest[0] = (byte)'1'; // a JSON number has no leading zero
             return value.Length;
         }
-        if (!keyed)
-        {
-            var text = _policy.FixedMask;
-            for (var i = 0; i < text.Length; i++) dest[i] = (byte)text[i];
-            return text.Length;
-        }
-        var name = _policy.NameOf(category);
-        var n = 0;
-        dest[n++] = (byte)'[';
-        foreach (var ch in name.AsSpan(0, Math.Min(name.Length, 64))) dest[n++] = (byte)ch;
-        dest[n++] = (byte)':';
-        for (var i = 0; i < 8; i++)
-        {
-            dest[n++] = Hex(mac[i] >> 4);
-            dest[n++] = Hex(mac[i] & 0xF);
-        }
+        var text = MaskText(category, keyed);
+        text.CopyTo(dest);
+        if (!keyed) return text.Length;
+        var n = text.Length;
+        for (var i = 0; i < 8; i++, n += 2) BinaryPrimitives.WriteUInt16LittleEndian(dest[n..], HexPairs[mac[i]]);
         dest[n++] = (byte)']';
         return n;
     }
 
-    private static byte Hex(int v) => (byte)(v < 10 ? '0' + v : 'a' + v - 10);
+    /// <summary>The fixed mask, or "[CATEGORY:" in front of a keyed one, in bytes: made once per
+    /// category of a policy.</summary>
+    private byte[] MaskText(int category, bool keyed)
+    {
+        if (!ReferenceEquals(_maskTextsPolicy, _policy))
+        {
+            _maskTexts = new byte[]?[_policy.ById.Length + 1];
+            _maskTextsPolicy = _policy;
+        }
+        var slot = keyed ? category : _maskTexts.Length - 1;
+        if (_maskTexts[slot] is { } made) return made;
+        var name = _policy.NameOf(category);
+        var chars = keyed ? "[" + name[..Math.Min(name.Length, 64)] + ":" : _policy.FixedMask;
+        // one byte per character, as the masks have always been written
+        var bytes = new byte[chars.Length];
+        for (var i = 0; i < chars.Length; i++) bytes[i] = (byte)chars[i];
+        return _maskTexts[slot] = bytes;
+    }
+
+    private byte[]?[] _maskTexts = [];
+    private SensitivePolicy? _maskTextsPolicy;
+
+    // the two lower-case hex digits of a byte, the first in the low byte (written little-endian)
+    private static readonly ushort[] HexPairs = Enumerable.Range(0, 256)
+        .Select(b => (ushort)("0123456789abcdef"[b >> 4] | "0123456789abcdef"[b & 0xF] << 8)).ToArray();
 
     /// <summary>The keys of the JSON document from the root to where the reader is: offsets into
     /// the body, so that a path string is made only for a finding.</summary>
