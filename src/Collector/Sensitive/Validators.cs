@@ -78,25 +78,53 @@ public static class Validators
     public static (int Start, int Length) Email(ReadOnlySpan<byte> s, int at)
     {
         var start = at;
-        while (start > 0 && IsLocal(s[start - 1])) start--;
+        while (start > 0 && (EmailBytes[s[start - 1]] & LocalByte) != 0) start--;
         while (start < at && s[start] == '.') start++;
         if (start == at || at - start > 64 || s[at - 1] == '.') return default;
         var end = at + 1;
-        while (end < s.Length && IsDomain(s[end])) end++;
+        while (end < s.Length && (EmailBytes[s[end]] & DomainByte) != 0) end++;
         while (end > at + 1 && (s[end - 1] == '.' || s[end - 1] == '-')) end--; // a sentence's full stop
         var domain = s[(at + 1)..end];
-        var lastDot = domain.LastIndexOf((byte)'.');
-        if (lastDot <= 0 || domain.Length > 253) return default;
+        if (domain.IsEmpty || domain.Length > 253 || domain[0] == '-') return default;
+        // one pass: no "..", ".-" or "-.", and the last dot
+        var lastDot = -1;
+        byte before = 0;
+        for (var i = 0; i < domain.Length; i++)
+        {
+            var c = domain[i];
+            if (c == '.')
+            {
+                if (before is (byte)'.' or (byte)'-') return default;
+                lastDot = i;
+            }
+            else if (c == '-' && before == '.') return default;
+            before = c;
+        }
+        if (lastDot <= 0) return default;
         var tld = domain[(lastDot + 1)..];
         if (tld.Length < 2) return default;
         foreach (var c in tld)
             if (!IsLetter(c)) return default;
-        if (domain[0] == '-' || domain.IndexOf(".."u8) >= 0 || domain.IndexOf(".-"u8) >= 0 || domain.IndexOf("-."u8) >= 0) return default;
         return (start, end - start);
     }
 
-    private static bool IsLocal(byte c) => IsLetter(c) || IsDigit(c) || c is (byte)'.' or (byte)'_' or (byte)'%' or (byte)'+' or (byte)'-';
-    private static bool IsDomain(byte c) => IsLetter(c) || IsDigit(c) || c is (byte)'.' or (byte)'-';
+    private const byte LocalByte = 1, DomainByte = 2;
+
+    // what each byte may be in an address: a table, as the loops above read every byte of it
+    private static readonly byte[] EmailBytes = MakeEmailBytes();
+
+    private static byte[] MakeEmailBytes()
+    {
+        var t = new byte[256];
+        for (var c = 0; c < 256; c++)
+        {
+            var alnum = IsLetter((byte)c) || IsDigit((byte)c);
+            if (alnum || c is '.' or '_' or '%' or '+' or '-') t[c] |= LocalByte;
+            if (alnum || c is '.' or '-') t[c] |= DomainByte;
+        }
+        return t;
+    }
+
     public static bool IsLetter(byte c) => (uint)((c | 0x20) - 'a') <= 'z' - 'a';
     public static bool IsDigit(byte c) => (uint)(c - '0') <= 9;
     public static bool IsUpperOrDigit(byte c) => (uint)(c - 'A') <= 'Z' - 'A' || IsDigit(c);

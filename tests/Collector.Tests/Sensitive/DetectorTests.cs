@@ -93,6 +93,10 @@ public class DetectorTests
     [InlineData("alice@")]
     [InlineData("alice@example.c")]
     [InlineData("alice@-example.com")]
+    [InlineData("alice@example..com")]
+    [InlineData("alice@example.-mail.com")]
+    [InlineData("alice@example-.mail.com")]
+    [InlineData("alice.@example.com")]
     [InlineData("git@github.com:org/repo")]   // found: github.com is a domain; shows the span stops at ':'
     public void Malformed_emails_are_not(string text)
     {
