@@ -778,10 +778,20 @@ public static class ValueScanner
     }
 
     /// <summary>The digits of the number token s[i..end] through the validators. Apart from
-    /// NumberToken so that its buffer on the stack (a frame with a stack guard, compiled
-    /// without tiering) is paid by the few numbers long enough, not by every digit run.</summary>
+    /// NumberToken, and the copy of separated digits apart again, so that a buffer on the stack
+    /// (a frame with a stack guard, compiled without tiering) is paid only by the numbers long
+    /// enough that have separators, not by every digit run.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static bool CheckedDigits(ReadOnlySpan<byte> s, int i, int end, int count, int groups, ulong groupLengths, byte sep,
+        bool plus, bool open, in Context cx)
+    {
+        // a bare run (a card number, an id) is its own digits: nothing to copy
+        if (groups == 1 && !plus && !open) return Digits(s, s[i..end], s[i..end], groups, groupLengths, sep, plus, open, i, in cx);
+        return SeparatedDigits(s, i, end, count, groups, groupLengths, sep, plus, open, in cx);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static bool SeparatedDigits(ReadOnlySpan<byte> s, int i, int end, int count, int groups, ulong groupLengths, byte sep,
         bool plus, bool open, in Context cx)
     {
         Span<byte> digits = stackalloc byte[20];
