@@ -108,13 +108,20 @@ public sealed class SensitiveClassifier : IKeyHintSource
         // the request was parsed before its response, and on a busy node other connections' bytes
         // came between: its lines are mostly out of the cache, the response's still in it. The
         // output asked for them (AktoMessage.Prefetch); they are read after the response, by then on their way.
-        masked |= Headers(parts.Response, SensitiveLocation.ResponseHeader);
-        masked |= Body(parts.Response, SensitiveLocation.ResponseBody, bodyCap);
-        masked |= Headers(parts.Request, SensitiveLocation.RequestHeader);
-        masked |= Query(parts);
-        masked |= Body(parts.Request, SensitiveLocation.RequestBody, bodyCap);
-
-        AddCounts();
+        try
+        {
+            masked |= Headers(parts.Response, SensitiveLocation.ResponseHeader);
+            masked |= Body(parts.Response, SensitiveLocation.ResponseBody, bodyCap);
+            masked |= Headers(parts.Request, SensitiveLocation.RequestHeader);
+            masked |= Query(parts);
+            masked |= Body(parts.Request, SensitiveLocation.RequestBody, bodyCap);
+        }
+        finally
+        {
+            // an exchange that breaks off (the output counts it as an error) still counts what was
+            // found, and leaves no sums behind for the next one, whose policy may be another
+            AddCounts();
+        }
         if (_findings.Count > 0)
         {
             // the same findings in the same places as the exchange before (a request id in every

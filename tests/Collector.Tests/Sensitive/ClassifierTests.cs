@@ -37,24 +37,56 @@ public class ClassifierTests
     public void Every_finding_is_counted_on_its_series_across_exchanges_and_endpoints()
     {
         // one classifier (as on an event thread): findings of one series in one exchange, then
-        // the next exchange on another endpoint, then the first endpoint again
+        // the next exchange on another endpoint, then the first endpoint again, then a reload
         var metrics = new SensitiveMetrics(100);
         var classifier = new SensitiveClassifier(metrics, Key);
         var records = "[" + string.Join(",", Enumerable.Range(0, 7).Select(i => $"{{\"card\":\"4111111111111111\",\"email\":\"u{i}@example.com\"}}")) + "]";
-        foreach (var (target, body) in new[] { ("/api/v1/customers/1", records), ("/api/v1/orders/2", "{\"card\":\"4111111111111111\"}"), ("/api/v1/customers/3", records) })
+        // the last exchange under a reloaded policy (another object, the same categories reported)
+        var reloaded = Policy("categories:\n  CREDIT_CARD: {action: report}\n  EMAIL: {action: report}\n");
+        foreach (var (target, body, policy) in new[] { ("/api/v1/customers/1", records, SensitivePolicy.Default),
+                     ("/api/v1/orders/2", "{\"card\":\"4111111111111111\"}", SensitivePolicy.Default), ("/api/v1/customers/3", records, SensitivePolicy.Default),
+                     ("/api/v1/customers/4", records, reloaded) })
         {
             using var x = Make(target, responseBody: body, requestHeaders: [("X-Contact", "ops@example.com")]);
-            var parts = new Collector.Output.MessageParts();
-            Collector.Output.AktoMessage.Decode(x, 1 << 20);
-            Collector.Output.AktoMessage.Prepare(parts, x, Identity);
-            classifier.Classify(x, parts, SensitivePolicy.Default, 1 << 20);
+            var parts = Prepared(x);
+            classifier.Classify(x, parts, policy, 1 << 20);
             parts.Release();
         }
-        Assert.Equal(14, metrics.Findings("CREDIT_CARD", "response.body", "api.example.com/api/v1/customers/INTEGER").Value);
-        Assert.Equal(14, metrics.Findings("EMAIL", "response.body", "api.example.com/api/v1/customers/INTEGER").Value);
-        Assert.Equal(2, metrics.Findings("EMAIL", "request.header", "api.example.com/api/v1/customers/INTEGER").Value);
+        Assert.Equal(21, metrics.Findings("CREDIT_CARD", "response.body", "api.example.com/api/v1/customers/INTEGER").Value);
+        Assert.Equal(21, metrics.Findings("EMAIL", "response.body", "api.example.com/api/v1/customers/INTEGER").Value);
+        Assert.Equal(3, metrics.Findings("EMAIL", "request.header", "api.example.com/api/v1/customers/INTEGER").Value);
         Assert.Equal(1, metrics.Findings("CREDIT_CARD", "response.body", "api.example.com/api/v1/orders/INTEGER").Value);
         Assert.Equal(1, metrics.Findings("EMAIL", "request.header", "api.example.com/api/v1/orders/INTEGER").Value);
+    }
+
+    [Fact]
+    public void An_exchange_that_breaks_off_counts_what_it_found_and_leaves_nothing_to_the_next()
+    {
+        var metrics = new SensitiveMetrics(100);
+        var classifier = new SensitiveClassifier(metrics, Key);
+        var records = "[" + string.Join(",", Enumerable.Range(0, 3).Select(_ => "{\"card\":\"4111111111111111\"}")) + "]";
+        using (var broken = Make("/api/v1/customers/1", responseBody: records))
+        {
+            var parts = Prepared(broken);
+            // the response is read first; the request side then fails (a defect stood in for by a missing message)
+            parts.Request.Message = null!;
+            Assert.Throws<NullReferenceException>(() => classifier.Classify(broken, parts, SensitivePolicy.Default, 1 << 20));
+        }
+        Assert.Equal(3, metrics.Findings("CREDIT_CARD", "response.body", "api.example.com/api/v1/customers/INTEGER").Value);
+        // the next exchange, under a reloaded policy whose counters are laid out anew
+        using var next = Make("/api/v1/orders/2", responseBody: records);
+        var outcome = classifier.Classify(next, Prepared(next), Policy("categories:\n  CREDIT_CARD: {action: report}\n"), 1 << 20);
+        Assert.Equal(ClassifyOutcome.Reported, outcome);
+        Assert.Equal(3, metrics.Findings("CREDIT_CARD", "response.body", "api.example.com/api/v1/orders/INTEGER").Value);
+        Assert.Equal(3, metrics.Findings("CREDIT_CARD", "response.body", "api.example.com/api/v1/customers/INTEGER").Value);
+    }
+
+    private static Collector.Output.MessageParts Prepared(Collector.Connections.HttpExchange x)
+    {
+        var parts = new Collector.Output.MessageParts();
+        Collector.Output.AktoMessage.Decode(x, 1 << 20);
+        Collector.Output.AktoMessage.Prepare(parts, x, Identity);
+        return parts;
     }
 
     [Fact]

@@ -20,13 +20,15 @@ public class JsonCursorTests
     {
         var random = new Random(20261129);
         var positions = 0;
+        // one pair of cursors for every document, as a classifier keeps one: what they know of
+        // one body's paths must not carry into the next
+        var (blocks, bytes) = (new JsonCursor(), new JsonCursor());
         for (var doc = 0; doc < 3000; doc++)
         {
             var sb = new StringBuilder();
             var pieces = random.Next(0, 120);
             for (var i = 0; i < pieces; i++) sb.Append(Pieces[random.Next(Pieces.Length)]);
             var body = Encoding.UTF8.GetBytes(sb.ToString());
-            var (blocks, bytes) = (new JsonCursor(), new JsonCursor());
             blocks.Reset();
             bytes.Reset();
             var target = 0;
@@ -122,6 +124,29 @@ public class JsonCursorTests
         }
         Assert.Equal(new[] { "response.body.customers.card.number", "response.body.customers.email", "response.body.customers.ssn",
             "response.body.owner.card", "response.body.owner.deep.card" }, paths.Order());
+    }
+
+    [Fact]
+    public void Paths_deeper_than_the_levels_kept_are_the_spelled_ones()
+    {
+        // 70 levels of {"kN": …}, a card at the bottom, then back up to levels with keys changed under them
+        var sb = new StringBuilder();
+        for (var d = 0; d < 70; d++) sb.Append($"{{\"k{d}\":");
+        sb.Append("\"4111111111111111\"");
+        for (var d = 69; d >= 60; d--) sb.Append($",\"x{d}\":\"4111111111111111\"}}");
+        sb.Append(",\"y\":{\"z\":\"4111111111111111\"}");
+        var json = sb.ToString();
+        var body = Encoding.UTF8.GetBytes(json);
+        var c = new JsonCursor();
+        c.Reset();
+        var checkedPaths = 0;
+        for (var at = json.IndexOf("4111", StringComparison.Ordinal); at >= 0; at = json.IndexOf("4111", at + 1, StringComparison.Ordinal))
+        {
+            c.AdvanceTo(body, at);
+            Assert.Equal(c.PathSpelled("response.body", body, at), c.Path("response.body", body, at));
+            checkedPaths++;
+        }
+        Assert.Equal(12, checkedPaths);
     }
 
     [Fact]
